@@ -1,0 +1,104 @@
+"""`hashpilot` command line: dispatches to one module per sub-command.
+
+Imports are explicit (inside small loader functions) so PyInstaller sees every module without
+dynamic discovery, while `hashpilot --version` stays fast.
+"""
+
+import sys
+
+from agent import __version__
+
+
+def _sim():
+    from hal.sim import main as m
+    return m.main
+
+
+def _chain():
+    from hal.tools import chain_cli as m
+    return m.main
+
+
+def _frame():
+    from hal.tools import frame_cli as m
+    return m.main
+
+
+def _bench():
+    from agent import bench as m
+    return m.main
+
+
+def _run():
+    from agent import runner as m
+    return m.main
+
+
+def _demo():
+    from agent import demo as m
+    return m.main
+
+
+def _config():
+    from agent import config as m
+    return m.main
+
+
+def _schema():
+    from mqtt_schema import cli as m
+    return m.main
+
+
+def _tune():
+    from agent import tune_cli as m
+    return m.main
+
+
+def _firmware():
+    from firmware_hooks import cli as m
+    return m.main
+
+
+COMMANDS = {
+    'sim': (_sim, 'run the hashboard simulator on pseudo-terminals'),
+    'chain': (_chain, 'scan a chain / show per-chip status (integrators)'),
+    'frame': (_frame, 'decode or encode BM13xx frames (protocol analyser)'),
+    'bench': (_bench, 'benchmarks: UART sweep, autotune'),
+    'run': (_run, 'run the agent (control loop, safety, MQTT)'),
+    'demo': (_demo, 'simulated S21 + local Mosquitto + agent with a live console view'),
+    'config': (_config, 'print an example config / check a config file'),
+    'schema': (_schema, 'MQTT schema: decode payloads, write the reference doc'),
+    'tune': (_tune, 'autotune from the command line; render a saved result'),
+    'firmware': (_firmware, 'install into a root, upgrade/rollback, event hooks'),
+}
+
+
+def usage():
+    lines = ['usage: hashpilot [--version] COMMAND [ARGS...]', '', 'commands:']
+    for name in COMMANDS:
+        lines.append('  %-9s %s' % (name, COMMANDS[name][1]))
+    lines.append('')
+    lines.append("run 'hashpilot COMMAND --help' for a command's options")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help', 'help'):
+        print(usage())
+        return 0
+    if argv[0] in ('--version', 'version'):
+        print('hashpilot %s' % __version__)
+        return 0
+    entry = COMMANDS.get(argv[0])
+    if entry is None:
+        print('hashpilot: unknown command %r\n\n%s' % (argv[0], usage()), file=sys.stderr)
+        return 2
+    try:
+        return entry[0]()(argv[1:]) or 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command-line tools for integrators: chain scan/status, frame analyser."""
