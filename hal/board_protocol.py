@@ -106,7 +106,8 @@ class Framer:
                 pos = begin
                 break
         if pos:
-            del self.buf[:pos]
+            # slice copy, not del: MicroPython bytearrays do not support item deletion
+            self.buf = self.buf[pos:]
         return out
 
 

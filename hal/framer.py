@@ -73,7 +73,8 @@ class ResponseFramer:
                 pos = begin
                 break
         if pos:
-            del buf[:pos]
+            # slice copy, not del: MicroPython bytearrays do not support item deletion
+            self.buf = buf[pos:]
         return out
 
     def stats(self):
@@ -147,7 +148,8 @@ class CommandFramer:
                 pos = begin
                 break
         if pos:
-            del buf[:pos]
+            # slice copy, not del: MicroPython bytearrays do not support item deletion
+            self.buf = buf[pos:]
         return out
 
     def stats(self):

@@ -1,0 +1,94 @@
+"""The pure core runs unchanged under a real MicroPython 1.27 (WebAssembly build under Node).
+
+Each check is an expression evaluated in CPython and in MicroPython; the printed results must
+match. Modules are copied into the interpreter's /lib, as they would be on an ESP32 board.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPY_DIR = os.path.join(ROOT, 'tests', 'mpy')
+
+# Modules that must stay MicroPython-safe (docs/ARCHITECTURE.md, "Pure core").
+PURE_MODULES = [
+    'hal/__init__.py', 'hal/crc.py', 'hal/codec.py', 'hal/framer.py', 'hal/pll.py',
+    'hal/families.py', 'hal/models.py', 'hal/limits.py', 'hal/board_protocol.py',
+]
+OPTIONAL_PURE = ['hal/sim/__init__.py', 'hal/sim/physics.py']
+
+CHECKS = [
+    ('hal.crc', "hex(crc.crc16_ccitt_false(b'123456789'))"),
+    ('hal.crc', "[crc.crc5(bytes([h, 5, a, 0])) for h in (0x52, 0x53, 0x40) for a in (0, 2)]"),
+    ('hal.codec', "codec.write_reg(0xA4, 0x9000FFFF, broadcast=True)"),
+    ('hal.codec', "codec.set_address(2) + codec.chain_inactive() + codec.read_reg(0, broadcast=True)"),
+    ('hal.codec', "codec.job(bytes(range(20)))"),
+    ('hal.codec', "sorted(codec.decode_command(codec.write_reg(0x08, 0x50C20240, 4)).items())"),
+    ('hal.codec', "sorted(codec.decode_response(codec.nonce_response(0x12345678, 3, 0x35, 0xBEEF, 11), 'bm1368').items())"),
+    ('hal.codec', "sorted(codec.decode_response(bytes.fromhex('aa5513700000000006')).items())"),
+    ('hal.framer', "framer.ResponseFramer(9).feed(b'\\x00\\xaa\\x55\\x01' + codec.reg_response(0x13680000, 0, 0) + b'\\xaa')"),
+    ('hal.framer', "framer.CommandFramer().feed(b'junk' + codec.read_reg(0x8C, 4) + codec.job(b'abc')[:-1] + b'\\x00')"),
+    ('hal.pll', "[pll.solve(families.get(n), f)['reg'] for n in ('BM1366', 'BM1368', 'BM1370', 'BM1397') for f in (50, 485, 490, 600)]"),
+    ('hal.pll', "[round(pll.decode(families.get('BM1366'), 0x50C20240), 3), pll.ramp(485, 500)]"),
+    ('hal.families', "[families.ticket_mask_value(b) for b in (0, 8, 9, 14)]"),
+    ('hal.families', "[families.address_interval(n, r) for n in (1, 65, 108, 126) for r in ('pow2', 'even')]"),
+    ('hal.families', "int(round(families.temp_c_from_code(families.temp_code_from_c(78.25)) * 100))"),  # float repr differs across interpreters
+    ('hal.models', "[models.chips_total(models.get(m)) for m in ('S19JPRO', 'S21', 'GAMMA')]"),
+    ('hal.limits', "limits.HardwareLimits(models.get('S21'), families.get('BM1368')).check_board_mv(14400)"),
+    ('hal.board_protocol', "board_protocol.Framer().feed(b'\\xb5' + board_protocol.encode(7, 0x10, b'\\xff\\x3c'))"),
+]
+
+
+def _node():
+    return shutil.which('node')
+
+
+def _mpy_installed():
+    return os.path.isdir(os.path.join(MPY_DIR, 'node_modules', '@micropython',
+                                      'micropython-webassembly-pyscript'))
+
+
+def _script(checks):
+    lines = ['from hal import crc, codec, framer, pll, families, models, limits, board_protocol']
+    for mod, expr in checks:
+        lines.append('print(repr(%s))' % expr)
+    return '\n'.join(lines) + '\n'
+
+
+def test_pure_core_matches_cpython(tmp_path):
+    if not _node():
+        pytest.fail('node is required for the MicroPython check (install nodejs)')
+    if not _mpy_installed():
+        pytest.fail('run `make setup` (npm install in tests/mpy) to get MicroPython 1.27')
+    script = _script(CHECKS)
+    ns = {}
+    exec(script.replace('print(repr(', '_out.append(repr(').replace('))\n', '))\n'),
+         {'_out': ns.setdefault('out', [])})
+    expected = ns['out']
+    path = tmp_path / 'checks.py'
+    path.write_text(script)
+    mods = PURE_MODULES + [m for m in OPTIONAL_PURE if os.path.exists(os.path.join(ROOT, m))]
+    proc = subprocess.run(['node', os.path.join(MPY_DIR, 'run_mpy.mjs'), str(path)] + mods,
+                          cwd=MPY_DIR, env=dict(os.environ, HASHPILOT_ROOT=ROOT),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    got = proc.stdout.splitlines()
+    assert len(got) == len(expected), proc.stdout
+    for (mod, expr), want, have in zip(CHECKS, expected, got):
+        assert have == want, '%s: MicroPython %s != CPython %s' % (expr, have, want)
+
+
+def test_pure_modules_avoid_cpython_only_imports():
+    banned = ('dataclasses', 'typing', 'enum', 'abc', 'pathlib', 'logging', 'threading')
+    for mod in PURE_MODULES + OPTIONAL_PURE:
+        path = os.path.join(ROOT, mod)
+        if not os.path.exists(path):
+            continue
+        for line in open(path):
+            s = line.strip()
+            for b in banned:
+                assert not (s.startswith('import ' + b) or s.startswith('from ' + b + ' ')), \
+                    '%s imports %s (pure core must stay MicroPython-safe)' % (mod, b)
