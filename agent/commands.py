@@ -1,0 +1,143 @@
+"""Remote command validation: every command is checked fully before anything changes.
+
+`validate(op, body, ctx, now_unix_s)` returns (command, None) or (None, reason). The control
+thread applies only validated commands; the safety supervisor still has the last word.
+Plain dicts and functions so the rules can move to MicroPython with the rest of the core.
+"""
+
+MAX_ID_LEN = 64
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v \
+        and v not in (float('inf'), float('-inf'))
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_keys(body, allowed):
+    extra = [k for k in body if k not in allowed]
+    if extra:
+        return 'unknown field(s): %s' % ', '.join(sorted(str(k) for k in extra))
+    return None
+
+
+def _v_set_fan(body, ctx):
+    err = _check_keys(body, ('mode', 'duty_pct'))
+    if err:
+        return None, err
+    mode = body.get('mode')
+    if mode not in ('auto', 'manual'):
+        return None, "mode must be 'auto' or 'manual'"
+    if mode == 'auto':
+        if 'duty_pct' in body:
+            return None, 'duty_pct is only for manual mode'
+        return {'mode': 'auto'}, None
+    duty = body.get('duty_pct')
+    if not _num(duty):
+        return None, 'manual mode needs duty_pct (number)'
+    if duty < ctx.get('fan_min_pct', 0) or duty > 100:
+        return None, 'duty_pct %s outside %s..100' % (duty, ctx.get('fan_min_pct', 0))
+    return {'mode': 'manual', 'duty_pct': float(duty)}, None
+
+
+def _v_board_chip(body, ctx):
+    """Optional board / chip selectors; chip needs board."""
+    board = body.get('board')
+    chip = body.get('chip')
+    boards = ctx.get('boards', 0)
+    if board is not None:
+        if not _int(board) or not 0 <= board < boards:
+            return None, None, 'board must be an integer 0..%d' % (boards - 1)
+    if chip is not None:
+        if board is None:
+            return None, None, 'chip needs board'
+        n = ctx.get('chips_per_board', 0)
+        if not _int(chip) or not 0 <= chip < n:
+            return None, None, 'chip must be an integer 0..%d' % (n - 1)
+    return board, chip, None
+
+
+def _v_set_frequency(body, ctx):
+    err = _check_keys(body, ('mhz', 'board', 'chip'))
+    if err:
+        return None, err
+    mhz = body.get('mhz')
+    if not _num(mhz):
+        return None, 'mhz must be a number'
+    lo, hi = ctx.get('freq_min_mhz', 0), ctx.get('freq_max_mhz', 0)
+    if not lo <= mhz <= hi:
+        return None, 'mhz %s outside the family limits %s..%s' % (mhz, lo, hi)
+    board, chip, err = _v_board_chip(body, ctx)
+    if err:
+        return None, err
+    return {'mhz': float(mhz), 'board': board, 'chip': chip}, None
+
+
+def _v_empty(body, ctx):
+    err = _check_keys(body, ())
+    if err:
+        return None, err
+    return {}, None
+
+
+def _v_identify(body, ctx):
+    err = _check_keys(body, ('duration_s',))
+    if err:
+        return None, err
+    dur = body.get('duration_s', 30)
+    if not _num(dur) or not 1 <= dur <= 3600:
+        return None, 'duration_s must be a number 1..3600'
+    return {'duration_s': float(dur)}, None
+
+
+def _v_reset_safety(body, ctx):
+    err = _check_keys(body, ('board',))
+    if err:
+        return None, err
+    board, _, err = _v_board_chip(body, ctx)
+    if err:
+        return None, err
+    return {'board': board}, None
+
+
+VALIDATORS = {
+    'set_fan': _v_set_fan,
+    'set_frequency': _v_set_frequency,
+    'rebirth': _v_empty,
+    'identify': _v_identify,
+    'reset_safety': _v_reset_safety,
+}
+
+
+def register(op, validator):
+    """Add a command (explicit registration, visible to PyInstaller; no discovery)."""
+    VALIDATORS[op] = validator
+
+
+def validate(op, body, ctx, now_unix_s):
+    """Check a decoded command. body must be a dict with 'id'; returns (cmd, None) or (None, reason).
+
+    cmd = {'op', 'id', 'args'}. Common fields: id (string, required), expires (unix seconds,
+    optional): a command that arrives after it expired is refused, never applied late.
+    """
+    if op not in VALIDATORS:
+        return None, 'unknown command %r (known: %s)' % (op, ', '.join(sorted(VALIDATORS)))
+    if not isinstance(body, dict):
+        return None, 'command body must be a map'
+    cid = body.get('id')
+    if not isinstance(cid, str) or not 0 < len(cid) <= MAX_ID_LEN:
+        return None, 'id must be a string of 1..%d characters' % MAX_ID_LEN
+    expires = body.get('expires')
+    if expires is not None:
+        if not _num(expires):
+            return None, 'expires must be unix seconds'
+        if now_unix_s > expires:
+            return None, 'command expired %.1f s ago' % (now_unix_s - expires)
+    args = {k: v for k, v in body.items() if k not in ('id', 'expires')}
+    out, err = VALIDATORS[op](args, ctx)
+    if err:
+        return None, err
+    return {'op': op, 'id': cid, 'args': out}, None

@@ -1,0 +1,82 @@
+"""One control thread with timers (a small Klipper-style reactor).
+
+Timers are callbacks that return their next wake time (clock seconds) or NEVER. Other threads
+(MQTT callbacks, signal handlers) never touch hardware: they post work with `call_soon`, which
+wakes the loop, and the control thread runs it between timers.
+"""
+
+import heapq
+import queue
+import threading
+
+NEVER = float('inf')
+
+
+class Scheduler:
+    def __init__(self, clock, on_error=None):
+        self.clock = clock
+        self._timers = []          # heap of (when_s, seq, callback)
+        self._seq = 0
+        self._inbox = queue.Queue()
+        self._stop = threading.Event()
+        self._on_error = on_error
+        self.ticks = 0
+        self.last_tick_wall = clock.wall()
+
+    def add_timer(self, callback, first_s=None):
+        """callback(now_s) -> next wake time (clock seconds) or NEVER."""
+        when = self.clock.monotonic() if first_s is None else first_s
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, callback))
+
+    def call_soon(self, fn, *args):
+        """Thread-safe: run fn(*args) on the control thread."""
+        self._inbox.put((fn, args))
+
+    def stop(self):
+        self._stop.set()
+        self._inbox.put(None)
+
+    @property
+    def stopped(self):
+        return self._stop.is_set()
+
+    def _run_inbox(self, timeout_wall_s):
+        try:
+            item = self._inbox.get(timeout=max(0.0, timeout_wall_s))
+        except queue.Empty:
+            return
+        while item is not None:
+            fn, args = item
+            self._guard(fn, *args)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:  # a failing task must not kill the control loop
+            if self._on_error:
+                self._on_error(fn, e)
+            return None
+
+    def run(self):
+        while not self._stop.is_set():
+            now = self.clock.monotonic()
+            self.last_tick_wall = self.clock.wall()
+            self.ticks += 1
+            while self._timers and self._timers[0][0] <= now and not self._stop.is_set():
+                _, _, cb = heapq.heappop(self._timers)
+                nxt = self._guard(cb, now)
+                if nxt is None:
+                    nxt = now + 1.0  # a timer that failed retries in a second
+                if nxt != NEVER:
+                    self._seq += 1
+                    heapq.heappush(self._timers, (max(nxt, now), self._seq, cb))
+                now = self.clock.monotonic()
+            wait_s = 0.5
+            if self._timers:
+                wait_s = min(wait_s, self.clock.to_wall(self._timers[0][0] - now))
+            self._run_inbox(wait_s)
