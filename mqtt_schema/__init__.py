@@ -1,0 +1,1 @@
+"""MQTT schema: topics, payload builders (pure), wire codec, consumer decoder, reference doc."""

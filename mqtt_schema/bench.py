@@ -1,0 +1,71 @@
+"""Payload size benchmark: `python -m mqtt_schema.bench` prints chips/telemetry sizes for a full rig."""
+
+import random
+import sys
+
+from hal import models
+from mqtt_schema import codec, payloads
+
+CHIPS_TARGET_BYTES = 4096
+TELEMETRY_TARGET_BYTES = 400
+
+
+def sample_status(model_name='S21', seed=1):
+    """Realistic rig status dict (input shape of payloads.build_telemetry/build_chips)."""
+    model = models.get(model_name)
+    rnd = random.Random(seed)
+    f_nom = model['f_nom_mhz']
+    ghs_per_chip = model['cores_per_chip'] * f_nom / 1000.0  # ~1 hash per core per clock
+    boards = []
+    for b in range(model['boards']):
+        chips = []
+        for i in range(model['chips_per_board']):
+            dead = rnd.random() < 0.005
+            freq = f_nom + 6.25 * rnd.randint(-3, 3) + rnd.choice((0.0, 0.3, 0.6))
+            chips.append({
+                'temp_c': None if dead else round(rnd.uniform(58.0, 76.0), 1),
+                'freq_mhz': freq,
+                'hashrate_ghs': 0.0 if dead else ghs_per_chip * freq / f_nom * rnd.uniform(0.93, 1.03),
+                'err_pct': 0.0 if dead else round(rnd.expovariate(1 / 0.15), 2),
+                'state': 'dead' if dead else 'ok'})
+        boards.append({'index': b, 'chips': chips, 'temps_c': [rnd.uniform(50, 60), rnd.uniform(55, 66)],
+                       'voltage_mv': model['stock_board_mv'] + rnd.randint(-30, 30),
+                       'enabled': True, 'safety': 'ok'})
+    return {'state': 'running', 'uptime_s': 86400.0 * 3 + 1234.5, 'power_w': model['nameplate_w'] * 0.98,
+            'fans': [{'duty_pct': 62, 'rpm': 4140 + 10 * i} for i in range(model['fans'])],
+            'ctrl': {'cpu_pct': 14.2, 'mem_pct': 31.5, 'load1': 0.42, 'temp_c': 48.5, 'disk_pct': 12.0},
+            'tuner': {'state': 'idle', 'progress_pct': 100, 'target': 'efficiency'},
+            'outbox_dropped': 0, 'boards': boards}
+
+
+def measure(model_name='S21', seed=1):
+    """Sizes in bytes: {'chips_cbor', 'chips_json', 'telemetry_cbor', 'telemetry_json', 'chips'}."""
+    status = sample_status(model_name, seed)
+    session = payloads.new_session()
+    for kind in ('chips', 'telemetry'):  # realistic, multi-byte sequence numbers
+        session['seq'][kind] = 123456
+    ts = 1795000000000
+    chips = payloads.build_chips(status, session, ts)
+    tele = payloads.build_telemetry(status, session, ts)
+    return {'model': model_name, 'chips': sum(len(b['chips']) for b in status['boards']),
+            'chips_cbor': len(codec.encode(chips, 'cbor')), 'chips_json': len(codec.encode(chips, 'json')),
+            'telemetry_cbor': len(codec.encode(tele, 'cbor')),
+            'telemetry_json': len(codec.encode(tele, 'json'))}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    names = argv or ['S21', 'S19JPRO', 'GAMMA']
+    for name in names:
+        r = measure(name)
+        print('%-8s chips snapshot (%d chips x temp,freq,hashrate,err): CBOR %d bytes%s, JSON %d bytes'
+              % (name, r['chips'], r['chips_cbor'],
+                 ' (target <= %d)' % CHIPS_TARGET_BYTES if name == 'S21' else '', r['chips_json']))
+        print('%-8s telemetry: CBOR %d bytes%s, JSON %d bytes'
+              % (name, r['telemetry_cbor'],
+                 ' (target <= %d)' % TELEMETRY_TARGET_BYTES if name == 'S21' else '', r['telemetry_json']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
