@@ -124,11 +124,16 @@ class ReadPipeline:
         return results, times
 
     def drain_for(self, seconds):
-        """Read and dispatch whatever arrives for `seconds` (nonces, late answers)."""
+        """Read and dispatch what is waiting, then whatever arrives for `seconds` (nonces, late
+        answers)."""
         end = self._now() + seconds
         while True:
             now = self._now()
             if now >= end:
+                data = self.transport.read(0)
+                if data:
+                    self.handle_bytes(data, {}, {}, {}, now)
+                    continue
                 return
             data = self.transport.read(min(0.05, end - now))
             if data:

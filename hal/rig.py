@@ -1,0 +1,110 @@
+"""Rig: one model, one ChainDriver per hashboard, one BoardController and the HardwareLimits.
+
+Built from a simulator ports file or explicit URLs; chains are started and polled concurrently
+(one thread per chain: each owns its own UART, so the waits overlap, as on real hardware).
+"""
+
+import json
+import threading
+
+from hal import families, models
+from hal.board_sim import SimBoardController
+from hal.chain import ChainDriver
+from hal.clock import Clock
+from hal.limits import HardwareLimits
+from hal.transport import Transport
+
+
+def run_parallel(fns):
+    """Run callables in threads; return their results in order, re-raise the first error."""
+    results = [None] * len(fns)
+    errors = [None] * len(fns)
+
+    def wrap(i):
+        try:
+            results[i] = fns[i]()
+        except BaseException as exc:    # reported to the caller below
+            errors[i] = exc
+
+    threads = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in errors:
+        if e is not None:
+            raise e
+    return results
+
+
+class Rig:
+    def __init__(self, model, chain_urls, board_url=None, clock=None, baud=115200,
+                 address_rule='pow2', limit_overrides=None, board=None, window=None):
+        self.model = models.get(model) if isinstance(model, str) else model
+        self.family = families.get(self.model['chip'])
+        self.clock = clock or Clock(1.0)
+        self.limits = HardwareLimits(self.model, self.family, limit_overrides)
+        self.chains = []
+        for url in chain_urls:
+            t = Transport(url, baud)
+            self.chains.append(ChainDriver(t, self.family, self.clock, self.limits, address_rule,
+                                           self.model['f_nom_mhz'], window=window))
+        if board is None and board_url is not None:
+            board = SimBoardController(Transport(board_url, 115200), self.limits,
+                                       clock=self.clock)
+        self.board = board
+        self.started = False
+
+    @classmethod
+    def from_ports_file(cls, path, clock=None, **kw):
+        with open(path) as f:
+            ports = json.load(f)
+        if clock is None:
+            clock = Clock(float(ports.get('time_scale', 1.0)))
+        return cls(ports['model'], ports['chains'], ports.get('board'), clock=clock,
+                   baud=int(ports.get('baud', 115200)), **kw)
+
+    def start(self, freq_mhz=None, baud=None, silence_s=0.5, ticket_bits=8):
+        """Enable boards, then enumerate, address and init every chain (concurrently)."""
+        if freq_mhz is None:
+            freq_mhz = self.model['f_nom_mhz']
+        self.limits.check_freq(freq_mhz)
+        if self.board is not None:
+            self.board.set_enabled(None, True)
+
+        def start_chain(drv):
+            def go():
+                ids = drv.enumerate(silence_s=silence_s)
+                if not ids:
+                    return 0
+                drv.assign_addresses()
+                drv.init(freq_mhz, ticket_bits=ticket_bits, baud=baud)
+                return len(ids)
+            return go
+
+        counts = run_parallel([start_chain(d) for d in self.chains])
+        self.started = True
+        return counts
+
+    def poll(self):
+        run_parallel([d.poll for d in self.chains])
+        return self.get_status()
+
+    def set_frequency(self, mhz, board=None, chips=None, ramp=True):
+        drivers = self.chains if board is None else [self.chains[board]]
+        return run_parallel([(lambda d=d: d.set_frequency(mhz, chips, ramp)) for d in drivers])
+
+    def get_status(self):
+        chains = [d.get_status() for d in self.chains]
+        return {'model': self.model['name'], 'family': self.family['name'],
+                'started': self.started,
+                'hashrate_ghs': sum(c['hashrate_ghs'] for c in chains),
+                'chips_alive': sum(c['alive'] for c in chains),
+                'chips': sum(len(c['chips']) for c in chains),
+                'chains': chains, 'limits': self.limits.get_status()}
+
+    def close(self):
+        for d in self.chains:
+            d.transport.close()
+        if self.board is not None:
+            self.board.close()
