@@ -1,0 +1,293 @@
+"""Simulated BM13xx chips: per-chip register state machines and the chain that routes commands.
+
+A Chain is what sits behind one UART: it takes whole command frames (already paced by
+hal/sim/uart.py), answers with response frames, counts hashes and errors and emits nonce frames.
+Everything chip-type specific comes from hal/families.py; the physics (frequency limit, error
+fraction) is pushed in by hal/sim/rig.py at every physics step. See docs/simulator.md.
+"""
+
+import math
+
+from hal import codec, families, pll
+from hal.sim.physics import chip_err
+
+F = families
+TWO32 = 4294967296.0
+RESET_FREQ_MHZ = 50.0
+RESET_BAUD_WORD = 0x0000301A   # ASSUMED reset value of 0x28 (divider 26 -> 115 740 baud)
+MISC_CONTROL_RESET = 0x0000C100
+
+
+def poisson(rng, lam):
+    """Poisson draw (Knuth below 30, normal approximation above)."""
+    if lam <= 0.0:
+        return 0
+    if lam < 30.0:
+        limit = math.exp(-lam)
+        k = 0
+        p = rng.random()
+        while p > limit:
+            k += 1
+            p *= rng.random()
+        return k
+    k = int(rng.gauss(lam, math.sqrt(lam)) + 0.5)
+    return k if k > 0 else 0
+
+
+def reset_pll_word(family):
+    return pll.solve(family, RESET_FREQ_MHZ)['reg']
+
+
+def pll_freq_mhz(family, word):
+    """Frequency of a PLL0 word, or 0.0 when the word is not one the PLL can lock on."""
+    fb = (word >> 16) & 0xFF
+    if fb < family['pll_fb_min'] or fb > family['pll_fb_max']:
+        return 0.0
+    f = pll.decode(family, word)
+    if f is None or f < 1.0:
+        return 0.0
+    return f
+
+
+class Chip:
+    """One chip: address, register file, PLL, counters. `silicon` is its physics dict."""
+
+    def __init__(self, family, index, silicon, cores, f_nom_mhz, rng):
+        self.family = family
+        self.index = index
+        self.silicon = silicon
+        self.cores = cores
+        self.f_nom_mhz = f_nom_mhz
+        self.rng = rng
+        self._reset_pll = reset_pll_word(family)
+        self.fmax_mhz = 0.0    # set by the physics step
+        self.temp_c = 25.0     # set by the physics step
+        self.powered = True
+        self.reset(0.0)
+
+    def reset(self, t_s):
+        """Power-on state: address 0, not addressed, 115200 baud, 9-byte answers, ~50 MHz PLL."""
+        fam = self.family
+        self.addr = 0
+        self.assigned = False
+        self.rolling = False
+        self.temp_enabled = False
+        self.work_fed = False
+        self.ticket_bits = 0
+        self.freq_mhz = pll_freq_mhz(fam, self._reset_pll)
+        self.regs = {
+            F.REG_CHIP_ID: fam['chip_id'] << 16,
+            F.REG_PLL0: self._reset_pll,
+            F.REG_HASH_COUNTING: F.hash_counting_number(fam, self.freq_mhz, self.f_nom_mhz),
+            F.REG_TICKET_MASK: 0,
+            F.REG_MISC_CONTROL: MISC_CONTROL_RESET,
+            F.REG_UART_BAUD: RESET_BAUD_WORD,
+        }
+        self.units = 0.0       # counted hashes / 2^32 (fractional accumulator)
+        self.err_count = 0
+        self.t_acc_s = t_s
+        self.good_units_total = 0.0   # true good hashes / 2^32 since start (truth)
+
+    # ------------------------------------------------------------ hashing
+
+    def hashing(self):
+        return self.powered and not self.silicon['dead'] and self.freq_mhz > 0.0
+
+    def rate_units(self):
+        """True hashes per second / 2^32 (0x8C counts all hashes, good and bad)."""
+        if not self.hashing():
+            return 0.0
+        return self.freq_mhz * 1e6 * self.cores / TWO32
+
+    def err(self):
+        return chip_err(self.freq_mhz if self.hashing() else 0.0, self.fmax_mhz)
+
+    def count_scale(self):
+        """Counters count right only when 0x10 holds the number for the current frequency."""
+        expected = F.hash_counting_number(self.family, self.freq_mhz, self.f_nom_mhz)
+        if expected <= 0:
+            return 1.0
+        return self.regs.get(F.REG_HASH_COUNTING, 0) / float(expected)
+
+    def accrue(self, t_s, err=None):
+        """Bring counters up to time t_s at the current rate (continuous at read time)."""
+        dt = t_s - self.t_acc_s
+        if dt <= 0.0:
+            return
+        self.t_acc_s = t_s
+        rate = self.rate_units()
+        if rate <= 0.0:
+            return
+        true_units = rate * dt
+        e = self.err() if err is None else err
+        self.good_units_total += true_units * (1.0 - e)
+        counted = true_units * self.count_scale()
+        self.units += counted
+        self.err_count += poisson(self.rng, e * counted)
+
+    # ------------------------------------------------------------ registers
+
+    def read(self, reg, t_s):
+        if reg == F.REG_CHIP_ID:
+            return (self.family['chip_id'] << 16) | (self.addr & 0xFF)
+        if reg == F.REG_TOTAL_HASH or F.REG_DOMAIN_HASH0 <= reg < F.REG_DOMAIN_HASH0 + 4 \
+                or reg == F.REG_ERROR_COUNT:
+            self.accrue(t_s)
+            if reg == F.REG_TOTAL_HASH:
+                return int(self.units) & 0xFFFFFFFF
+            if reg == F.REG_ERROR_COUNT:
+                return self.err_count & 0xFFFFFFFF
+            return int(self.units / 4.0) & 0xFFFFFFFF   # four equal domains
+        if reg == F.REG_TEMP_READ:
+            if not (self.family['die_temp'] and self.temp_enabled):
+                return 0
+            return F.temp_code_from_c(self.temp_c + self.rng.gauss(0.0, 0.5))
+        return self.regs.get(reg, 0)
+
+    def write(self, reg, value, t_s, chain):
+        fam = self.family
+        if reg == F.REG_CHIP_ID:
+            return                      # read-only
+        if reg in (F.REG_PLL0, F.REG_HASH_COUNTING, F.REG_SOFT_RESET, F.REG_TOTAL_HASH,
+                   F.REG_ERROR_COUNT):
+            self.accrue(t_s)
+        self.regs[reg] = value
+        if reg == F.REG_PLL0:
+            self.freq_mhz = pll_freq_mhz(fam, value)
+        elif reg == F.REG_TICKET_MASK:
+            bits = F.ticket_bits_from_mask(value)
+            if bits is None:
+                bits = bin(value & 0xFFFFFFFF).count('1')
+            self.ticket_bits = bits
+            self.work_fed = True        # init always writes the mask; from then on work flows
+        elif reg == F.REG_VERSION_ROLLING:
+            self.rolling = bool(value & 0x80000000) and fam['version_rolling']
+        elif reg == F.REG_UART_BAUD:
+            for baud in fam['fast_bauds']:
+                if fam['fast_bauds'][baud] == value:
+                    chain.set_baud(baud)
+            if value == RESET_BAUD_WORD:
+                chain.set_baud(F.RESET_BAUD)
+        elif reg == F.REG_SOFT_RESET:
+            self.units = 0.0
+            self.err_count = 0
+        elif reg == F.REG_TOTAL_HASH:
+            self.units = float(value)
+        elif reg == F.REG_ERROR_COUNT:
+            self.err_count = value
+        elif reg == F.REG_TEMP_ENABLE:
+            self.temp_enabled = value != 0
+
+    def frame_len(self):
+        return F.response_len(self.family, self.rolling)
+
+
+class Chain:
+    """The chips on one board's UART, in chain order (index 0 is nearest the host)."""
+
+    def __init__(self, family, silicons, cores, f_nom_mhz, rng):
+        self.family = family
+        self.rng = rng
+        self.chips = [Chip(family, i, s, cores, f_nom_mhz, rng) for i, s in enumerate(silicons)]
+        self.baud = F.RESET_BAUD
+        self.powered = True
+        self.commands = 0
+        self.ignored = 0
+        self.nonces = 0
+        self._route = None
+
+    def _routing(self):
+        # (live chips, {addr: [chips]}), cached: rebuilt after address, power or dead changes
+        if self._route is None:
+            live = [c for c in self.chips if not c.silicon['dead']]
+            by_addr = {}
+            for c in live:
+                by_addr.setdefault(c.addr, []).append(c)
+            self._route = (live, by_addr)
+        return self._route
+
+    def invalidate(self):
+        self._route = None
+
+    def set_baud(self, baud):
+        self.baud = baud
+
+    def set_power(self, on, t_s):
+        """Power off: silent, no hashing. Power back on: every chip back to its reset state."""
+        on = bool(on)
+        if on == self.powered:
+            return
+        for chip in self.chips:
+            chip.accrue(t_s)
+            chip.powered = on
+            if on:
+                chip.reset(t_s)
+        self.powered = on
+        self._route = None
+        if on:
+            self.baud = F.RESET_BAUD
+
+    def handle(self, frame, t_s):
+        """One whole command frame -> list of response frames.
+
+        The frame must come from hal/framer.scan_command (preamble, length and CRC checked);
+        frames that are not commands (jobs) or have the wrong payload size are ignored.
+        """
+        if not self.powered:
+            return []
+        hdr = frame[2]
+        length = frame[3]
+        op = hdr & 0x0F
+        if hdr & 0x60 != codec.TYPE_CMD or len(frame) != length + 2 \
+                or length != (9 if op == codec.OP_WRITE else 5) or op > codec.OP_INACTIVE:
+            self.ignored += 1          # jobs are accepted and ignored; malformed frames too
+            return []
+        self.commands += 1
+        op = codec.OP_NAMES[op]
+        cmd = {'chip_addr': frame[4], 'reg': frame[5], 'broadcast': bool(hdr & codec.FLAG_BROADCAST)}
+        if op == 'write':
+            cmd['value'] = int.from_bytes(bytes(frame[6:10]), 'big')
+        live, by_addr = self._routing()
+        if op == 'chain_inactive':
+            for c in live:
+                c.assigned = False
+            return []
+        if op == 'set_address':
+            for c in live:
+                if not c.assigned:
+                    c.addr = cmd['chip_addr']
+                    c.assigned = True
+                    self._route = None
+                    break
+            return []
+        if cmd['broadcast']:
+            targets = live
+        else:
+            targets = by_addr.get(cmd['chip_addr'], ())
+        reg = cmd['reg']
+        if op == 'read':
+            return [codec.reg_response(c.read(reg, t_s), c.addr, reg, c.frame_len())
+                    for c in targets]
+        if op == 'write':
+            for c in targets:
+                c.write(reg, cmd['value'], t_s, self)
+        return []
+
+    def nonce_frames(self, dt_s):
+        """Nonce frames found in the last dt_s of hashing (Poisson at each chip's ticket
+        difficulty: one per 2^(32+N) good hashes). Only after the host fed work (0x14)."""
+        out = []
+        rng = self.rng
+        layout = self.family['nonce_layout']
+        for c in self.chips:
+            if not c.work_fed or not c.hashing():
+                continue
+            lam = c.rate_units() * (1.0 - c.err()) * dt_s / (1 << c.ticket_bits)
+            for _ in range(poisson(rng, lam)):
+                nonce, header = codec.encode_nonce_fields(
+                    layout, rng.getrandbits(32), rng.randrange(16) * 8, rng.randrange(16), c.addr)
+                version = rng.getrandbits(16) if c.rolling else 0
+                out.append(codec.nonce_response(nonce, rng.randrange(4), header, version,
+                                                c.frame_len()))
+        self.nonces += len(out)
+        return out
