@@ -113,21 +113,6 @@ class ChainDriver:
             frame = codec.write_reg(reg, value, chip_addr)
         self.transport.write(frame)
 
-    def _collect(self, silence_s, max_s):
-        """Read raw bytes until silence_s of silence (wall) or max_s total."""
-        wall = self.clock.wall
-        buf = bytearray()
-        start = wall()
-        last = start
-        while True:
-            now = wall()
-            if now - last >= silence_s or now - start >= max_s:
-                return bytes(buf)
-            data = self.transport.read(min(0.05, silence_s))
-            if data:
-                buf += data
-                last = wall()
-
     # -- enumeration and addressing --------------------------------------------------------
     def enumerate(self, silence_s=1.0, max_s=30.0):
         """Broadcast read of 0x00; count chip-ID answers until silence. Returns [chip_id, ...].
@@ -137,23 +122,33 @@ class ChainDriver:
         """
         self.transport.discard_input()
         self.transport.write(codec.read_reg(families.REG_CHIP_ID, 0, broadcast=True))
-        raw = self._collect(silence_s, max_s)
-        best = None
-        for flen in (9, 11):
-            framer = ResponseFramer(flen)
-            ids = []
-            for frame in framer.feed(raw):
-                d = codec.decode_response(frame)
-                if d['kind'] != 'reg' or d['reg'] != families.REG_CHIP_ID:
-                    continue
-                chip_id = (d['value'] >> 16) & 0xFFFF
-                if families.by_chip_id(chip_id) is None:
-                    continue
-                ids.append(chip_id)
-            if best is None or len(ids) > len(best[1]):
-                best = (flen, ids, framer)
-        flen, ids, framer = best
+        # Silence means no chip-ID answer: hashing chips keep sending nonces meanwhile.
+        framers = {9: ResponseFramer(9), 11: ResponseFramer(11)}
+        ids = {9: [], 11: []}
+        wall = self.clock.wall
+        start = last = wall()
+        while True:
+            now = wall()
+            if now - last >= silence_s or now - start >= max_s:
+                break
+            data = self.transport.read(min(0.05, silence_s))
+            if not data:
+                continue
+            for flen in (9, 11):
+                for frame in framers[flen].feed(data):
+                    d = codec.decode_response(frame)
+                    if d['kind'] != 'reg' or d['reg'] != families.REG_CHIP_ID:
+                        continue
+                    chip_id = (d['value'] >> 16) & 0xFFFF
+                    if families.by_chip_id(chip_id) is None:
+                        continue
+                    ids[flen].append(chip_id)
+                    last = wall()
+        flen = 11 if len(ids[11]) > len(ids[9]) else 9
+        framer = framers[flen]
+        ids = ids[flen]
         self.framer.set_frame_len(flen)
+        self.framer.buf = bytearray()
         self.framer.dropped_bytes += framer.dropped_bytes
         self.framer.crc_errors += framer.crc_errors
         self.framer.frames += framer.frames
@@ -372,7 +367,7 @@ class ChainDriver:
             e = values.get((c.addr, families.REG_ERROR_COUNT))
             if h is None or e is None:
                 continue
-            # Time the counter was read, in physics seconds (answer arrival, not batch end).
+            # When the chip sampled the counter, in physics seconds (not the batch end).
             tw = times.get((c.addr, families.REG_TOTAL_HASH), wall0)
             t_s = phys0 - self.clock.time_scale * (wall0 - tw)
             if c.ref is None:

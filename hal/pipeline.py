@@ -54,7 +54,6 @@ class ReadPipeline:
                 if key in inflight:
                     del inflight[key]
                     results[key] = d['value']
-                    times[key] = now
                     matched += 1
                 elif self.on_stray is not None:
                     self.on_stray(d)
@@ -64,7 +63,8 @@ class ReadPipeline:
         return matched
 
     def run(self, requests, retries=2, no_retry=None):
-        """Read every (addr, reg) in requests. Returns ({key: value|None}, {key: wall time seen}).
+        """Read every (addr, reg) in requests. Returns ({key: value|None}, {key: wall time the
+        chip got the (last) request, i.e. when it sampled the register}).
 
         Keys in no_retry (e.g. chips already known dead) get one attempt only.
         """
@@ -80,7 +80,9 @@ class ReadPipeline:
         if not order:
             return results, times
         flen = self.framer.frame_len
-        exch_s = max(flen, 7) * 10.0 / self.transport.baud
+        byte_s = 10.0 / self.transport.baud
+        exch_s = max(flen, 7) * byte_s
+        tx_free = 0.0
         window = self.window or auto_window(self.transport.baud, flen)
         queue = list(reversed(order))          # pop() from the end = FIFO
         attempts = {}
@@ -93,12 +95,17 @@ class ReadPipeline:
             now = self._now()
             if queue and len(inflight) < window:
                 out = bytearray()
+                tx_free = max(tx_free, now)
                 while queue and len(inflight) < window:
                     key = queue.pop()
                     pos = len(inflight) + 1
                     inflight[key] = now + BASE_TIMEOUT_S + pos * exch_s * SLACK
                     attempts[key] = attempts.get(key, 0) + 1
                     out += codec.read_reg(key[1], key[0])
+                    # When the chip gets the request (and samples the register): our TX
+                    # backlog drains at the baud; answers may queue behind nonces, requests not.
+                    tx_free += 7 * byte_s
+                    times[key] = tx_free
                     sent += 1
                 self.transport.write(bytes(out))
             # Wait for bytes until the earliest deadline (or briefly, while more can be sent).
