@@ -1,0 +1,6 @@
+"""PyInstaller entry point for the `hashpilot` binary (same as `python -m agent`)."""
+import sys
+
+from agent.cli import main
+
+sys.exit(main())
