@@ -1,0 +1,339 @@
+"""Broker link: paho-mqtt 2.x client with birth/Will, retained meta, durable outbox and jittered backoff.
+
+Threads: paho's loop thread runs the callbacks, which only flip flags, append PUBACK mids to a
+deque, publish the small birth/meta messages and put (op, payload bytes) on the agent's command
+queue. A small service thread (or the agent's scheduler calling `service()`) applies acks to the
+outbox, flushes it in batches and replays the backlog. Every QoS 1 message goes through the
+outbox first; it leaves the outbox only when paho reports the PUBACK for its mid.
+
+Usage:
+    link = MqttLink({'site': 's1', 'rig': 'r7', 'host': 'broker', 'state_dir': '/data/outbox'},
+                    cmd_queue)
+    link.set_meta(payloads.build_meta(model, link.session, ...))
+    link.start()
+    link.publish('telemetry', payloads.build_telemetry(status, link.session))
+    link.get_status(); link.stop()
+"""
+
+import collections
+import queue
+import random
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from agent.outbox import Outbox
+from mqtt_schema import codec, payloads, topics
+
+DEFAULTS = {
+    'site': None, 'rig': None, 'host': '127.0.0.1', 'port': 1883, 'client_id': None,
+    'username': None, 'password': None,
+    'ca_file': None, 'cert_file': None, 'key_file': None, 'tls': False, 'tls_insecure': False,
+    'keepalive_s': 30, 'protocol': 5, 'format': 'cbor', 'state_dir': None,
+    'outbox_max_bytes': 8 << 20, 'outbox_flush_s': 2.0, 'outbox_flush_bytes': 32 << 10,
+    'backoff_min_s': 1.0, 'backoff_max_s': 120.0, 'inflight_window': 100,
+    'firmware': None, 'model': None, 'service_period_s': 0.05,
+}
+_TYPES = {
+    'site': str, 'rig': str, 'host': str, 'port': int, 'client_id': str, 'username': str,
+    'password': str, 'ca_file': str, 'cert_file': str, 'key_file': str, 'tls': bool,
+    'tls_insecure': bool, 'keepalive_s': int, 'protocol': int, 'format': str, 'state_dir': str,
+    'outbox_max_bytes': int, 'outbox_flush_s': (int, float), 'outbox_flush_bytes': int,
+    'backoff_min_s': (int, float), 'backoff_max_s': (int, float), 'inflight_window': int,
+    'firmware': str, 'model': str, 'service_period_s': (int, float),
+}
+QOS1_KINDS = ('telemetry', 'chips', 'alarm', 'cmd/result')
+
+
+def check_settings(settings):
+    """Strict settings: unknown keys, wrong types or bad values raise ValueError naming the key."""
+    cfg = dict(DEFAULTS)
+    for key, value in settings.items():
+        if key not in DEFAULTS:
+            raise ValueError('mqtt: unknown setting %r' % key)
+        if value is not None and (not isinstance(value, _TYPES[key]) or
+                                  (_TYPES[key] is int and isinstance(value, bool))):
+            raise ValueError('mqtt: setting %r has the wrong type (%s)' % (key, type(value).__name__))
+        cfg[key] = value
+    for key in ('site', 'rig', 'state_dir'):
+        if not cfg[key]:
+            raise ValueError('mqtt: setting %r is required' % key)
+    topics.root(cfg['site'], cfg['rig'])   # raises ValueError naming site/rig
+    if cfg['format'] not in codec.FORMATS:
+        raise ValueError("mqtt: setting 'format' must be one of %s" % (codec.FORMATS,))
+    if cfg['protocol'] not in (5, 311):
+        raise ValueError("mqtt: setting 'protocol' must be 5 or 311")
+    if not 0 < cfg['port'] < 65536:
+        raise ValueError("mqtt: setting 'port' out of range")
+    if not 0 < cfg['backoff_min_s'] <= cfg['backoff_max_s']:
+        raise ValueError("mqtt: need 0 < 'backoff_min_s' <= 'backoff_max_s'")
+    if cfg['password'] is not None and cfg['username'] is None:
+        raise ValueError("mqtt: setting 'password' needs 'username'")
+    if (cfg['cert_file'] is None) != (cfg['key_file'] is None):
+        raise ValueError("mqtt: settings 'cert_file' and 'key_file' go together")
+    if cfg['keepalive_s'] < 1 or cfg['inflight_window'] < 1:
+        raise ValueError("mqtt: 'keepalive_s' and 'inflight_window' must be >= 1")
+    return cfg
+
+
+def backoff_delay_s(attempt, min_s, max_s, rnd):
+    """Full jitter: uniform in [0, min(max_s, min_s * 2**attempt)], floored at min(0.1, min_s)
+    so a fleet that lost the same broker spreads its returns instead of reconnecting in lockstep."""
+    cap = min(max_s, min_s * (2 ** min(attempt, 32)))
+    return max(min(0.1, min_s), rnd.uniform(0.0, cap))
+
+
+class MqttLink:
+    def __init__(self, settings, cmd_queue, rnd=None, session=None):
+        cfg = check_settings(settings)
+        self.cfg = cfg
+        self.cmd_queue = cmd_queue
+        self.root = topics.root(cfg['site'], cfg['rig'])
+        self.status_topic = self.root + 'status'
+        self.session = session or payloads.new_session()
+        self.fmt = cfg['format']
+        self._rnd = rnd or random.Random()
+        self._outbox = Outbox(cfg['state_dir'], max_bytes=cfg['outbox_max_bytes'],
+                              flush_bytes=cfg['outbox_flush_bytes'],
+                              flush_interval_s=cfg['outbox_flush_s'])
+        self._lock = threading.Lock()
+        self._acks = collections.deque()
+        self._mid_to_id = {}
+        self._id_to_mid = {}
+        self._replay = collections.deque()
+        self._replay_needed = len(self._outbox) > 0
+        self._connected = False
+        self._session_seq = 1
+        self._attempt = 0
+        self._meta = None
+        self._stop = threading.Event()
+        self._thread = None
+        self.reconnects = 0
+        self.connects = 0
+        self.cmd_dropped = 0
+        self.rejected = 0
+        self.replayed = 0
+        self.last_error = None
+        self.client = self._make_client()
+
+    # --- set-up -----------------------------------------------------------------------------
+    def _make_client(self):
+        cfg = self.cfg
+        proto = mqtt.MQTTv5 if cfg['protocol'] == 5 else mqtt.MQTTv311
+        cid = cfg['client_id'] or 'hashpilot-%s-%s' % (cfg['site'], cfg['rig'])
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=proto)
+        if cfg['username'] is not None:
+            c.username_pw_set(cfg['username'], cfg['password'])
+        if cfg['tls'] or cfg['ca_file'] or cfg['cert_file']:
+            c.tls_set(ca_certs=cfg['ca_file'], certfile=cfg['cert_file'], keyfile=cfg['key_file'])
+            if cfg['tls_insecure']:
+                c.tls_insecure_set(True)
+        c.max_inflight_messages_set(max(20, cfg['inflight_window']))
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        self._set_will(c)
+        self._set_delay(c)
+        return c
+
+    def _set_will(self, c):
+        will = payloads.build_will(self.session, self._session_seq)
+        c.will_set(self.status_topic, codec.encode(will, self.fmt), qos=1, retain=True)
+
+    def _set_delay(self, c):
+        d = backoff_delay_s(self._attempt, self.cfg['backoff_min_s'], self.cfg['backoff_max_s'],
+                            self._rnd)
+        c.reconnect_delay_set(d, d)   # paho's own doubling starts over from this jittered value
+
+    def set_meta(self, meta_payload):
+        """Retained meta (payloads.build_meta); published now if connected and on every connect."""
+        data = codec.encode(meta_payload, self.fmt)
+        self._meta = data
+        if self._connected:
+            self.client.publish(self.root + 'meta', data, qos=1, retain=True)
+
+    def start(self, service_thread=True):
+        """Connect asynchronously (retrying with backoff); with service_thread=False the caller
+        must call service() every ~50-200 ms from its own scheduler."""
+        cfg = self.cfg
+        if cfg['protocol'] == 5:
+            self.client.connect_async(cfg['host'], cfg['port'], cfg['keepalive_s'], clean_start=True)
+        else:
+            self.client.connect_async(cfg['host'], cfg['port'], cfg['keepalive_s'])
+        self.client.loop_start()
+        if service_thread:
+            self._thread = threading.Thread(target=self._service_loop, name='mqtt-link', daemon=True)
+            self._thread.start()
+
+    def stop(self, drain_s=2.0):
+        """Graceful stop: wait up to drain_s for PUBACKs, publish offline status, flush outbox."""
+        deadline = time.monotonic() + drain_s
+        while self._connected and time.monotonic() < deadline:
+            self.service()
+            with self._lock:
+                if not self._mid_to_id and not self._replay and not self._replay_needed:
+                    break
+            time.sleep(0.05)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.service()
+        if self._connected:
+            bye = payloads.build_will(self.session, self._session_seq)
+            info = self.client.publish(self.status_topic, codec.encode(bye, self.fmt), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic() + 1.0))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        with self._lock:
+            self._outbox.close()
+
+    # --- publishing -------------------------------------------------------------------------
+    def publish(self, kind, payload):
+        """QoS 1 message (dict from mqtt_schema.payloads or bytes) on <root>/<kind>.
+
+        Always stored in the outbox first; sent now when connected, else replayed (h: true)
+        after the next connect. Returns the outbox id.
+        """
+        if kind not in QOS1_KINDS:
+            raise ValueError('mqtt: cannot publish kind %r (one of %s)' % (kind, QOS1_KINDS))
+        data = payload if isinstance(payload, (bytes, bytearray)) else codec.encode(payload, self.fmt)
+        topic = self.root + kind
+        with self._lock:
+            rid = self._outbox.append(topic, data)
+            if self._connected:
+                self._send(rid, topic, data)
+            else:
+                self._replay_needed = True
+            return rid
+
+    def _send(self, rid, topic, data):
+        """Hand one outbox record to paho (caller holds the lock)."""
+        info = self.client.publish(topic, data, qos=1)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self.last_error = 'publish: %s' % mqtt.error_string(info.rc)
+            self._replay_needed = True
+            return False
+        old = self._mid_to_id.pop(info.mid, None)
+        if old is not None:           # mid reused by paho: the old one must be replayed
+            self._id_to_mid.pop(old, None)
+            self._replay_needed = True
+        self._mid_to_id[info.mid] = rid
+        self._id_to_mid[rid] = info.mid
+        return True
+
+    def service(self):
+        """Apply PUBACKs, flush the outbox batch when due, replay the backlog (in order)."""
+        with self._lock:
+            while self._acks:
+                mid = self._acks.popleft()
+                rid = self._mid_to_id.pop(mid, None)
+                if rid is not None:
+                    self._id_to_mid.pop(rid, None)
+                    self._outbox.ack(rid)
+            self._outbox.maybe_flush()
+            if not self._connected:
+                return
+            if self._replay_needed:
+                self._replay_needed = False
+                self._replay = collections.deque(
+                    [rid for rid in self._outbox.ids() if rid not in self._id_to_mid])
+            window = self.cfg['inflight_window']
+            while self._replay and len(self._mid_to_id) < window and self._connected:
+                rid = self._replay.popleft()
+                rec = self._outbox.get(rid)
+                if rec is None or rid in self._id_to_mid:
+                    continue
+                try:
+                    data = codec.mark_historical(rec[1])
+                except ValueError:
+                    data = rec[1]    # not ours to judge: deliver as stored
+                if self._send(rid, rec[0], data):
+                    self.replayed += 1
+
+    def _service_loop(self):
+        period = self.cfg['service_period_s']
+        while not self._stop.is_set():
+            try:
+                self.service()
+            except Exception as e:   # keep the link alive; the error is visible in get_status()
+                self.last_error = 'service: %s' % e
+            self._stop.wait(period)
+
+    # --- paho callbacks (paho thread: no blocking, no disk I/O) ----------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.last_error = 'connect refused: %s' % reason_code
+            return
+        birth = payloads.build_birth(self.session, self._session_seq, self.cfg['firmware'],
+                                     self.cfg['model'])
+        client.publish(self.status_topic, codec.encode(birth, self.fmt), qos=1, retain=True)
+        if self._meta is not None:
+            client.publish(self.root + 'meta', self._meta, qos=1, retain=True)
+        cmd = topics.cmd_filter(self.cfg['site'], self.cfg['rig'])
+        if self.cfg['protocol'] == 5:
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+            client.subscribe(cmd, options=SubscribeOptions(qos=1, noLocal=True))
+        else:
+            client.subscribe(cmd, qos=1)
+        self._attempt = 0
+        self.connects += 1
+        self._connected = True
+        self._replay_needed = True
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        was = self._connected
+        self._connected = False
+        if was:
+            self.reconnects += 1
+            self._session_seq += 1
+            self._set_will(client)   # the next session's Will carries its own session_seq
+        else:
+            self._attempt += 1
+        self.last_error = 'disconnected: %s' % reason_code
+        self._set_delay(client)
+
+    def _on_connect_fail(self, client, userdata):
+        self._attempt += 1
+        self.last_error = 'connect failed'
+        self._set_delay(client)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        if reason_code.is_failure:
+            self.rejected += 1   # broker refused it: retrying would not help, count and drop
+        self._acks.append(mid)
+
+    def _on_message(self, client, userdata, msg):
+        prefix = self.root + 'cmd/'
+        if not msg.topic.startswith(prefix):
+            return
+        op = msg.topic[len(prefix):]
+        if op == 'result' or '/' in op:
+            return
+        try:
+            self.cmd_queue.put_nowait((op, bytes(msg.payload)))
+        except queue.Full:
+            self.cmd_dropped += 1
+
+    # --- status -----------------------------------------------------------------------------
+    def is_connected(self):
+        return self._connected
+
+    def get_status(self):
+        with self._lock:
+            ob = self._outbox.get_status()
+            inflight = len(self._mid_to_id)
+            backlog = len(self._replay)
+        return {'connected': self._connected, 'queued': ob['queued'], 'outbox_bytes': ob['bytes'],
+                'outbox_disk_bytes': ob['disk_bytes'], 'dropped': ob['dropped'],
+                'reconnects': self.reconnects, 'connects': self.connects, 'inflight': inflight,
+                'replay_backlog': backlog, 'replayed': self.replayed, 'rejected': self.rejected,
+                'cmd_dropped': self.cmd_dropped, 'session_seq': self._session_seq,
+                'boot_id': self.session['boot_id'], 'attempt': self._attempt,
+                'outbox_flushes': ob['flushes'], 'last_error': self.last_error}

@@ -1,0 +1,114 @@
+"""Test helper: a real Mosquitto on a free loopback port with a temp config (and optional password).
+
+    with Broker() as b:                 # or Broker(username='u', password='p')
+        b.host, b.port
+        b.stop(); b.start()             # b.restart() = stop + start on the same port
+Persistence is on (retained messages and persistent sessions survive restart()), queues are
+unbounded so an offline persistent subscriber loses nothing.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+MOSQUITTO = shutil.which('mosquitto') or '/usr/sbin/mosquitto'
+MOSQUITTO_PASSWD = shutil.which('mosquitto_passwd') or '/usr/bin/mosquitto_passwd'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _user():
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return 'root'
+
+
+class Broker:
+    def __init__(self, port=None, username=None, password=None, persistence=True, verbose=False):
+        self.host = '127.0.0.1'
+        self.port = port or free_port()
+        self.username = username
+        self.password = password
+        self.dir = tempfile.mkdtemp(prefix='hp-mosq-')
+        self.log_path = os.path.join(self.dir, 'mosquitto.log')
+        self.proc = None
+        lines = ['listener %d 127.0.0.1' % self.port,
+                 'user %s' % _user(),      # as root mosquitto would otherwise drop to 'mosquitto'
+                 'max_queued_messages 0', 'max_queued_bytes 0', 'max_inflight_messages 20',
+                 'persistent_client_expiration 1h',
+                 'log_dest file %s' % self.log_path,
+                 'log_type error', 'log_type warning', 'log_type notice']
+        if verbose:
+            lines.append('log_type all')
+        if persistence:
+            lines += ['persistence true', 'persistence_location %s/' % self.dir, 'autosave_interval 1']
+        if username is not None:
+            pw = os.path.join(self.dir, 'passwd')
+            subprocess.run([MOSQUITTO_PASSWD, '-b', '-c', pw, username, password or ''], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            lines += ['allow_anonymous false', 'password_file %s' % pw]
+        else:
+            lines.append('allow_anonymous true')
+        self.conf = os.path.join(self.dir, 'mosquitto.conf')
+        with open(self.conf, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    def start(self, timeout_s=10.0):
+        if self.proc is not None:
+            return self
+        self.proc = subprocess.Popen([MOSQUITTO, '-c', self.conf], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('mosquitto exited with %s: %s' % (self.proc.returncode, self.log()))
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError('mosquitto did not listen on port %d: %s' % (self.port, self.log()))
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.terminate()   # SIGTERM: mosquitto saves its persistence database
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ''
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
