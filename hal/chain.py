@@ -92,6 +92,8 @@ class ChainDriver:
         self.nonces += 1
         addr = d.get('chip_addr')
         chip = self.by_addr.get(addr) if addr is not None else None
+        if chip is None and addr is None and len(self.chips) == 1:
+            chip = self.chips[0]        # layout without an address: only one chip it can be
         if chip is None:
             self.nonces_unattributed += 1
         else:

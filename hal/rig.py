@@ -64,7 +64,7 @@ class Rig:
         return cls(ports['model'], ports['chains'], ports.get('board'), clock=clock,
                    baud=int(ports.get('baud', 115200)), **kw)
 
-    def start(self, freq_mhz=None, baud=None, silence_s=0.5, ticket_bits=8):
+    def start(self, freq_mhz=None, baud=None, silence_s=0.5, ticket_bits=8, rescans=2):
         """Enable boards, then enumerate, address and init every chain (concurrently)."""
         if freq_mhz is None:
             freq_mhz = self.model['f_nom_mhz']
@@ -74,7 +74,13 @@ class Rig:
 
         def start_chain(drv):
             def go():
+                expected = self.model['chips_per_board']
                 ids = drv.enumerate(silence_s=silence_s)
+                for _ in range(rescans):
+                    if len(ids) >= expected:
+                        break
+                    # A corrupted chip-ID answer hides a chip: scan again before addressing.
+                    ids = drv.enumerate(silence_s=silence_s)
                 if not ids:
                     return 0
                 drv.assign_addresses()

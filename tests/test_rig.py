@@ -1,0 +1,51 @@
+"""Rig from a simulator ports file: start all three S21 chains, poll, board status, limits."""
+
+import pytest
+
+from hal.clock import Clock
+from hal.limits import LimitError
+from hal.rig import Rig
+from tests.simproc import start_sim
+
+
+def test_rig_start_poll_and_status():
+    with start_sim('S21', time_scale=10.0) as sim:
+        rig = Rig.from_ports_file(sim.ports_file)
+        try:
+            assert rig.clock.time_scale == 10.0 and rig.family['name'] == 'BM1368'
+            assert rig.start() == [108, 108, 108]
+            rig.poll()
+            rig.clock.sleep(3.0)
+            st = rig.poll()
+            assert st['chips'] == 324 and st['chips_alive'] == 324
+            nominal_ghs = 324 * 490e6 * 1276 / 1e9
+            assert abs(st['hashrate_ghs'] / nominal_ghs - 1) < 0.03
+            for ch in st['chains']:
+                assert ch['initialised'] and ch['framer']['crc_errors'] == 0
+            rig.set_frequency(420.0, board=2)
+            rig.poll()
+            rig.clock.sleep(3.0)
+            st = rig.poll()
+            b2 = st['chains'][2]['hashrate_ghs']
+            b0 = st['chains'][0]['hashrate_ghs']
+            assert abs(b2 / b0 - 420.0 / 490.0) < 0.03
+            with pytest.raises(LimitError):
+                rig.set_frequency(10.0)
+            board = rig.board.get_status()
+            assert board['info']['boards'] == 3 and len(board['boards']) == 3
+            assert board['power_w'] > 1000 and not board['errors']
+        finally:
+            rig.close()
+
+
+def test_rig_explicit_urls_gamma():
+    with start_sim('GAMMA', time_scale=10.0) as sim:
+        rig = Rig('GAMMA', sim.ports['chains'], sim.ports['board'], clock=Clock(10.0))
+        try:
+            assert rig.start(freq_mhz=500.0) == [1]
+            chip = rig.chains[0].chips[0]
+            assert chip.addr == 0 and chip.freq_mhz == 500.0
+            rig.board.set_voltage_mv(0, 1200)
+            assert rig.board.read_voltage(0)['setpoint_mv'] == 1200
+        finally:
+            rig.close()
