@@ -1,0 +1,233 @@
+"""Simulator chains through real ptys: discovery, addressing, PLL and counters, version rolling,
+nonces, die temperature, baud switch. The simulator runs in its own process (tests/simproc.py)."""
+
+import time
+
+import pytest
+import serial
+
+from hal import codec, families, framer, pll
+from tests.simproc import start_sim
+
+FAM = families.get('BM1368')
+F_NOM = 490.0
+SCALE = 5.0
+
+
+class Link:
+    """A chain opened like the driver opens it: serial_for_url on the pty path."""
+
+    def __init__(self, path):
+        self.port = serial.serial_for_url(path, baudrate=115200, timeout=0.02)
+        self.framer = framer.ResponseFramer(9)
+
+    def send(self, *frames):
+        self.port.write(b''.join(frames))
+
+    def collect(self, quiet_s=0.3, frame_len=None, max_s=5.0):
+        if frame_len is not None:
+            self.framer.set_frame_len(frame_len)
+        out = []
+        t0 = last = time.monotonic()
+        while time.monotonic() - last < quiet_s and time.monotonic() - t0 < max_s:
+            data = self.port.read(4096)
+            if data:
+                last = time.monotonic()
+                out.extend(codec.decode_response(f, FAM['nonce_layout'])
+                           for f in self.framer.feed(data))
+        return out
+
+    def regs(self, quiet_s=0.3, frame_len=None):
+        return [r for r in self.collect(quiet_s, frame_len) if r['kind'] == 'reg']
+
+    def read(self, addr, reg, frame_len=None):
+        self.send(codec.read_reg(reg, addr))
+        got = self.regs(0.15, frame_len)
+        assert len(got) == 1, got
+        return got[0]['value']
+
+    def close(self):
+        self.port.close()
+
+
+@pytest.fixture(scope='module')
+def sim(tmp_path_factory):
+    truth = tmp_path_factory.mktemp('sim') / 'truth.jsonl'
+    with start_sim('S21', time_scale=SCALE, truth=truth) as s:
+        yield s
+
+
+@pytest.fixture
+def link(sim):
+    # each test gets chain 1 freshly power-cycled? no: chain state is shared, tests set it up
+    ln = Link(sim.ports['chains'][1])
+    ln.collect(0.05)
+    yield ln
+    ln.close()
+
+
+def address_chain(ln, n=108):
+    step = families.address_interval(n)
+    ln.send(codec.chain_inactive(), *[codec.set_address(i * step) for i in range(n)])
+    ln.collect(0.1)
+    return [i * step for i in range(n)]
+
+
+def test_ports_file(sim):
+    p = sim.ports
+    assert p['model'] == 'S21' and len(p['chains']) == 3 and p['board']
+    assert p['baud'] == 115200 and p['time_scale'] == SCALE and p['pid'] == sim.pid
+
+
+def test_discovery_counts_108_bm1368_in_chain_order(sim):
+    ln = Link(sim.ports['chains'][0])
+    ln.send(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
+    t0 = time.monotonic()
+    got = ln.regs(0.5)
+    assert len(got) == 108
+    assert all(r['crc_ok'] and r['reg'] == 0 for r in got)
+    assert all(families.by_chip_id(r['value'] >> 16)['name'] == 'BM1368' for r in got)
+    assert all(r['chip_addr'] == 0 and r['value'] & 0xFF == 0 for r in got)
+    # 108 nine-byte answers take 84 ms of wire time at 115200: they cannot come faster
+    assert time.monotonic() - t0 >= 0.08
+    ln.close()
+
+
+def test_set_address_then_unicast(link):
+    addrs = address_chain(link)
+    assert addrs[:3] == [0, 2, 4]
+    assert link.read(10, families.REG_CHIP_ID) == 0x13680000 | 10
+    link.send(codec.read_reg(families.REG_CHIP_ID, 11))      # nobody has address 11
+    assert link.regs(0.15) == []
+    link.send(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
+    got = link.regs(0.4)
+    assert [r['chip_addr'] for r in got] == addrs
+
+
+def test_register_file_and_bad_crc_ignored(link):
+    address_chain(link)
+    link.send(codec.write_reg(0x3C, 0x12345678, 4))
+    assert link.read(4, 0x3C) == 0x12345678
+    bad = bytearray(codec.write_reg(0x3C, 0x0BADF00D, 4))
+    bad[-1] ^= 0x01
+    link.send(bytes(bad), b'\x00\xff\x13')                     # bad CRC and junk
+    assert link.read(4, 0x3C) == 0x12345678
+
+
+def hashrate_units_per_s(link, addr, wait_s=0.6):
+    a0 = link.read(addr, families.REG_TOTAL_HASH)
+    t0 = time.monotonic()
+    time.sleep(wait_s)
+    a1 = link.read(addr, families.REG_TOTAL_HASH)
+    t1 = time.monotonic()
+    return (a1 - a0) / ((t1 - t0) * SCALE)
+
+
+def test_pll_write_changes_hash_counter_rate(link):
+    address_chain(link)
+    addr = 20
+    reset_rate = hashrate_units_per_s(link, addr)
+    f_reset = pll.decode(FAM, link.read(addr, families.REG_PLL0))
+    assert 45 <= f_reset <= 55
+    expect_reset = f_reset * 1e6 * 1276 / 2 ** 32
+    assert reset_rate == pytest.approx(expect_reset, rel=0.15)
+    sol = pll.solve(FAM, F_NOM)
+    link.send(codec.write_reg(families.REG_PLL0, sol['reg'], addr))
+    # without the matching hash-counting number the counter under-counts by written/expected
+    stale = hashrate_units_per_s(link, addr)
+    hcn_ratio = (families.hash_counting_number(FAM, f_reset, F_NOM)
+                 / families.hash_counting_number(FAM, sol['freq_mhz'], F_NOM))
+    full = sol['freq_mhz'] * 1e6 * 1276 / 2 ** 32
+    assert stale == pytest.approx(full * hcn_ratio, rel=0.15)
+    link.send(codec.write_reg(families.REG_HASH_COUNTING,
+                              families.hash_counting_number(FAM, sol['freq_mhz'], F_NOM), addr))
+    rate = hashrate_units_per_s(link, addr)
+    assert rate == pytest.approx(full, rel=0.1)
+    assert rate > 8 * reset_rate
+    # invalid PLL word: the chip stops hashing
+    link.send(codec.write_reg(families.REG_PLL0, 0x40000000, addr))
+    assert hashrate_units_per_s(link, addr, 0.3) == 0
+
+
+def test_die_temperature_needs_enable(link, sim):
+    address_chain(link)
+    link.send(codec.write_reg(families.REG_TEMP_ENABLE, 0, broadcast=True))
+    assert families.temp_c_from_code(link.read(6, families.REG_TEMP_READ)) is None
+    link.send(codec.write_reg(families.REG_TEMP_ENABLE, 1, broadcast=True))
+    t = families.temp_c_from_code(link.read(6, families.REG_TEMP_READ))
+    truth = sim.truth_lines()[-1]['boards'][1]['t_c'][3]
+    assert t == pytest.approx(truth, abs=3)
+
+
+def test_version_rolling_switches_to_11_byte_frames_and_nonces(link):
+    address_chain(link)
+    link.send(codec.write_reg(families.REG_VERSION_ROLLING, families.VERSION_ROLLING_ON,
+                              broadcast=True))
+    link.send(codec.read_reg(families.REG_CHIP_ID, 8))
+    got = link.collect(0.15, frame_len=11)
+    assert len(got) == 1 and got[0]['length'] == 11 and got[0]['chip_addr'] == 8
+    # feed "work": ticket mask 2^4 on one chip at 490 MHz -> ~36 nonces per simulated second
+    sol = pll.solve(FAM, F_NOM)
+    link.send(codec.write_reg(families.REG_PLL0, sol['reg'], 8),
+              codec.write_reg(families.REG_TICKET_MASK, families.ticket_mask_value(4), 8))
+    frames = link.collect(0.6, max_s=0.6)
+    nonces = [r for r in frames if r['kind'] == 'nonce']
+    assert nonces and all(r['crc_ok'] and r['length'] == 11 for r in nonces)
+    assert all(r['chip_addr'] == 8 for r in nonces)
+    assert len({r['nonce'] for r in nonces}) == len(nonces)   # random nonce bits
+    link.send(codec.write_reg(families.REG_VERSION_ROLLING, 0, broadcast=True),
+              codec.write_reg(families.REG_TICKET_MASK, families.ticket_mask_value(24), 8))
+    link.collect(0.2, frame_len=11)
+    link.framer = framer.ResponseFramer(9)
+    link.send(codec.read_reg(families.REG_CHIP_ID, 8))
+    got = link.regs(0.15)
+    assert len(got) == 1 and got[0]['length'] == 9
+
+
+def test_baud_switch_paces_faster(link):
+    addrs = address_chain(link)
+    regs = (families.REG_CHIP_ID, families.REG_TOTAL_HASH, families.REG_PLL0)
+    reads = b''.join(codec.read_reg(r, a) for a in addrs for r in regs)
+    want = len(addrs) * len(regs)
+    slow_wire_s = want * 9 * 10 / 115200.0
+
+    def timed():
+        fr = framer.ResponseFramer(9)
+        link.port.timeout = 0.005
+        t0 = time.monotonic()
+        link.send(reads)
+        n = 0
+        while n < want and time.monotonic() - t0 < 3:
+            n += len(fr.feed(link.port.read(4096)))
+        return time.monotonic() - t0, n
+    slow, n = timed()
+    assert n == want and slow >= slow_wire_s
+    link.send(codec.write_reg(families.REG_UART_BAUD, FAM['fast_bauds'][3125000],
+                              broadcast=True))
+    time.sleep(0.1)
+    fast, n = timed()
+    link.send(codec.write_reg(families.REG_UART_BAUD, 0x0000301A, broadcast=True))
+    time.sleep(0.1)
+    link.port.timeout = 0.02
+    assert n == want and fast < slow_wire_s / 3
+
+
+def test_truth_lines_well_formed(sim):
+    time.sleep(0.5)
+    lines = sim.truth_lines()
+    head, states = lines[0], lines[1:]
+    assert head['type'] == 'header' and head['model'] == 'S21' and head['seed'] == 1
+    assert len(head['chips']) == 3 and len(head['chips'][0]) == 108
+    assert set(head['chips'][0][0]) >= {'speed', 'leak', 'cap'}
+    assert len(states) >= 2
+    ts = [s['t_s'] for s in states]
+    assert ts == sorted(ts) and ts[-1] - ts[0] >= 1
+    s = states[-1]
+    for key in ('t_s', 'ambient_c', 'boards', 'fans', 'wall_w', 'good_ths', 'j_per_th',
+                'nonces_dropped'):
+        assert key in s
+    b = s['boards'][0]
+    assert b['mv'] == 14400 and b['enabled'] is True
+    for key in ('f_mhz', 't_c', 'p_w', 'err', 'good_hs'):
+        assert len(b[key]) == 108
+    assert len(s['fans']) == 4 and s['wall_w'] > 0
