@@ -36,8 +36,6 @@ def loads(data):
         if _cbor is None:
             raise ValueError('cbor2 is not available')
         return _cbor.loads(bytes(data))
-    except ValueError:
-        raise
     except Exception as e:  # cbor2 raises several types on junk (EOF, bad tags, recursion)
         raise ValueError('undecodable %s payload: %s' % (fmt, e))
 

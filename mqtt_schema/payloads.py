@@ -30,9 +30,17 @@ ALARM_EVENTS = ('raise', 'clear')
 ALARM_SEVERITIES = ('info', 'warning', 'critical')
 
 
+def _random_id():
+    try:
+        return ''.join(['%02x' % b for b in os.urandom(4)])
+    except AttributeError:  # MicroPython ports without os.urandom
+        import random
+        return '%08x' % random.getrandbits(32)
+
+
 def new_session(boot_id=None):
     if boot_id is None:
-        boot_id = ''.join(['%02x' % b for b in os.urandom(4)])
+        boot_id = _random_id()
     return {'boot_id': str(boot_id), 'seq': {}}
 
 
