@@ -105,6 +105,7 @@ class MqttLink:
         self._replay = collections.deque()
         self._replay_needed = len(self._outbox) > 0
         self._connected = False
+        self._subscribed = False
         self._session_seq = 1
         self._attempt = 0
         self._meta = None
@@ -130,12 +131,14 @@ class MqttLink:
             c.tls_set(ca_certs=cfg['ca_file'], certfile=cfg['cert_file'], keyfile=cfg['key_file'])
             if cfg['tls_insecure']:
                 c.tls_insecure_set(True)
-        c.max_inflight_messages_set(max(20, cfg['inflight_window']))
+        # replay fills at most inflight_window slots; the headroom keeps live data from queueing behind it
+        c.max_inflight_messages_set(cfg['inflight_window'] + 20)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self._set_will(c)
         self._set_delay(c)
         return c
@@ -287,9 +290,15 @@ class MqttLink:
         self._connected = True
         self._replay_needed = True
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self._subscribed = all(not rc.is_failure for rc in reason_codes)
+        if not self._subscribed:
+            self.last_error = 'cmd subscription refused: %s' % (reason_codes,)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         was = self._connected
         self._connected = False
+        self._subscribed = False
         if was:
             self.reconnects += 1
             self._session_seq += 1
@@ -330,7 +339,8 @@ class MqttLink:
             ob = self._outbox.get_status()
             inflight = len(self._mid_to_id)
             backlog = len(self._replay)
-        return {'connected': self._connected, 'queued': ob['queued'], 'outbox_bytes': ob['bytes'],
+        return {'connected': self._connected, 'subscribed': self._subscribed,
+                'queued': ob['queued'], 'outbox_bytes': ob['bytes'],
                 'outbox_disk_bytes': ob['disk_bytes'], 'dropped': ob['dropped'],
                 'reconnects': self.reconnects, 'connects': self.connects, 'inflight': inflight,
                 'replay_backlog': backlog, 'replayed': self.replayed, 'rejected': self.rejected,

@@ -1,10 +1,11 @@
 """Test helper: a real Mosquitto on a free loopback port with a temp config (and optional password).
 
-    with Broker() as b:                 # or Broker(username='u', password='p')
+    with Broker() as b:                 # or Broker(username='u', password='p') / Broker(tls=True)
         b.host, b.port
         b.stop(); b.start()             # b.restart() = stop + start on the same port
 Persistence is on (retained messages and persistent sessions survive restart()), queues are
-unbounded so an offline persistent subscriber loses nothing.
+unbounded so an offline persistent subscriber loses nothing. With tls=True the listener needs
+TLS and a client certificate; `b.ca_file`, `b.client_cert`, `b.client_key` are made by openssl.
 """
 
 import os
@@ -35,7 +36,8 @@ def _user():
 
 
 class Broker:
-    def __init__(self, port=None, username=None, password=None, persistence=True, verbose=False):
+    def __init__(self, port=None, username=None, password=None, persistence=True, verbose=False,
+                 tls=False):
         self.host = '127.0.0.1'
         self.port = port or free_port()
         self.username = username
@@ -60,9 +62,31 @@ class Broker:
             lines += ['allow_anonymous false', 'password_file %s' % pw]
         else:
             lines.append('allow_anonymous true')
+        self.ca_file = self.client_cert = self.client_key = None
+        if tls:
+            self._make_certs()
+            lines += ['cafile %s' % self.ca_file, 'certfile %s' % os.path.join(self.dir, 'server.crt'),
+                      'keyfile %s' % os.path.join(self.dir, 'server.key'), 'require_certificate true']
         self.conf = os.path.join(self.dir, 'mosquitto.conf')
         with open(self.conf, 'w') as f:
             f.write('\n'.join(lines) + '\n')
+
+    def _make_certs(self):
+        """Throw-away CA, server cert for 127.0.0.1 and client cert (EC P-256, 2 days)."""
+        d = self.dir
+
+        def ossl(*args):
+            subprocess.run(['openssl'] + list(args), check=True, cwd=d,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+        ossl('req', '-x509', *ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=hp-test-ca')
+        for name, extra in (('server', ['-addext', 'subjectAltName=IP:127.0.0.1']), ('client', [])):
+            ossl('req', *ec, '-keyout', name + '.key', '-out', name + '.csr', '-subj', '/CN=hp-' + name, *extra)
+            ossl('x509', '-req', '-in', name + '.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+                 '-out', name + '.crt', '-days', '2', '-copy_extensions', 'copy')
+        self.ca_file = os.path.join(d, 'ca.crt')
+        self.client_cert = os.path.join(d, 'client.crt')
+        self.client_key = os.path.join(d, 'client.key')
 
     def start(self, timeout_s=10.0):
         if self.proc is not None:

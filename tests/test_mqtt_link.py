@@ -75,12 +75,15 @@ class Sub:
         self.c.reconnect_delay_set(0.2, 1.0)
         self.c.on_message = self._on_message
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.subscribed = threading.Event()
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         props = None
         if persistent:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 3600
         self.c.connect(b.host, b.port, 5, clean_start=not persistent, properties=props)
         self.c.loop_start()
+        assert self.subscribed.wait(10), 'subscriber got no SUBACK'
 
     def _on_message(self, c, u, msg):
         with self.cond:
@@ -195,10 +198,8 @@ def test_commands_are_queued_not_executed(broker, tmp_path):
     link = MqttLink(link_settings(broker, tmp_path), q)
     link.start()
     try:
-        assert wait_for(link.is_connected)
-        time.sleep(0.3)   # subscription settles
+        assert wait_for(lambda: link.get_status()['subscribed'])
         sub = Sub(broker, link.root + 'cmd/result')
-        time.sleep(0.3)
         sub.c.publish(link.root + 'cmd/set_freq', json.dumps({'id': 'c1', 'args': {'mhz': 500}}), qos=1)
         op, data = q.get(timeout=5)
         cmd, reason = consumer.parse_command(op, data)
@@ -225,6 +226,23 @@ def test_credentials_required(tmp_path):
             assert not bad.is_connected()
         finally:
             bad.stop(drain_s=0)
+            good.stop()
+
+
+def test_tls_with_client_certificate(tmp_path):
+    with Broker(tls=True) as b:
+        plain = MqttLink(link_settings(b, tmp_path / 'a'), queue.Queue())
+        good = MqttLink(link_settings(b, tmp_path / 'b', ca_file=b.ca_file, cert_file=b.client_cert,
+                                      key_file=b.client_key), queue.Queue())
+        plain.start()
+        good.start()
+        try:
+            assert wait_for(good.is_connected)
+            good.publish('alarm', payloads.build_alarm(good.session, 'x', 'raise', 'info', 'tls ok'))
+            assert wait_for(lambda: good.get_status()['queued'] == 0)   # PUBACK over TLS
+            assert not plain.is_connected()
+        finally:
+            plain.stop(drain_s=0)
             good.stop()
 
 
