@@ -119,12 +119,15 @@ def test_corrupt_bytes_and_dead_chip_are_seen_and_survived():
                 drv.clock.sleep(1.0)
             assert dead_seen, 'chip 5 never marked dead'
             fr = st['framer']
-            assert fr['crc_errors'] > 0 and fr['dropped_bytes'] > 0
+            assert fr['crc_errors'] > 0 and fr['dropped_bytes'] > 0, fr
             st = measure(drv)
-            alive = [c for c in st['chips'] if c['alive']]
-            assert len(alive) == 107 and st['chips'][5]['hashrate_ghs'] is not None
-            # The other chips keep being measured despite the corruption.
-            assert sum(1 for c in alive if abs(c['hashrate_ghs'] / expected_ghs(490) - 1) < 0.05) > 100
+            alive = [c['index'] for c in st['chips'] if c['alive']]
+            assert len(alive) == 107 and 5 not in alive, (alive, st['last_read'])
+            # The other chips keep being measured despite the corruption (a corrupted counter
+            # that still passes the 5-bit CRC can spoil a chip's window: allow a few).
+            rates = [st['chips'][i]['hashrate_ghs'] for i in alive]
+            good = [r for r in rates if r is not None and abs(r / expected_ghs(490) - 1) < 0.05]
+            assert len(good) > 100, (rates, st['last_read'], st['framer'])
         finally:
             drv.transport.close()
 
