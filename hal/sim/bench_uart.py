@@ -31,30 +31,29 @@ def _drain(port, quiet_s=0.2):
             last = time.monotonic()
 
 
-def _collect(port, fr, want, timeout_s):
-    got = 0
+def _collect(port, nbytes, timeout_s):
+    """Raw bytes until nbytes arrived (framing is checked afterwards, off the clock)."""
+    buf = bytearray()
     t_last = None
     deadline = time.monotonic() + timeout_s
     port.timeout = 0.05      # blocking reads: a busy host loop would steal the sim's CPU
-    while got < want and time.monotonic() < deadline:
+    while len(buf) < nbytes and time.monotonic() < deadline:
         data = port.read(max(1, port.in_waiting))
-        if not data:
-            continue
-        for f in fr.feed(data):
-            if codec.decode_response(f)['kind'] == 'reg':
-                got += 1
-                t_last = time.monotonic()
-    return got, t_last
+        if data:
+            buf.extend(data)
+            t_last = time.monotonic()
+    return bytes(buf), t_last
 
 
 def run_once(port, addrs, baud, frame_len):
     cmds = b''.join(codec.read_reg(r, a) for a in addrs for r in REGS)
     want = len(addrs) * len(REGS)
-    fr = framer.ResponseFramer(frame_len)
     t0 = time.monotonic()
     port.write(cmds)
-    got, t_last = _collect(port, fr, want, 10.0)
+    data, t_last = _collect(port, want * frame_len, 10.0)
     elapsed = (t_last or time.monotonic()) - t0
+    frames = framer.ResponseFramer(frame_len).feed(data)
+    got = sum(1 for f in frames if codec.decode_response(f)['kind'] == 'reg')
     wire = (7 + want * frame_len) * 10.0 / baud
     return {'baud': baud, 'reads': want, 'answers': got, 'elapsed_s': elapsed,
             'wire_s': wire, 'ratio': wire / elapsed if elapsed > 0 else 0.0}

@@ -273,21 +273,35 @@ class Chain:
                 c.write(reg, cmd['value'], t_s, self)
         return []
 
-    def nonce_frames(self, dt_s):
-        """Nonce frames found in the last dt_s of hashing (Poisson at each chip's ticket
-        difficulty: one per 2^(32+N) good hashes). Only after the host fed work (0x14)."""
+    def nonce_frames(self, dt_s, room_bytes=1 << 30):
+        """Nonce frames found in the last dt_s of hashing: Poisson at each chip's ticket
+        difficulty (one per 2^(32+N) good hashes), only after the host fed work (0x14 written).
+
+        Frames are built while the chain's output FIFO has room (room_bytes); the rest are
+        dropped. Returns (frames, dropped). Chips are visited from a random start so a full
+        FIFO does not always favour the chips nearest the host.
+        """
         out = []
+        dropped = 0
         rng = self.rng
         layout = self.family['nonce_layout']
-        for c in self.chips:
+        chips = self.chips
+        n = len(chips)
+        first = rng.randrange(n) if n else 0
+        for k in range(n):
+            c = chips[(first + k) % n]
             if not c.work_fed or not c.hashing():
                 continue
             lam = c.rate_units() * (1.0 - c.err()) * dt_s / (1 << c.ticket_bits)
             for _ in range(poisson(rng, lam)):
+                if room_bytes < 0:
+                    dropped += 1
+                    continue
                 nonce, header = codec.encode_nonce_fields(
                     layout, rng.getrandbits(32), rng.randrange(16) * 8, rng.randrange(16), c.addr)
                 version = rng.getrandbits(16) if c.rolling else 0
-                out.append(codec.nonce_response(nonce, rng.randrange(4), header, version,
-                                                c.frame_len()))
+                fr = codec.nonce_response(nonce, rng.randrange(4), header, version, c.frame_len())
+                room_bytes -= len(fr)
+                out.append(fr)
         self.nonces += len(out)
-        return out
+        return out, dropped

@@ -115,7 +115,7 @@ class Simulator:
         dt = self.rig.step(t_s)
         if dt > 0:
             for port in self.ports:
-                port.queue_nonces(port.chain.nonce_frames(dt), now)
+                port.queue_nonces(dt, now)
         if self.truth is not None:
             self.truth.maybe_write(t_s)
 

@@ -18,7 +18,7 @@ from hal import framer
 NONCE_BACKLOG_MAX = 1024   # bytes pending on the chain's output: beyond this, new nonces drop
 # Commands are acted on up to this long before their last byte's wire time (their answers are
 # still scheduled from the arrival time), so a fast pipelined burst costs few loop turns.
-RX_LOOKAHEAD_S = 0.005
+RX_LOOKAHEAD_S = 0.02
 RX_BATCH = 16
 OUTBUF_MAX = 65536         # bytes due but not taken by the pty (nobody reading): beyond, dropped
 
@@ -146,12 +146,14 @@ class ChainPort:
         self.txq.append((self.tx_free, frame))
         self.tx_pending += len(frame)
 
-    def queue_nonces(self, frames, now):
+    def queue_nonces(self, dt_s, now):
+        """Nonces of the last dt_s: queued while the output backlog is under
+        NONCE_BACKLOG_MAX bytes, dropped (and counted) beyond it."""
+        room = NONCE_BACKLOG_MAX - self.tx_pending - len(self.pty.outbuf)
+        frames, dropped = self.chain.nonce_frames(dt_s, room)
+        self.nonces_dropped += dropped
         for fr in frames:
-            if self.tx_pending + len(self.pty.outbuf) > NONCE_BACKLOG_MAX:
-                self.nonces_dropped += 1
-            else:
-                self.schedule(fr, now)
+            self.schedule(fr, now)
 
     def service(self, now):
         """Act on commands that have fully arrived and write every frame that is due.
