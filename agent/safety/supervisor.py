@@ -1,0 +1,416 @@
+"""Safety supervisor: one tick per control step, snapshot in, actions out. Pure (MicroPython-safe).
+
+It sits in front of everything: the fan PID, the autotuner and remote commands only ask, the
+supervisor decides fan duty, board enable and the frequency cap. Unknown or malformed readings
+are unsafe, never cold. See docs/safety.md.
+"""
+
+from agent.fan import FanControl, _num
+from agent.safety import config as _config
+from agent.safety.board import BoardSafety, worst
+from agent.safety.detectors import Alarms, Debounce, FanMonitor, SensorMonitor
+
+
+def _list(v):
+    return v if isinstance(v, list) or isinstance(v, tuple) else None
+
+
+class _BoardWatch:
+    """Per-board detector state that is not the thermal machine."""
+
+    def __init__(self, index, cfg):
+        self.sensors = [SensorMonitor(index, k, cfg) for k in range(cfg['sensors_per_board'])]
+        self.dead = Debounce()
+        self.dies_unreadable = Debounce()
+        self.blind = Debounce()
+        self.dead_count = 0
+        self.die_max_c = None
+        self.temp_c = None
+        self.sensor_bad = False
+        self.extra = []  # published state/reason additions this tick
+
+
+class Supervisor:
+    def __init__(self, model, config=None, fan_control=None):
+        self.model = model
+        self.cfg = cfg = _config.build(model, config)
+        self.n_boards = int(model['boards'])
+        self.n_fans = int(model['fans'])
+        self.chips = int(model['chips_per_board'])
+        self.watchdog_s = cfg['watchdog_s']
+        if fan_control is None:
+            fan_control = FanControl.from_config(cfg['fan'], cfg['temp_target_c'], cfg['control_source'])
+        self.fan = fan_control
+        self.alarms = Alarms()
+        self.boards = [BoardSafety(i, cfg) for i in range(self.n_boards)]
+        self.watch = [_BoardWatch(i, cfg) for i in range(self.n_boards)]
+        self.fan_mons = [FanMonitor(k, cfg) for k in range(self.n_fans)]
+        self.now_s = None
+        self.started = False
+        self.power_w = None
+        self.power_cap_pct = 100.0
+        self.power_changed_s = None
+        self.power_unread = Debounce()
+        self.airflow_frac = 1.0
+        self.airflow_cap_pct = 100.0
+        self.fans_all_lost = False
+        self.problems = []
+        self.fan_duty_pct = [100] * self.n_fans
+        self.rig_state = 'normal'
+        self.rig_reason = 'ok'
+        self.rig_since_s = 0.0
+        self.stall_reason = None
+
+    # -- commands ----------------------------------------------------------------------------
+    def set_fan_mode(self, mode, duty_pct=None):
+        """From the set_fan command; ValueError on bad input (nothing changes)."""
+        self.fan.set_mode(mode, duty_pct)
+
+    def reset(self, board=None, now_s=None):
+        """Unlatch 'off' boards (all, or one index); they restart through cooldown. -> [indices]"""
+        t = _num(now_s)
+        t = t if t is not None else (self.now_s or 0.0)
+        if board is not None and (isinstance(board, bool) or not isinstance(board, int)
+                                  or not 0 <= board < self.n_boards):
+            raise ValueError('board must be an index 0..%d' % (self.n_boards - 1))
+        idx = range(self.n_boards) if board is None else [board]
+        return [i for i in idx if self.boards[i].reset(t, self.alarms)]
+
+    def note_stall(self, now_s, stalled_s):
+        """The runner's watchdog put the rig in its safe state: boards count as tripped."""
+        t = _num(now_s)
+        t = t if t is not None else (self.now_s or 0.0)
+        s = _num(stalled_s)
+        self.stall_reason = 'control loop stalled %.1f s (watchdog %.0f s)' % (s or 0.0, self.watchdog_s)
+        for b in self.boards:
+            b.trip(t, 'board %d: %s' % (b.index, self.stall_reason), self.alarms)
+
+    # -- parsing -----------------------------------------------------------------------------
+    def _time(self, snap):
+        t = _num(snap.get('now_s')) if isinstance(snap, dict) else None
+        if t is None or (self.now_s is not None and t < self.now_s):
+            self.problems.append('now_s invalid or going backwards (%r)'
+                                 % (snap.get('now_s') if isinstance(snap, dict) else None,))
+            return self.now_s if self.now_s is not None else 0.0
+        return t
+
+    def _parse(self, snap):
+        boards = [None] * self.n_boards
+        fans = [None] * self.n_fans
+        power = None
+        if not isinstance(snap, dict):
+            self.problems.append('snapshot is not a dict')
+            return boards, fans, power
+        bl = _list(snap.get('boards'))
+        if bl is None:
+            self.problems.append('boards missing or not a list')
+            bl = []
+        for pos in range(len(bl)):
+            e = bl[pos]
+            if not isinstance(e, dict):
+                self.problems.append('board entry %d is not a dict' % pos)
+                continue
+            i = e.get('index', pos)
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_boards:
+                self.problems.append('board entry %d: bad index %r' % (pos, i))
+                continue
+            if boards[i] is None:
+                boards[i] = e
+        fl = _list(snap.get('fans'))
+        if fl is None:
+            self.problems.append('fans missing or not a list')
+            fl = []
+        for k in range(min(len(fl), self.n_fans)):
+            fans[k] = fl[k] if isinstance(fl[k], dict) else None
+            if fans[k] is None:
+                self.problems.append('fan entry %d is not a dict' % k)
+        p = snap.get('power_w')
+        power = _num(p)
+        if p is not None and (power is None or power < 0.0):
+            self.problems.append('power_w invalid (%r)' % (p,))
+            power = None
+        return boards, fans, power
+
+    # -- the tick ----------------------------------------------------------------------------
+    def tick(self, snapshot):
+        """snapshot dict -> actions dict. Never raises on bad input (it is treated as unsafe)."""
+        self.problems = []
+        now = self._time(snapshot)
+        if not self.started:
+            self.started = True
+            for b in self.boards:
+                b.since_s = b.enabled_at_s = b.last_step_s = now
+            self.rig_since_s = now
+        self.now_s = now
+        boards, fans, power = self._parse(snapshot)
+        self._fans(now, fans)
+        for i in range(self.n_boards):
+            self._board_inputs(now, i, boards[i])
+        self._power(now, power)
+        self._boards(now)
+        if self.problems:
+            self.alarms.raise_('rig.snapshot_invalid', 'warning', 'malformed snapshot: %s; fans 100 %%'
+                               % '; '.join(self.problems[:4]), now)
+        else:
+            self.alarms.clear('rig.snapshot_invalid', 'snapshot well-formed again', now)
+        return self._actions(now)
+
+    def _fans(self, now, fans):
+        lost = 0
+        for k in range(self.n_fans):
+            f = fans[k] or {}
+            duty = f.get('duty_pct')
+            if _num(duty) is None:
+                duty = self.fan_duty_pct[k]
+            self.fan_mons[k].update(now, duty, f.get('rpm'), self.alarms)
+            if self.fan_mons[k].lost():
+                lost += 1
+        c = self.cfg
+        self.airflow_frac = (self.n_fans - lost) / float(self.n_fans) if self.n_fans else 0.0
+        self.airflow_cap_pct = 100.0 * (self.airflow_frac ** c['airflow_exp']) if self.airflow_frac > 0 else 0.0
+        self.fans_all_lost = self.airflow_frac <= 0.0 or self.airflow_cap_pct < c['cap_min_pct']
+        if self.fans_all_lost:
+            self.alarms.clear('rig.airflow', 'airflow degraded further: all fans lost', now)
+            self.alarms.raise_('rig.fans_lost', 'critical', '%d of %d fans lost (airflow %.0f %%, cap would be '
+                               '%.0f %% < %.0f %%): all boards powered off'
+                               % (lost, self.n_fans, 100.0 * self.airflow_frac, self.airflow_cap_pct,
+                                  c['cap_min_pct']), now)
+        else:
+            self.alarms.clear('rig.fans_lost', 'fans back: %d of %d running' % (self.n_fans - lost, self.n_fans), now)
+            if lost:
+                self.alarms.raise_('rig.airflow', 'warning', 'airflow %.0f %% (%d of %d fans lost): other fans '
+                                   '100 %%, boards capped at %.0f %%'
+                                   % (100.0 * self.airflow_frac, lost, self.n_fans, self.airflow_cap_pct), now)
+            else:
+                self.alarms.clear('rig.airflow', 'all %d fans running' % self.n_fans, now)
+
+    def _board_inputs(self, now, i, e):
+        c = self.cfg
+        b, w = self.boards[i], self.watch[i]
+        e = e if isinstance(e, dict) else {}
+        en = e.get('enabled')
+        powered = b.enable and (en if isinstance(en, bool) else True)
+        raw_dies = _list(e.get('die_c')) or []
+        alive = _list(e.get('chips_alive')) or []
+        dies = []
+        for k in range(min(len(raw_dies), self.chips)):
+            v = _num(raw_dies[k])
+            if v is None or v < c['die_min_c'] or v > c['die_max_c']:
+                continue
+            if k < len(alive) and alive[k] is False:
+                continue
+            dies.append(v)
+        if not powered:
+            dies = []
+        w.die_max_c = max(dies) if dies else None
+        die_min = min(dies) if dies else None
+        die_mean = sum(dies) / len(dies) if dies else None
+        raw_s = _list(e.get('sensors_c'))
+        if raw_s is None:
+            if 'sensors_c' in e and e.get('sensors_c') is not None:
+                self.problems.append('board %d: sensors_c is not a list' % i)
+            raw_s = []
+        while len(w.sensors) < len(raw_s) and len(w.sensors) < 16:
+            w.sensors.append(SensorMonitor(i, len(w.sensors), c))
+        vals = [_num(raw_s[k]) if k < len(raw_s) else None for k in range(len(w.sensors))]
+        for k in range(len(w.sensors)):
+            ref = die_mean
+            if ref is None:
+                others = [vals[j] for j in range(len(vals)) if j != k and vals[j] is not None]
+                ref = sum(others) / len(others) if others else None
+            w.sensors[k].update(now, raw_s[k] if k < len(raw_s) else None, ref, die_min, self.alarms)
+        trusted = [s.trusted() for s in w.sensors if s.trusted() is not None]
+        w.sensor_bad = False
+        for s in w.sensors:
+            if s.bad():
+                w.sensor_bad = True
+        temps = dies + trusted
+        w.temp_c = max(temps) if temps else None
+        grace = b.in_grace(now)
+        expect_dies = powered and not grace
+        missing = self.chips - len(dies)
+        w.dead_count = missing if expect_dies else w.dead_count
+        if expect_dies and 0 < missing < self.chips:
+            if w.dead.update(True, now, c['dead_chip_s'], c['dead_chip_s']):
+                self.alarms.raise_('board%d.dead_chips' % i, 'warning', 'board %d: %d of %d chips give no die '
+                                   'temperature (dead or not answering); the rest keep running'
+                                   % (i, missing, self.chips), now, i)
+        elif expect_dies and missing == 0:
+            if not w.dead.update(False, now, c['dead_chip_s'], c['dead_chip_s']):
+                self.alarms.clear('board%d.dead_chips' % i, 'board %d: all chips answer again' % i, now)
+        if w.dies_unreadable.update(expect_dies and not dies, now, c['dies_missing_s'], 0.0):
+            self.alarms.raise_('board%d.dies_unreadable' % i, 'critical', 'board %d: no die temperature '
+                               'readable; treated as hot' % i, now, i)
+        else:
+            self.alarms.clear('board%d.dies_unreadable' % i, 'board %d: die temperatures readable again' % i, now)
+        w.blind.update(expect_dies and w.temp_c is None, now, c['blind_max_s'], 0.0)
+        b.track_rate(now, w.die_max_c)
+
+    def _power(self, now, p):
+        c = self.cfg
+        self.power_w = p
+        lim = c['power_limit_w']
+        if self.power_unread.update(p is None, now, c['power_unreadable_s'], 0.0):
+            self.alarms.raise_('rig.power_unreadable', 'warning', 'input power unreadable; power cap held '
+                               'at %.0f %%' % self.power_cap_pct, now)
+        else:
+            self.alarms.clear('rig.power_unreadable', 'input power readable again', now)
+        if p is None:
+            return
+        due = self.power_changed_s is None or now - self.power_changed_s >= c['power_interval_s']
+        aim = lim * (1.0 - c['power_margin_pct'] / 100.0)
+        if p > lim:
+            if due:
+                eff = [self._pre_power_cap(i) for i in range(self.n_boards) if self.boards[i].enable]
+                base = min(self.power_cap_pct, max(eff)) if eff else self.power_cap_pct
+                self.power_cap_pct = max(c['cap_min_pct'], base * aim / p)
+                self.power_changed_s = now
+            self.alarms.raise_('rig.power_over', 'warning', 'input power %.0f W > limit %.0f W: all boards '
+                               'capped at %.0f %%' % (p, lim, self.power_cap_pct), now)
+        else:
+            if self.power_cap_pct < 100.0 and due:
+                up = min(100.0, self.power_cap_pct + c['derate_step_pct'])
+                if p * up / self.power_cap_pct < aim:
+                    self.power_cap_pct = up
+                    self.power_changed_s = now
+            if self.power_cap_pct >= 100.0 or p <= lim * (1.0 - 0.5 * c['power_margin_pct'] / 100.0):
+                self.alarms.clear('rig.power_over', 'input power %.0f W within limit %.0f W (cap %.0f %%)'
+                                  % (p, lim, self.power_cap_pct), now)
+
+    def _pre_power_cap(self, i):
+        cap = min(self.boards[i].cap_pct, self.airflow_cap_pct)
+        if self.watch[i].sensor_bad:
+            cap = min(cap, self.cfg['sensor_fault_cap_pct'])
+        return cap
+
+    def _boards(self, now):
+        c = self.cfg
+        danger, hot = c['temp_danger_c'], c['temp_hot_c']
+        block = 'all fans lost' if self.fans_all_lost else None
+        for i in range(self.n_boards):
+            b, w = self.boards[i], self.watch[i]
+            trip = None
+            dm, t, rate = w.die_max_c, w.temp_c, b.rate_c_s
+            if dm is not None and dm >= danger:
+                trip = 'board %d: die %.1f °C ≥ dangerous %.0f °C' % (i, dm, danger)
+            elif t is not None and t >= danger:
+                trip = 'board %d: sensor %.1f °C ≥ dangerous %.0f °C' % (i, t, danger)
+            elif (dm is not None and rate is not None and rate > 0.0 and dm >= hot - c['hysteresis_c']
+                  and dm + rate * c['trend_lead_s'] >= danger):
+                trip = ('board %d: die %.1f °C rising %.1f °C/s, would pass dangerous %.0f °C within %.0f s'
+                        % (i, dm, rate, danger, c['trend_lead_s']))
+            elif w.blind.on:
+                trip = 'board %d: no temperature readable for %.0f s' % (i, c['blind_max_s'])
+            elif self.fans_all_lost and b.enable:
+                trip = 'board %d: all fans lost' % i
+            if trip is not None:
+                b.trip(now, trip, self.alarms)
+            forced = w.dies_unreadable.on and b.enable
+            why = 'board %d: no die temperature readable' % i if forced else None
+            b.step(now, t, forced, why, block, self.alarms)
+
+    def _board_view(self, i):
+        """Published (state, reason, cap, enable) including rig-level derates."""
+        b, w = self.boards[i], self.watch[i]
+        state, reasons = b.state, [b.reason] if b.state != 'normal' else []
+        if w.sensor_bad:
+            bad = []
+            for s in w.sensors:
+                if s.bad():
+                    bad.append('sensor %d %s' % (s.index, '/'.join(s.reasons())))
+            reasons.append('board %d: %s: treated as hot, fans 100 %%, cap <= %.0f %%'
+                           % (i, ', '.join(bad), self.cfg['sensor_fault_cap_pct']))
+            state = worst(state, 'hot')
+        if not b.enable:
+            return state, '; '.join(reasons) or 'disabled', b.cap_pct, False
+        cap = self._pre_power_cap(i)
+        if self.airflow_frac < 1.0:
+            reasons.append('airflow %.0f %%: cap <= %.0f %%' % (100.0 * self.airflow_frac, self.airflow_cap_pct))
+        if self.power_cap_pct < 100.0:
+            reasons.append('power cap %.0f %%' % self.power_cap_pct)
+        cap = min(cap, self.power_cap_pct)
+        return state, '; '.join(reasons) or 'ok', cap, True
+
+    def _actions(self, now):
+        views = [self._board_view(i) for i in range(self.n_boards)]
+        rig = 'normal'
+        for v in views:
+            rig = worst(rig, v[0])
+        rig_reasons = [v[1] for v in views if v[0] != 'normal']
+        if self.fans_all_lost:
+            rig = worst(rig, 'dangerous')
+            rig_reasons.insert(0, 'all fans lost')
+        elif self.airflow_frac < 1.0 or self.power_cap_pct < 100.0 or self.problems:
+            rig = worst(rig, 'hot')
+        if self.airflow_frac < 1.0 and not self.fans_all_lost:
+            rig_reasons.append('airflow %.0f %%' % (100.0 * self.airflow_frac))
+        if self.power_cap_pct < 100.0:
+            rig_reasons.append('power cap %.0f %% (limit %.0f W)' % (self.power_cap_pct, self.cfg['power_limit_w']))
+        if self.problems:
+            rig_reasons.append('malformed snapshot')
+        if rig != self.rig_state:
+            self.rig_state, self.rig_since_s = rig, now
+        self.rig_reason = '; '.join(rig_reasons) or 'ok'
+        # Fans: the PID follows trusted temperatures only; anything abnormal -> 100 %.
+        suspect = False
+        for m in self.fan_mons:
+            if m.lost() or m.suspect:
+                suspect = True
+        override = None
+        hot_view = False
+        for v in views:
+            if v[0] != 'normal':
+                hot_view = True
+        missing = False
+        for w in self.watch:
+            if w.dies_unreadable.bad_since is not None or w.sensor_bad:
+                missing = True
+        # Power over limit alone does not force the fans (they would add power).
+        if hot_view or suspect or missing or self.airflow_frac < 1.0 or self.fans_all_lost or self.problems:
+            override = 100.0
+        dies = [w.die_max_c for w in self.watch if w.die_max_c is not None]
+        sens = []
+        for w in self.watch:
+            for s in w.sensors:
+                if s.trusted() is not None:
+                    sens.append(s.trusted())
+        duty = self.fan.update(now, max(dies) if dies else None, max(sens) if sens else None, override)
+        d = int(duty + 0.5)
+        d = 0 if d < 0 else (100 if d > 100 else d)
+        self.fan_duty_pct = [d] * self.n_fans
+        boards = []
+        for i in range(self.n_boards):
+            boards.append({'index': i, 'enable': views[i][3], 'freq_cap_pct': round(views[i][2], 1)})
+        self._views = views
+        return {'fan_duty_pct': list(self.fan_duty_pct), 'boards': boards, 'events': self.alarms.drain()}
+
+    def drain_events(self):
+        """Events queued outside tick() (reset, note_stall), if the caller wants them now."""
+        return self.alarms.drain()
+
+    def get_status(self):
+        now = self.now_s if self.now_s is not None else 0.0
+        views = getattr(self, '_views', None) or [self._board_view(i) for i in range(self.n_boards)]
+        boards = []
+        for i in range(self.n_boards):
+            b, w = self.boards[i], self.watch[i]
+            st = b.get_status(now)
+            st['state'], st['reason'], st['freq_cap_pct'], st['enable'] = views[i]
+            st['state_machine'] = b.state
+            st['die_max_c'] = w.die_max_c
+            st['temp_c'] = w.temp_c
+            st['dead_chips'] = w.dead_count
+            st['sensors_bad'] = [s.index for s in w.sensors if s.bad()]
+            st['alarms'] = self.alarms.ids('board%d.' % i)
+            boards.append(st)
+        rig = {'state': self.rig_state, 'reason': self.rig_reason, 'since_s': self.rig_since_s}
+        return {'state': self.rig_state, 'reason': self.rig_reason, 'since_s': self.rig_since_s,
+                'rig': rig, 'boards': boards,
+                'fans': [m.get_status() for m in self.fan_mons], 'fan_duty_pct': list(self.fan_duty_pct),
+                'airflow_pct': 100.0 * self.airflow_frac, 'airflow_cap_pct': self.airflow_cap_pct,
+                'power_w': self.power_w, 'power_cap_pct': self.power_cap_pct,
+                'limits': {'temp_target_c': self.cfg['temp_target_c'], 'temp_hot_c': self.cfg['temp_hot_c'],
+                           'temp_danger_c': self.cfg['temp_danger_c'],
+                           'power_limit_w': self.cfg['power_limit_w']},
+                'alarms': self.alarms.ids(), 'alarm_details': [dict(self.alarms.active[a]) for a in self.alarms.ids()],
+                'fan': self.fan.get_status()}
