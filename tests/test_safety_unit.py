@@ -554,3 +554,16 @@ def test_config_overrides_and_model_defaults():
     assert a['fan_duty_pct'] == [100] * 4            # safety overrides manual
     with pytest.raises(ValueError):
         sup.set_fan_mode('manual', 101)
+
+
+def test_board_that_ignores_disable_is_still_watched():
+    sup = Supervisor(S21)
+    a = sup.tick(synthetic(0, [96.0] * 108))
+    assert not a['boards'][0]['enable']
+    events = []
+    for t in range(1, 10):   # hardware keeps the board powered and hot
+        a = sup.tick(synthetic(t, [96.0] * 108, enabled=True))
+        events.extend(a['events'])
+        assert not a['boards'][0]['enable'] and a['fan_duty_pct'] == [100] * 4
+    assert 'board0.disable_failed' in ids(events)
+    assert sup.get_status()['boards'][0]['state'] == 'dangerous'   # not "cooled" on sensors alone

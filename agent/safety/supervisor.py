@@ -23,6 +23,7 @@ class _BoardWatch:
         self.dead = Debounce()
         self.dies_unreadable = Debounce()
         self.blind = Debounce()
+        self.stuck_on = Debounce()
         self.dead_count = 0
         self.die_max_c = None
         self.temp_c = None
@@ -189,7 +190,14 @@ class Supervisor:
         b, w = self.boards[i], self.watch[i]
         e = e if isinstance(e, dict) else {}
         en = e.get('enabled')
-        powered = b.enable and (en if isinstance(en, bool) else True)
+        # The hardware's word wins: a board we switched off that still reports power is read
+        # (and alarmed), never assumed cold.
+        powered = en if isinstance(en, bool) else b.enable
+        if w.stuck_on.update(powered and not b.enable, now, c['dies_missing_s'], 0.0):
+            self.alarms.raise_('board%d.disable_failed' % i, 'critical', 'board %d: commanded off but still '
+                               'reports power; runner must retry or cut the PSU' % i, now, i)
+        else:
+            self.alarms.clear('board%d.disable_failed' % i, 'board %d: now off as commanded' % i, now)
         raw_dies = _list(e.get('die_c')) or []
         alive = _list(e.get('chips_alive')) or []
         dies = []
