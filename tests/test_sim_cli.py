@@ -28,6 +28,10 @@ def run_sim(*args):
     (['--model', 'S21', '--time-scale', '0'], 'must be > 0'),
     (['--model', 'S21', '--fan-duty-pct', '120'], '0..100'),
     (['--model', 'S21', '--bogus'], 'unrecognized'),
+    (['--model', 'S21', '--chip', 'board=0,chip=3,speed=-1'], 'speed must be > 0'),
+    (['--model', 'S21', '--chip', 'board=3,chip=0,dead=1'], 'outside the model'),
+    (['--model', 'S21', '--lot', 'fraction=2,speed=0.9'], 'fraction within 0..1'),
+    (['--model', 'S21', '--lot', 'speed=0.9'], "missing key 'fraction'"),
     ([], 'required'),
 ])
 def test_bad_arguments_exit_2_with_message(args, message):
@@ -86,3 +90,28 @@ def test_slave_reopen_and_host_gone_do_not_crash():
         assert len(port.read(9 * 108)) > 0
         port.close()
         assert sim.stop() == 0
+
+
+def test_population_options_reach_the_chips(tmp_path):
+    truth = tmp_path / 'truth.jsonl'
+    extra = ['--chip', 'board=0,chip=0,dead=1', '--chip', 'board=1,chip=7,speed=0.7,leak=3',
+             '--lot', 'fraction=0.5,speed=0.9', '--sigma-f', '0.02']
+    with start_sim('S21', truth=truth, extra=extra) as sim:
+        port = serial.serial_for_url(sim.ports['chains'][0], timeout=0.02)
+        port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
+        fr = framer.ResponseFramer(9)
+        got = []
+        last = time.monotonic()
+        while time.monotonic() - last < 0.4:
+            data = port.read(4096)
+            if data:
+                last = time.monotonic()
+                got += fr.feed(data)
+        port.close()
+        head = sim.truth_lines()[0]
+    assert len(got) == 107
+    assert head['chips'][0][0]['dead'] is True
+    assert head['chips'][1][7]['speed'] == 0.7 and head['chips'][1][7]['leak'] == 3.0
+    assert head['sigma_f'] == 0.02
+    slow = sum(1 for b in head['chips'] for c in b if c['speed'] < 0.96)
+    assert 100 < slow < 230           # about half of 324 chips in the 0.9 lot

@@ -25,6 +25,37 @@ class FaultError(ValueError):
     pass
 
 
+def parse_kv(what, spec, keys, out=None):
+    """'k=v,k=v' -> dict typed by keys {key: (type, required, default)}; FaultError on junk."""
+    out = {} if out is None else out
+    if spec.strip():
+        for item in spec.split(','):
+            k, eq, v = item.partition('=')
+            k = k.strip()
+            if not eq:
+                raise FaultError('%s %r: %r is not key=value' % (what, spec, item))
+            if k not in keys:
+                raise FaultError('%s: unknown key %r (known: %s)'
+                                 % (what, k, ', '.join(sorted(keys))))
+            if k in out:
+                raise FaultError('%s: key %r given twice' % (what, k))
+            try:
+                val = keys[k][0](v.strip())
+            except ValueError:
+                raise FaultError('%s: %s=%r is not a valid %s'
+                                 % (what, k, v, keys[k][0].__name__))
+            if keys[k][0] is float and (val != val or val in (float('inf'), float('-inf'))):
+                raise FaultError('%s: %s is not finite' % (what, k))
+            out[k] = val
+    for k in keys:
+        typ, required, default = keys[k]
+        if k not in out:
+            if required:
+                raise FaultError('%s: missing key %r' % (what, k))
+            out[k] = default
+    return out
+
+
 def parse(spec):
     """'chip-dead:board=0,chip=5,at=30' -> {'kind': 'chip-dead', 'board': 0, 'chip': 5, 'at': 30.0}"""
     kind, sep, rest = spec.partition(':')
@@ -32,33 +63,7 @@ def parse(spec):
     if kind not in KINDS:
         raise FaultError('unknown fault kind %r in %r (known: %s)'
                          % (kind, spec, ', '.join(sorted(KINDS))))
-    keys = KINDS[kind]
-    out = {'kind': kind}
-    if rest.strip():
-        for item in rest.split(','):
-            k, eq, v = item.partition('=')
-            k = k.strip()
-            if not eq:
-                raise FaultError('fault %r: %r is not key=value' % (spec, item))
-            if k not in keys:
-                raise FaultError('fault %s: unknown key %r (known: %s)'
-                                 % (kind, k, ', '.join(sorted(keys))))
-            if k in out:
-                raise FaultError('fault %s: key %r given twice' % (kind, k))
-            try:
-                val = keys[k][0](v.strip())
-            except ValueError:
-                raise FaultError('fault %s: %s=%r is not a valid %s'
-                                 % (kind, k, v, keys[k][0].__name__))
-            if keys[k][0] is float and val != val:
-                raise FaultError('fault %s: %s is NaN' % (kind, k))
-            out[k] = val
-    for k in keys:
-        typ, required, default = keys[k]
-        if k not in out:
-            if required:
-                raise FaultError('fault %s: missing key %r' % (kind, k))
-            out[k] = default
+    out = parse_kv('fault ' + kind, rest, KINDS[kind], {'kind': kind})
     if out['at'] < 0:
         raise FaultError('fault %s: at must be >= 0' % kind)
     if kind == 'corrupt' and not 0.0 <= out['rate'] <= 1.0:

@@ -16,6 +16,7 @@ from hal import models
 from hal.sim import physics as P
 from hal.sim.boardctl import BoardController
 from hal.sim.faults import FaultError, FaultSet, parse as parse_fault, validate as validate_fault
+from hal.sim.faults import parse_kv
 from hal.sim.rig import SimRig
 from hal.sim.truth import TruthWriter
 from hal.sim.uart import ChainPort
@@ -69,7 +70,41 @@ def build_parser():
                    help='e.g. chip-dead:board=0,chip=5,at=30 (repeatable; see docs/simulator.md)')
     p.add_argument('--ports-file', metavar='FILE', help='write the pty paths here as JSON')
     p.add_argument('--fan-duty-pct', type=_pct, default=100.0, help='initial fan duty (100)')
+    p.add_argument('--chip', action='append', default=[], metavar='SPEC',
+                   help='per-chip silicon override, e.g. board=0,chip=3,speed=0.8[,leak=2]'
+                        '[,cap=1.1][,dead=1] (repeatable)')
+    p.add_argument('--lot', action='append', default=[], metavar='SPEC',
+                   help='a second silicon lot: fraction=0.3,speed=0.92[,leak=1.5] (repeatable)')
     return p
+
+
+CHIP_KEYS = {'board': (int, True, None), 'chip': (int, True, None), 'speed': (float, False, None),
+             'leak': (float, False, None), 'cap': (float, False, None), 'dead': (int, False, None)}
+LOT_KEYS = {'fraction': (float, True, None), 'speed': (float, True, None),
+            'leak': (float, False, 1.0)}
+
+
+def parse_chip(spec, model):
+    o = parse_kv('--chip', spec, CHIP_KEYS)
+    if not 0 <= o['board'] < model['boards'] or not 0 <= o['chip'] < model['chips_per_board']:
+        raise FaultError('--chip %r: board/chip outside the model' % spec)
+    for k in ('speed', 'leak', 'cap'):
+        if o[k] is not None and not o[k] > 0:
+            raise FaultError('--chip %r: %s must be > 0' % (spec, k))
+    out = {'board': o['board'], 'chip': o['chip']}
+    for k in ('speed', 'leak', 'cap'):
+        if o[k] is not None:
+            out[k] = o[k]
+    if o['dead'] is not None:
+        out['dead'] = bool(o['dead'])
+    return out
+
+
+def parse_lot(spec):
+    o = parse_kv('--lot', spec, LOT_KEYS)
+    if not 0 <= o['fraction'] <= 1 or not o['speed'] > 0 or not o['leak'] > 0:
+        raise FaultError('--lot %r: fraction within 0..1, speed and leak > 0' % spec)
+    return o
 
 
 def write_ports_file(path, info):
@@ -86,7 +121,8 @@ class Simulator:
         self.args = args
         self.time_scale = args.time_scale
         self.rig = SimRig(model, seed=args.seed, sigma_f=args.sigma_f, sigma_l=args.sigma_l,
-                          ambient_c=args.ambient_c, fan_duty_pct=args.fan_duty_pct)
+                          ambient_c=args.ambient_c, fan_duty_pct=args.fan_duty_pct,
+                          overrides=args.chip_overrides, lots=args.lots)
         self.faults = FaultSet(faults, self.rig, args.seed)
         self.wall0 = time.monotonic()
         self.ports = [ChainPort(ch, self.sim_time, self.faults.corruptor(i))
@@ -168,6 +204,12 @@ def main(argv=None):
             faults.append(validate_fault(parse_fault(spec), model))
     except FaultError as e:
         print('hashpilot sim: bad --fault: %s' % e, file=sys.stderr)
+        return 2
+    try:
+        args.chip_overrides = [parse_chip(spec, model) for spec in args.chip]
+        args.lots = [parse_lot(spec) for spec in args.lot]
+    except FaultError as e:
+        print('hashpilot sim: %s' % e, file=sys.stderr)
         return 2
     sim = Simulator(args, faults)
 

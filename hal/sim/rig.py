@@ -15,7 +15,7 @@ SENSOR_POS = (0.15, 0.85)
 
 class SimRig:
     def __init__(self, model, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L,
-                 ambient_c=P.AMBIENT_C, fan_duty_pct=100.0, overrides=()):
+                 ambient_c=P.AMBIENT_C, fan_duty_pct=100.0, overrides=(), lots=()):
         self.model = model
         self.seed = seed
         self.sigma_f = sigma_f
@@ -23,7 +23,10 @@ class SimRig:
         self.cal = cal = P.calibrate(model)
         self.family = families.get(model['chip'])
         self.pop = P.population(cal, random.Random(seed), sigma_f, sigma_l)
-        if overrides:
+        lot_rng = random.Random(seed * 104729 + 11)
+        for lot in lots:                 # second silicon lots: {'fraction', 'speed', 'leak'}
+            P.bimodal(self.pop, lot_rng, lot['fraction'], lot['speed'], lot['leak'])
+        if overrides:                    # per-chip: {'board', 'chip', speed/leak/cap/dead}
             P.apply_overrides(self.pop, overrides)
         self.rng = random.Random(seed * 1000003 + 17)      # run-time noise, not silicon
         self.chains = [Chain(self.family, self.pop[b], cal['cores_per_chip'], cal['f_nom_mhz'],
