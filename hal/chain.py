@@ -116,7 +116,26 @@ class ChainDriver:
         self.transport.write(frame)
 
     # -- enumeration and addressing --------------------------------------------------------
-    def enumerate(self, silence_s=1.0, max_s=30.0):
+    def enumerate(self, silence_s=1.0, max_s=30.0, try_bauds=()):
+        """Broadcast read of 0x00; count chip-ID answers until silence. Returns [chip_id, ...].
+
+        If nothing answers at the current rate, try each of try_bauds (chips left at a fast
+        rate by an earlier run) and stay at the first one that finds chips.
+        """
+        ids = self._enumerate(silence_s, max_s)
+        start_baud = self.transport.baud
+        for baud in try_bauds:
+            if ids or baud == start_baud:
+                continue
+            self.transport.set_baud(baud)
+            ids = self._enumerate(silence_s, max_s)
+            if ids:
+                log.info('chips found at %d baud', baud)
+        if not ids and self.transport.baud != start_baud:
+            self.transport.set_baud(start_baud)
+        return ids
+
+    def _enumerate(self, silence_s, max_s):
         """Broadcast read of 0x00; count chip-ID answers until silence. Returns [chip_id, ...].
 
         Answers are parsed as 9- and 11-byte frames (chips that had version rolling enabled by an

@@ -75,7 +75,8 @@ class Rig:
         def start_chain(drv):
             def go():
                 expected = self.model['chips_per_board']
-                ids = drv.enumerate(silence_s=silence_s)
+                ids = drv.enumerate(silence_s=silence_s,
+                                    try_bauds=sorted(self.family['fast_bauds']))
                 for _ in range(rescans):
                     if len(ids) >= expected:
                         break

@@ -27,7 +27,8 @@ def _model_for(family, name=None):
 def open_chain(args):
     t = Transport(args.port, args.baud)
     drv = ChainDriver(t, family=None, clock=Clock(args.time_scale), address_rule=args.address_rule)
-    ids = drv.enumerate(silence_s=args.silence_s)
+    fast = sorted(set(b for f in families.FAMILIES.values() for b in f['fast_bauds']))
+    ids = drv.enumerate(silence_s=args.silence_s, try_bauds=fast)
     if not ids:
         t.close()
         raise ChainError('no chips answered on %s at %d baud' % (args.port, args.baud))
@@ -43,6 +44,7 @@ def cmd_scan(args):
     try:
         answered = set(drv.verify_addresses())
         out = {'port': args.port, 'family': drv.family['name'], 'chips': len(drv.chips),
+               'baud': drv.transport.baud,
                'address_rule': drv.address_rule,
                'address_interval': families.address_interval(len(drv.chips), drv.address_rule),
                'response_len': drv.framer.frame_len,
@@ -54,8 +56,8 @@ def cmd_scan(args):
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        print('%s: %d x %s, addresses every %d (%s rule), %d answer at their address'
-              % (args.port, out['chips'], out['family'], out['address_interval'],
+        print('%s: %d x %s at %d baud, addresses every %d (%s rule), %d answer at their address'
+              % (args.port, out['chips'], out['family'], out['baud'], out['address_interval'],
                  out['address_rule'], len(answered)))
         for c in out['chip_list']:
             print('  chip %3d  id %s  addr 0x%02X%s' % (c['index'], c['chip_id'], c['addr'],
