@@ -34,7 +34,7 @@ DEFAULTS = {
     'keepalive_s': 30, 'protocol': 5, 'format': 'cbor', 'state_dir': None,
     'outbox_max_bytes': 8 << 20, 'outbox_flush_s': 2.0, 'outbox_flush_bytes': 32 << 10,
     'backoff_min_s': 1.0, 'backoff_max_s': 120.0, 'inflight_window': 100,
-    'firmware': None, 'model': None, 'service_period_s': 0.05,
+    'firmware': None, 'model': None, 'service_period_s': 0.05, 'replay_wait_s': 2.0,
 }
 _TYPES = {
     'site': str, 'rig': str, 'host': str, 'port': int, 'client_id': str, 'username': str,
@@ -42,7 +42,7 @@ _TYPES = {
     'tls_insecure': bool, 'keepalive_s': int, 'protocol': int, 'format': str, 'state_dir': str,
     'outbox_max_bytes': int, 'outbox_flush_s': (int, float), 'outbox_flush_bytes': int,
     'backoff_min_s': (int, float), 'backoff_max_s': (int, float), 'inflight_window': int,
-    'firmware': str, 'model': str, 'service_period_s': (int, float),
+    'firmware': str, 'model': str, 'service_period_s': (int, float), 'replay_wait_s': (int, float),
 }
 QOS1_KINDS = ('telemetry', 'chips', 'alarm', 'cmd/result')
 
@@ -106,6 +106,8 @@ class MqttLink:
         self._replay_needed = len(self._outbox) > 0
         self._connected = False
         self._subscribed = False
+        self._connected_at = 0.0
+        self._live_since_connect = False
         self._session_seq = 1
         self._attempt = 0
         self._meta = None
@@ -212,6 +214,7 @@ class MqttLink:
             rid = self._outbox.append(topic, data)
             if self._connected:
                 self._send(rid, topic, data)
+                self._live_since_connect = True
             else:
                 self._replay_needed = True
             return rid
@@ -243,6 +246,9 @@ class MqttLink:
             self._outbox.maybe_flush()
             if not self._connected:
                 return
+            if not self._live_since_connect and \
+                    time.monotonic() - self._connected_at < self.cfg['replay_wait_s']:
+                return    # birth, meta, then live data first; the backlog follows
             if self._replay_needed:
                 self._replay_needed = False
                 self._replay = collections.deque(
@@ -287,6 +293,8 @@ class MqttLink:
             client.subscribe(cmd, qos=1)
         self._attempt = 0
         self.connects += 1
+        self._connected_at = time.monotonic()
+        self._live_since_connect = False
         self._connected = True
         self._replay_needed = True
 

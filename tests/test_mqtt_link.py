@@ -299,7 +299,10 @@ def test_broker_outage_loses_nothing(broker, tmp_path):
                         30 + OUTAGE_S / 4)
         got = seqs(sub, boot)
         assert sorted(set(m['seq'] for m in got)) == list(range(1, sent[0] + 1))
-        assert any(m.get('historical') for m in got)               # the backlog is marked
+        hist = [i for i, m in enumerate(got) if m.get('historical')]
+        assert hist                                                 # the backlog is marked
+        newest_hist = max(got[i]['seq'] for i in hist)
+        assert any(m['seq'] > newest_hist for m in got[:hist[0]])   # live data went before it
         assert wait_for(lambda: link.get_status()['queued'] == 0)
         st = link.get_status()
         assert st['dropped'] == 0 and st['reconnects'] >= 1 and st['session_seq'] == 2
