@@ -197,7 +197,10 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
         with self._lock:
-            self._outbox.close()
+            try:
+                self._outbox.close()
+            except OSError as e:   # unflushed tail is lost, like a power cut; say so
+                self.last_error = 'outbox close: %s' % e
 
     # --- publishing -------------------------------------------------------------------------
     def publish(self, kind, payload):
@@ -354,4 +357,5 @@ class MqttLink:
                 'replay_backlog': backlog, 'replayed': self.replayed, 'rejected': self.rejected,
                 'cmd_dropped': self.cmd_dropped, 'session_seq': self._session_seq,
                 'boot_id': self.session['boot_id'], 'attempt': self._attempt,
-                'outbox_flushes': ob['flushes'], 'last_error': self.last_error}
+                'outbox_flushes': ob['flushes'], 'outbox_write_errors': ob['write_errors'],
+                'last_error': self.last_error}

@@ -90,6 +90,8 @@ class Outbox:
         self.dropped = 0
         self.flushes = 0
         self.truncated_bytes = 0
+        self.write_errors = 0
+        self.last_error = None
         os.makedirs(state_dir, exist_ok=True)
         self._load()
 
@@ -107,7 +109,7 @@ class Outbox:
         if self._buf_since is None:
             self._buf_since = self._clock()
         if self._buf_bytes >= self.flush_bytes:
-            self.flush()
+            self._try_flush()
         self._enforce_bound()
         return rid
 
@@ -150,19 +152,22 @@ class Outbox:
             return False
         now = self._clock() if now is None else now
         if self._buf_bytes >= self.flush_bytes or now - self._buf_since >= self.flush_interval_s:
-            self.flush()
+            if not self._try_flush():
+                self._buf_since = now   # retry after another interval, not in a tight loop
+                return False
             return True
         return False
 
     def flush(self):
-        """Write the batch (buffered appends still unacked + acks) with one write and one fsync."""
+        """Write the batch (buffered appends still unacked + acks) with one write and one fsync.
+
+        Raises OSError if the disk refuses; the batch then stays buffered (and the partial write
+        is cut off) so a later flush retries it.
+        """
         ids = [rid for rid in self._buf_ids if rid in self._records]
-        acks = [rid for rid, seg in self._buf_acks if seg in self._seg_size]
-        self._buf_ids = []
-        self._buf_acks = []
-        self._buf_bytes = 0
-        self._buf_since = None
+        acks = [(rid, seg) for rid, seg in self._buf_acks if seg in self._seg_size]
         if not ids and not acks:
+            self._buf_ids, self._buf_acks, self._buf_bytes, self._buf_since = [], [], 0, None
             return
         parts = []
         for rid in ids:
@@ -171,13 +176,22 @@ class Outbox:
             parts.append(_record(_DATA.pack(b'D', rid, len(t)) + t + rec[2]))
         for i in range(0, len(acks), 4096):
             chunk = acks[i:i + 4096]
-            parts.append(_record(b'A' + b''.join([_ID.pack(a) for a in chunk])))
-        seg = self._open_current()
+            parts.append(_record(b'A' + b''.join([_ID.pack(a[0]) for a in chunk])))
         blob = b''.join(parts)
-        self._cur_file.write(blob)
-        self._cur_file.flush()
-        if self._fsync:
-            os.fsync(self._cur_file.fileno())
+        seg = None
+        try:
+            seg = self._open_current()
+            self._cur_file.write(blob)
+            self._cur_file.flush()
+            if self._fsync:
+                os.fsync(self._cur_file.fileno())
+        except OSError as e:
+            self.write_errors += 1
+            self.last_error = str(e)
+            if seg is not None:
+                self._abandon_current(seg)
+            raise
+        self._buf_ids, self._buf_acks, self._buf_bytes, self._buf_since = [], [], 0, None
         self.flushes += 1
         self._seg_size[seg] += len(blob)
         for rid in ids:
@@ -188,15 +202,38 @@ class Outbox:
         self._compact()
         self._enforce_bound()
 
+    def _abandon_current(self, seg):
+        """After a failed write: cut the file back to its last good size and stop appending to it."""
+        try:
+            self._cur_file.truncate(self._seg_size[seg])
+        except (OSError, ValueError):
+            pass
+        try:
+            self._cur_file.close()
+        except OSError:
+            pass
+        self._cur = None
+        self._cur_file = None
+
+    def _try_flush(self):
+        try:
+            self.flush()
+            return True
+        except OSError:
+            return False   # kept buffered; visible in get_status() as write_errors/last_error
+
     def close(self):
-        self.flush()
-        self._close_current()
+        try:
+            self.flush()
+        finally:
+            self._close_current()
 
     def get_status(self):
         return {'queued': len(self._records), 'bytes': self._live_bytes,
                 'disk_bytes': sum(self._seg_size.values()), 'buffered_bytes': self._buf_bytes,
                 'segments': len(self._seg_size), 'dropped': self.dropped, 'flushes': self.flushes,
-                'truncated_bytes': self.truncated_bytes, 'max_bytes': self.max_bytes}
+                'truncated_bytes': self.truncated_bytes, 'max_bytes': self.max_bytes,
+                'write_errors': self.write_errors, 'last_error': self.last_error}
 
     # --- internals --------------------------------------------------------------------------
     def _path(self, seg):

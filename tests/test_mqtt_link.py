@@ -158,9 +158,9 @@ def test_settings_are_strict(tmp_path):
             check_settings(dict(ok, **bad))
 
 
-@pytest.mark.parametrize('fmt', ['cbor', 'json'])
-def test_birth_meta_retained_and_payloads_decode(broker, tmp_path, fmt):
-    s = link_settings(broker, tmp_path, format=fmt)
+@pytest.mark.parametrize('fmt,protocol', [('cbor', 5), ('json', 311)])
+def test_birth_meta_retained_and_payloads_decode(broker, tmp_path, fmt, protocol):
+    s = link_settings(broker, tmp_path, format=fmt, protocol=protocol)
     link = MqttLink(s, queue.Queue())
     link.set_meta(payloads.build_meta(models.get('S21'), link.session, firmware='test', fmt=fmt))
     link.start()

@@ -196,3 +196,24 @@ def test_random_ops_match_model(tmp_path, seed):
         assert [p[0] for p in ob.pending()] == sorted(live)
     ob.close()
     assert {p[0]: p[2] for p in Outbox(d).pending()} == live
+
+
+def test_failed_write_keeps_batch_and_file_clean(tmp_path, monkeypatch):
+    ob = Outbox(str(tmp_path), flush_bytes=1 << 20)
+    a = ob.append('t', b'first')
+    ob.flush()
+    b = ob.append('t', b'second')
+    size_before = os.path.getsize(os.path.join(str(tmp_path), segs(str(tmp_path))[0]))
+
+    def enospc(fd):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(os, 'fsync', enospc)
+    with pytest.raises(OSError):
+        ob.flush()
+    assert not ob.maybe_flush(now=1e9)              # timer path reports, never raises
+    assert ob.get_status()['write_errors'] == 2
+    first = os.path.join(str(tmp_path), segs(str(tmp_path))[0])
+    assert os.path.getsize(first) == size_before    # partial batch cut off again
+    monkeypatch.undo()
+    ob.flush()                                      # the disk is back: the batch is retried
+    assert [p[0] for p in Outbox(str(tmp_path)).pending()] == [a, b]
