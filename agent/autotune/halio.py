@@ -1,0 +1,154 @@
+"""The tuner IO over hal/rig.py (Rig + ChainDriver + BoardController): bytes only.
+
+Used by `hashpilot bench autotune` and `hashpilot tune`. The owner of the loop polls the rig
+(rig.poll()) and then calls tuner.step(); this adapter only reads driver state and forwards
+requests (every frequency and voltage passes HardwareLimits in the driver/board controller).
+
+Raw counts for Poisson statistics: each driver rate window (Chip.ref -> next Chip.ref, at one
+frequency: set_frequency restarts it) is differenced here into cumulative hash/error units.
+"""
+
+import logging
+
+from hal import families
+from hal.rig import run_parallel
+from agent.autotune.io import TunerIO
+
+log = logging.getLogger(__name__)
+
+
+def _wrap32(a, b):
+    return (b - a) & 0xFFFFFFFF
+
+
+class RigIO(TunerIO):
+    def __init__(self, rig, clock, power_limit_w=None, temp_stop_c=None):
+        self.rig = rig
+        self.clock = clock
+        m = rig.model
+        self.power_limit_w = power_limit_w or m['power_limit_w']
+        self.temp_stop_c = temp_stop_c or (m['temp_danger_c'] - 3.0)
+        nb = len(rig.chains)
+        self._ids = None
+        self._mv = None
+        self._ref = [[None] * len(ch.chips) for ch in rig.chains]
+        self._h = [[0.0] * len(ch.chips) for ch in rig.chains]
+        self._e = [[0] * len(ch.chips) for ch in rig.chains]
+        self._gen = [[0] * len(ch.chips) for ch in rig.chains]
+        self._ref_gen = [[-1] * len(ch.chips) for ch in rig.chains]
+        self._power = None
+        self._hottest = None
+        self.freq_writes = 0
+        self.freq_write_s = 0.0
+        self.nb = nb
+
+    # -- reads ---------------------------------------------------------------------------------
+    def now_s(self):
+        return self.clock.monotonic()
+
+    def model(self):
+        return self.rig.model
+
+    def family(self):
+        return self.rig.family
+
+    def limits(self):
+        return self.rig.limits.get_status()
+
+    def board_ids(self):
+        if self._ids is None:
+            self._ids = [self.rig.board.board_id(b) for b in range(self.nb)]
+        return list(self._ids)
+
+    def _count(self, b, i, c):
+        """Turn the driver's window references into cumulative exact counts."""
+        ref = c.ref
+        old = self._ref[b][i]
+        if ref is None:
+            self._ref[b][i] = None
+            return
+        if old is not None and ref is not old and ref[0] > old[0] \
+                and self._ref_gen[b][i] == self._gen[b][i]:
+            self._h[b][i] += _wrap32(old[1], ref[1])
+            self._e[b][i] += _wrap32(old[2], ref[2])
+        self._ref[b][i] = ref
+        self._ref_gen[b][i] = self._gen[b][i]
+
+    def chips(self):
+        out = []
+        hottest = None
+        for b, ch in enumerate(self.rig.chains):
+            row = []
+            for i, c in enumerate(ch.chips):
+                self._count(b, i, c)
+                row.append({'freq_mhz': c.freq_mhz, 'temp_c': c.temp_c,
+                            'hashrate_ghs': c.hashrate_ghs, 'err_pct': c.err_pct,
+                            'alive': c.alive, 'hash_units': self._h[b][i],
+                            'err_units': self._e[b][i]})
+                if c.alive and c.temp_c is not None and (hottest is None or c.temp_c > hottest):
+                    hottest = c.temp_c
+            out.append(row)
+        self._hottest = hottest
+        return out
+
+    def power_w(self):
+        try:
+            self._power = self.rig.board.read_power_w()
+        except Exception as e:     # unreadable power is a fault for safety, not a crash
+            log.warning('power read failed: %s', e)
+            self._power = None
+        return self._power
+
+    def voltage_mv(self):
+        if self._mv is None:
+            self._mv = [self.rig.board.read_voltage(b)['setpoint_mv'] for b in range(self.nb)]
+        return list(self._mv)
+
+    def uart(self):
+        return [{'baud': ch.transport.baud, 'time_scale': self.clock.time_scale}
+                for ch in self.rig.chains]
+
+    def safety_ok(self):
+        if self._power is not None and self._power > self.power_limit_w:
+            return False
+        if self._hottest is not None and self._hottest > self.temp_stop_c:
+            return False
+        return True
+
+    # -- requests ------------------------------------------------------------------------------
+    def set_voltage_mv(self, board, mv):
+        self.voltage_mv()
+        self.rig.board.set_voltage_mv(board, mv)
+        for b in (range(self.nb) if board is None else (board,)):
+            self._mv[b] = int(mv)
+
+    def set_ticket_bits(self, board, bits):
+        ch = self.rig.chains[board]
+        ch.write(families.REG_TICKET_MASK, families.ticket_mask_value(bits))
+        ch.ticket_bits = bits
+
+    def request_frequencies(self, plan):
+        """Per chain, in parallel: chips grouped by target (one ramped write batch per group)."""
+        per = {}
+        for (b, i), mhz in plan.items():
+            self.rig.limits.check_freq(mhz)
+            per.setdefault(b, {})[i] = mhz
+            self._gen[b][i] += 1
+        import time
+        t0 = time.monotonic()
+
+        def apply(b):
+            ch = self.rig.chains[b]
+            want = per[b]
+            if hasattr(ch, 'set_frequencies'):
+                ch.set_frequencies(dict((ch.chips[i].addr, f) for i, f in want.items()))
+                return
+            groups = {}
+            for i, f in want.items():
+                groups.setdefault(f, []).append(ch.chips[i].addr)
+            for f, addrs in sorted(groups.items()):
+                ch.set_frequency(f, chips=addrs, ramp=True)
+
+        run_parallel([(lambda b=b: apply(b)) for b in per])
+        self.freq_writes += len(plan)
+        self.freq_write_s += time.monotonic() - t0

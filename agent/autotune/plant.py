@@ -1,0 +1,152 @@
+"""In-process plant on hal/sim/physics.py implementing the tuner IO (fast tests, no ptys).
+
+Same physics as the simulator: per-chip fmax/err/power, die temperatures relaxing (30 s) toward
+the steady state of the board's air, Poisson error counts, exact hash counts, PSU power +-1 %,
+die temperature noise. Time advances only through advance(dt_s).
+"""
+
+import math
+import random
+
+from hal import families, models, pll
+from hal.limits import HardwareLimits
+from hal.sim import physics as P
+from agent.autotune.io import TunerIO
+
+TWO32 = 4294967296.0
+
+
+def _poisson(rng, lam):
+    if lam <= 0.0:
+        return 0
+    if lam < 30.0:
+        limit = math.exp(-lam)
+        k = 0
+        p = rng.random()
+        while p > limit:
+            k += 1
+            p *= rng.random()
+        return k
+    return max(0, int(rng.gauss(lam, math.sqrt(lam)) + 0.5))
+
+
+class PlantIO(TunerIO):
+    def __init__(self, model_name, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L, fan_duty=0.7,
+                 ambient_c=P.AMBIENT_C, time_scale=1.0, baud=115200):
+        self._model = models.get(model_name)
+        self._family = families.get(self._model['chip'])
+        self.lim = HardwareLimits(self._model, self._family)
+        self.cal = P.calibrate(self._model)
+        self.pop = P.population(self.cal, random.Random(seed), sigma_f, sigma_l)
+        self.rng = random.Random(seed * 31 + 7)
+        self.fan_duty = fan_duty
+        self.ambient_c = ambient_c
+        self.time_scale = time_scale
+        self.baud = baud
+        self.seed = seed
+        nb = self.cal['boards']
+        f0 = self._model['f_nom_mhz']
+        self.freqs = [[f0] * len(b) for b in self.pop]
+        self.mv = [self._model['stock_board_mv']] * nb
+        st = P.rig_steady_state(self.cal, self.pop, self.freqs, self.mv, fan_duty, ambient_c)
+        self.temps = [list(b['t_c']) for b in st['boards']]
+        self.powers = [list(b['p_w']) for b in st['boards']]
+        self.h_units = [[0.0] * len(b) for b in self.pop]
+        self.e_units = [[0] * len(b) for b in self.pop]
+        self.rate = [[0.0] * len(b) for b in self.pop]
+        self.errf = [[0.0] * len(b) for b in self.pop]
+        self.t_s = 0.0
+        self.ticket = [8] * nb
+        self.safe = True
+        self.requests = 0
+
+    # -- time ------------------------------------------------------------------------------
+    def advance(self, dt_s):
+        cal = self.cal
+        g = P.airflow_g(cal, self.fan_duty)
+        cores = cal['cores_per_chip']
+        for b, chips in enumerate(self.pop):
+            v = P.chip_v(cal, self.mv[b])
+            temps = self.temps[b]
+            powers = [P.chip_power_w(cal, chips[i], v, self.freqs[b][i], temps[i])
+                      for i in range(len(chips))]
+            _air, target, _r = P.board_heat(cal, powers, g, self.ambient_c, True)
+            for i, chip in enumerate(chips):
+                fm = P.chip_fmax_mhz(cal, chip, v, temps[i])
+                f = self.freqs[b][i] if not chip['dead'] else 0.0
+                e = P.chip_err(f, fm)
+                units = f * 1e6 * cores * dt_s / TWO32
+                self.h_units[b][i] += units
+                self.e_units[b][i] += _poisson(self.rng, e * units)
+                self.rate[b][i] = f * 1e6 * cores
+                self.errf[b][i] = e
+                temps[i] = P.relax(temps[i], target[i], dt_s, P.TAU_DIE_S)
+            self.powers[b] = powers
+        self.t_s += dt_s
+
+    def wall_w(self):
+        total = sum(sum(p) for p in self.powers)
+        return P.wall_power_w(self.cal, total, self.cal['boards'], [self.fan_duty] * self.cal['fans'])
+
+    def good_ths(self):
+        return sum(self.rate[b][i] * (1.0 - self.errf[b][i])
+                   for b in range(len(self.pop)) for i in range(len(self.pop[b]))) / 1e12
+
+    # -- TunerIO ---------------------------------------------------------------------------
+    def now_s(self):
+        return self.t_s
+
+    def model(self):
+        return self._model
+
+    def family(self):
+        return self._family
+
+    def limits(self):
+        return self.lim.get_status()
+
+    def board_ids(self):
+        return ['PLANT-%s-%d-%d' % (self._model['name'], self.seed, b)
+                for b in range(self.cal['boards'])]
+
+    def chips(self):
+        out = []
+        for b, chips in enumerate(self.pop):
+            row = []
+            for i in range(len(chips)):
+                h = self.h_units[b][i]
+                row.append({'freq_mhz': self.freqs[b][i],
+                            'temp_c': self.temps[b][i] + self.rng.gauss(0.0, 0.5),
+                            'hashrate_ghs': self.rate[b][i] / 1e9,
+                            'err_pct': 100.0 * self.errf[b][i], 'alive': not chips[i]['dead'],
+                            'hash_units': h, 'err_units': self.e_units[b][i]})
+            out.append(row)
+        return out
+
+    def power_w(self):
+        return self.wall_w() * (1.0 + self.rng.uniform(-0.01, 0.01))
+
+    def voltage_mv(self):
+        return list(self.mv)
+
+    def set_voltage_mv(self, board, mv):
+        mv = self.lim.check_board_mv(mv)
+        if board is None:
+            self.mv = [mv] * len(self.mv)
+        else:
+            self.mv[board] = mv
+
+    def request_frequencies(self, plan):
+        self.requests += 1
+        for (b, i), mhz in plan.items():
+            self.lim.check_freq(mhz)
+            self.freqs[b][i] = pll.solve(self._family, mhz)['freq_mhz']
+
+    def uart(self):
+        return [{'baud': self.baud, 'time_scale': self.time_scale} for _ in self.pop]
+
+    def set_ticket_bits(self, board, bits):
+        self.ticket[board] = bits
+
+    def safety_ok(self):
+        return self.safe

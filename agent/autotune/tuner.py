@@ -1,0 +1,444 @@
+"""Tuner state machine: every chip of the rig searched in parallel, plus the voltage loop.
+
+Pure (MicroPython-safe: plain classes, math, hal/pll). One step(now_s) per control tick; it reads
+the IO once, decides, asks, and returns the next wake time; it never blocks and yields at once
+when io.safety_ok() is False (counts of that period are discarded).
+
+Per chip: counters since the chip last changed frequency; once the errors expected at the target
+rate reach min_err_count (or errors are clearly many) the chip steps its frequency so its error
+rate goes to the target (maths.freq_step). Hot dies step down.
+Voltage: once most chips have settled and temperatures had settle_s, the averaged power (or good
+hashrate) is compared with the goal and the voltage moves on a secant in log space; frequencies
+are pre-scaled by the family V-F prior so chips stay near their limit across the move (lowered
+before a voltage drop, raised after a rise).
+Stages: start -> search -> verify -> done (holding, watching for drift); paused while unsafe.
+"""
+
+import math
+
+from hal import pll
+from agent.autotune import maths
+
+STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
+SETTLED_STEP = 0.006       # a chip whose last step was smaller than this counts as settled
+SETTLED_FRAC = 0.75
+URGENT_OVER = 0.03         # over budget by more than this: move the voltage without waiting
+POWER_MIN_SAMPLES = 3
+
+
+class ChipState:
+    def __init__(self, f):
+        self.f = f
+        self.pending = True          # baseline not taken yet (frequency not yet seen applied)
+        self.h0 = 0.0
+        self.e0 = 0
+        self.last_step = 1.0
+        self.decisions = 0
+        self.zero_runs = 0
+        self.err_est = None
+        self.temp_c = None
+
+
+class Tuner:
+    def __init__(self, io, profile, target, saved=None, tick_s=5.0):
+        self.io = io
+        self.prof = profile
+        self.mode = profile['mode']
+        self.target = float(target)
+        self.saved = saved
+        self.tick_s = tick_s
+        self.stage = 'idle'
+        self.resume_stage = None
+        self.t_start = None
+        self.t_stage = None
+        self.t_v = None
+        self.samples = []            # (t_s, power_w, good_ths) since the last voltage move
+        self.vhist = []              # settled (mv, measured) points for the secant
+        self.converged = 0
+        self.chips = None
+        self.best = None
+        self.curve = []              # (wall_w, j_per_th) at each settled voltage
+        self.message = ''
+        self.progress = 0.0
+        self.done_temp_c = None
+        self.retunes = 0
+        self.last = {'power_w': None, 'good_ths': None, 'j_per_th': None}
+
+    # ------------------------------------------------------------------ setup
+    def _bounds(self):
+        lim = self.io.limits()
+        m = self.io.model()
+        p = self.prof
+        f_lo = max(lim['freq_min_mhz'], p['freq_min_mhz'] or 0.0)
+        f_hi = min(lim['freq_max_mhz'], p['freq_max_mhz'] or lim['freq_max_mhz'])
+        mv_lo = max(lim['board_mv_min'], p['board_mv_min'] or 0)
+        mv_hi = min(lim['board_mv_max'], p['board_mv_max'] or lim['board_mv_max'])
+        self.f_lo, self.f_hi = f_lo, f_hi
+        self.mv_lo, self.mv_hi = mv_lo, mv_hi
+        self.mv_step = m['voltage_step_mv']
+        self.per_rig = m['voltage_per'] == 'rig'
+        self.v_nom_board_mv = m['stock_board_mv']
+        self.hot_c = m['temp_hot_c'] - p['temp_margin_c']
+        self.err_t = p['err_target_pct'] / 100.0
+        self.err_max = p['err_max_pct'] / 100.0
+
+    def _snap(self, mhz):
+        mhz = max(self.f_lo, min(self.f_hi, mhz))
+        f = pll.solve(self.io.family(), mhz)['freq_mhz']
+        if f > self.f_hi + 1e-9:
+            f = pll.solve(self.io.family(), mhz - 1.0)['freq_mhz']
+        if f < self.f_lo - 1e-9:
+            f = pll.solve(self.io.family(), mhz + 1.0)['freq_mhz']
+        return f
+
+    def _start(self, now_s):
+        io = self.io
+        self._bounds()
+        self.t_start = now_s
+        obs = io.chips()
+        self.ids = io.board_ids()
+        mv_now = io.voltage_mv()
+        self.mv = list(mv_now)
+        start_f = None
+        saved = self.saved
+        if saved and saved.get('board_ids') == self.ids and saved.get('mode') == self.mode \
+                and abs(saved.get('target', -1) - self.target) <= 1e-6 * max(1.0, self.target):
+            start_f = saved['freqs']
+            self.mv = list(saved['board_mv'])
+            self.message = 'reusing saved result; verifying'
+        self.chips = []
+        plan = {}
+        for b, row in enumerate(obs):
+            states = []
+            for i, c in enumerate(row):
+                f = start_f[b][i] if start_f else (c.get('freq_mhz') or io.model()['f_nom_mhz'])
+                f = self._snap(f)
+                states.append(ChipState(f))
+                plan[(b, i)] = f
+            self.chips.append(states)
+        # Nonce traffic must fit the UART: ticket difficulty from the rig's likely hashrate.
+        m = io.model()
+        for b, u in enumerate(io.uart()):
+            hs = m['chips_per_board'] * m['cores_per_chip'] * self.f_hi * 1e6
+            io.set_ticket_bits(b, maths.ticket_bits(hs, u['baud'], u.get('time_scale', 1.0)))
+        io.request_frequencies(plan)
+        self._set_voltage(self.mv[0] if self.per_rig else self.mv)
+        self.t_v = now_s
+        self.samples = []
+        self._stage('verify' if start_f else 'search', now_s)
+
+    def _stage(self, stage, now_s):
+        self.stage = stage
+        self.t_stage = now_s
+        self.converged = 0
+
+    def _set_voltage(self, mv):
+        io = self.io
+        if self.per_rig:
+            mv = max(self.mv_lo, min(self.mv_hi, mv))
+            if io.voltage_mv() != [mv] * len(self.mv):
+                io.set_voltage_mv(None, mv)
+            self.mv = [mv] * len(self.mv)
+        else:
+            # Per-board rails move together (one loop on the rig's total; see docs/autotune.md).
+            if not isinstance(mv, (list, tuple)):
+                mv = [mv] * len(self.mv)
+            for b, v in enumerate(mv):
+                v = max(self.mv_lo, min(self.mv_hi, v))
+                if io.voltage_mv()[b] != v:
+                    io.set_voltage_mv(b, v)
+                self.mv[b] = v
+
+    # ------------------------------------------------------------------ step
+    def step(self, now_s):
+        """One control tick. Returns the physics time of the next wanted call."""
+        io = self.io
+        if self.stage in ('failed',):
+            return now_s + self.tick_s
+        if not io.safety_ok():
+            if self.stage != 'paused':
+                self.resume_stage = self.stage
+                self.stage = 'paused'
+                self.message = 'safety supervisor not ok: tuner yields'
+            return now_s + self.tick_s
+        if self.stage == 'paused':
+            self.stage = self.resume_stage or 'search'
+            self._rebase_all()
+            self.samples = []
+            self.t_v = now_s
+        if self.stage == 'idle':
+            self._start(now_s)
+            return now_s + self.tick_s
+        obs = io.chips()
+        pw = io.power_w()
+        good = 0.0
+        for row in obs:
+            for c in row:
+                if c.get('alive') and c.get('hashrate_ghs') is not None:
+                    good += c['hashrate_ghs'] * (1.0 - (c.get('err_pct') or 0.0) / 100.0)
+        good_ths = good / 1000.0
+        if pw is not None:
+            self.samples.append((now_s, pw, good_ths))
+        plan = self._chip_decisions(obs, now_s)
+        if plan:
+            io.request_frequencies(plan)
+        self._voltage_loop(now_s)
+        self._progress(now_s)
+        return now_s + self.tick_s
+
+    def _rebase_all(self):
+        for row in self.chips:
+            for st in row:
+                st.pending = True
+
+    def _chip_decisions(self, obs, now_s):
+        plan = {}
+        hold = self.stage == 'done'
+        gain = 0.5 if self.stage in ('verify', 'done') else 0.8
+        nmin = self.prof['min_err_count'] * (2.0 if hold else 1.0)
+        for b, row in enumerate(obs):
+            for i, c in enumerate(row):
+                st = self.chips[b][i]
+                st.temp_c = c.get('temp_c')
+                if not c.get('alive', True):
+                    continue
+                if st.pending:
+                    if c.get('freq_mhz') is not None and abs(c['freq_mhz'] - st.f) <= 0.5:
+                        st.pending = False
+                        st.h0 = c.get('hash_units') or 0.0
+                        st.e0 = c.get('err_units') or 0
+                    continue
+                h = (c.get('hash_units') or 0.0) - st.h0
+                e = (c.get('err_units') or 0) - st.e0
+                hot = st.temp_c is not None and st.temp_c > self.hot_c
+                step = None
+                if hot:
+                    step = -0.01
+                elif maths.decision_ready(e, h, self.err_t, nmin):
+                    st.err_est = maths.err_estimate(e, h)
+                    step = maths.freq_step(e, h, self.err_t, gain)
+                    if e == 0 and not hold:
+                        # No errors at all: bracket upward faster (doubling) while it lasts.
+                        st.zero_runs += 1
+                        step = min(0.04, step * (1 << min(st.zero_runs - 1, 2)))
+                    else:
+                        st.zero_runs = 0
+                    if hold and not maths.clearly_above(e, h, self.err_max) \
+                            and abs(step) < 0.004:
+                        step = 0.0     # holding: do not chase noise
+                if step is None:
+                    continue
+                st.decisions += 1
+                st.last_step = abs(step)
+                f_new = self._snap(st.f * (1.0 + step))
+                if abs(f_new - st.f) < 1e-6:
+                    # Below PLL resolution: keep the data unless the window grew too long.
+                    if h * self.err_t > 6 * nmin:
+                        st.h0 += h * 0.5
+                        st.e0 += e // 2
+                    continue
+                st.f = f_new
+                st.pending = True
+                plan[(b, i)] = f_new
+        return plan
+
+    # ------------------------------------------------------------------ voltage
+    def _measure(self):
+        """Averages over the samples since the voltage move (after settle_s)."""
+        t0 = self.t_v + self.prof['settle_s']
+        pts = [s for s in self.samples if s[0] >= t0]
+        if len(pts) < POWER_MIN_SAMPLES:
+            return None
+        return (maths.mean([p[1] for p in pts]), maths.mean([p[2] for p in pts]),
+                pts[-1][0] - pts[0][0])
+
+    def _settled_frac(self):
+        n = 0
+        ok = 0
+        for row in self.chips:
+            for st in row:
+                n += 1
+                if st.decisions > 0 and st.last_step < SETTLED_STEP and not st.pending:
+                    ok += 1
+        return ok / float(n) if n else 1.0
+
+    def _goal_value(self, m):
+        pw, g, _span = m
+        if self.mode == 'power':
+            return pw
+        return g
+
+    def _voltage_loop(self, now_s):
+        if self.stage not in ('search', 'verify', 'done'):
+            return
+        m = self._measure()
+        if m is None:
+            return
+        pw, g, span = m
+        self.last = {'power_w': pw, 'good_ths': g, 'j_per_th': pw / g if g > 0 else None}
+        y = self._goal_value(m)
+        tol = self.prof['power_tol_pct'] / 100.0
+        urgent = self.mode == 'power' and pw > self.target * (1.0 + URGENT_OVER)
+        settled = self._settled_frac() >= SETTLED_FRAC and span >= 20.0
+        if self.stage == 'done':
+            self._watch_drift(now_s, y, tol)
+            return
+        if not (settled or urgent):
+            if self.stage == 'search' and now_s - self.t_start > self.prof['time_budget_s']:
+                self._stage('verify', now_s)
+            return
+        mv = self.mv[0]
+        v = mv / 1000.0
+        if settled:
+            self.vhist.append((mv, y))
+            self.curve.append((pw, pw / g if g > 0 else None, mv))
+            self._keep_best(pw, g)
+        slope = self._slope(v)
+        if self.mode == 'power':
+            new_mv = maths.next_voltage_mv(mv, y, self.target, slope, self.mv_step,
+                                           self.mv_lo, self.mv_hi)
+        else:
+            # Meet the hashrate: round up (a floor must hold), least voltage that reaches it.
+            new_mv = maths.next_voltage_mv(mv, y, self.target, slope, self.mv_step,
+                                           self.mv_lo, self.mv_hi)
+            if y < self.target and new_mv <= mv:
+                new_mv = min(self.mv_hi, mv + self.mv_step)
+        # Bands with hysteresis: measured power is noisy (PSU +-1 %); verify does not flap.
+        wide = 1.5 if self.stage == 'verify' else 1.0
+        if self.mode == 'power':
+            within = self.target * (1.0 - tol * wide) <= y <= self.target * (1.0 + 0.5 * tol * wide)
+        else:
+            within = self.target * (1.0 - 0.2 * tol * wide) <= y <= self.target * (1.0 + tol * wide)
+        if new_mv == mv or (within and abs(new_mv - mv) <= self.mv_step):
+            self.converged += 1
+            self.samples = [s for s in self.samples if s[0] >= now_s - 30.0]
+            self.t_v = now_s - self.prof['settle_s']
+            if self.stage == 'search' and self.converged >= 2:
+                self._stage('verify', now_s)
+            elif self.stage == 'verify' and now_s - self.t_stage >= self.prof['verify_s']:
+                self._finish(now_s, pw, g)
+            return
+        if self.stage == 'verify':
+            self.stage = 'search'
+        self._move_voltage(mv, new_mv, now_s)
+
+    def _slope(self, v):
+        chip_v = v / self.io.model()['domains_per_board']
+        v_nom = self.v_nom_board_mv / 1000.0 / self.io.model()['domains_per_board']
+        prior = maths.dlnp_dlnv(chip_v, v_nom) if self.mode == 'power' \
+            else maths.dlng_dlnv(chip_v, v_nom)
+        if len(self.vhist) >= 2:
+            (m0, y0), (m1, y1) = self.vhist[-2], self.vhist[-1]
+            if m0 != m1 and y0 > 0 and y1 > 0:
+                return maths.secant_slope(math.log(m0), math.log(y0), math.log(m1),
+                                          math.log(y1), prior)
+        return prior
+
+    def _move_voltage(self, mv_old, mv_new, now_s):
+        d = self.io.model()['domains_per_board']
+        v_nom = self.v_nom_board_mv / 1000.0 / d
+        ratio = maths.vf_ratio(mv_new / 1000.0 / d, mv_old / 1000.0 / d, v_nom)
+        plan = {}
+        for b, row in enumerate(self.chips):
+            for i, st in enumerate(row):
+                st.f = self._snap(st.f * ratio)
+                st.pending = True
+                st.last_step = 1.0
+                st.decisions = 0
+                plan[(b, i)] = st.f
+        if mv_new < mv_old:
+            self.io.request_frequencies(plan)      # slow the chips before the voltage drops
+            self._set_voltage(mv_new)
+        else:
+            self._set_voltage(mv_new)
+            self.io.request_frequencies(plan)
+        self.t_v = now_s
+        self.samples = []
+        self.converged = 0
+
+    def _keep_best(self, pw, g):
+        if g <= 0:
+            return
+        ok = pw <= self.target * (1.0 + self.prof['power_tol_pct'] / 100.0) \
+            if self.mode == 'power' else g >= self.target
+        if not ok:
+            return
+        score = g if self.mode == 'power' else -pw
+        if self.best is None or score > self.best['score']:
+            self.best = {'score': score, 'power_w': pw, 'good_ths': g, 'j_per_th': pw / g,
+                         'board_mv': list(self.mv),
+                         'freqs': [[st.f for st in row] for row in self.chips]}
+
+    def _finish(self, now_s, pw, g):
+        self._stage('done', now_s)
+        self.done_at_s = now_s
+        self.message = 'tuned in %.0f s' % (now_s - self.t_start)
+        temps = [st.temp_c for row in self.chips for st in row if st.temp_c is not None]
+        self.done_temp_c = maths.mean(temps)
+        self.final = {'power_w': pw, 'good_ths': g, 'j_per_th': pw / g if g > 0 else None}
+
+    def _watch_drift(self, now_s, y, tol):
+        """Re-tune triggers while holding: goal drift, or mean die temperature drift (ambient)."""
+        temps = [st.temp_c for row in self.chips for st in row if st.temp_c is not None]
+        t = maths.mean(temps)
+        reason = None
+        if self.mode == 'power' and (y > self.target * (1.0 + 2 * tol) or
+                                     y < self.target * (1.0 - 3 * tol)):
+            reason = 'power drifted to %.0f W' % y
+        elif self.mode != 'power' and y < self.target * (1.0 - tol):
+            reason = 'hashrate drifted to %.2f TH/s' % y
+        elif t is not None and self.done_temp_c is not None and \
+                abs(t - self.done_temp_c) > self.prof['retune_temp_c']:
+            reason = 'die temperatures moved %.1f C (ambient?)' % (t - self.done_temp_c)
+        if reason:
+            self.retunes += 1
+            self.message = 're-tune: ' + reason
+            self._stage('search', now_s)
+            self.t_start = now_s
+
+    # ------------------------------------------------------------------ status
+    def _progress(self, now_s):
+        if self.stage == 'done':
+            self.progress = 1.0
+            return
+        if self.stage == 'verify':
+            frac = min(1.0, (now_s - self.t_stage) / self.prof['verify_s'])
+            self.progress = max(self.progress, 0.85 + 0.15 * frac)
+            return
+        if self.stage != 'search' or self.chips is None:
+            return
+        chips = self._settled_frac()
+        y = self.last['power_w'] if self.mode == 'power' else self.last['good_ths']
+        close = 0.0
+        if y:
+            close = max(0.0, 1.0 - abs(math.log(y / self.target)) / 0.15)
+        self.progress = max(self.progress * 0.98, min(0.85, 0.35 * chips + 0.5 * close))
+
+    def result(self):
+        """Per-board result for store.py (None until done)."""
+        if self.stage != 'done' or self.chips is None:
+            return None
+        return {'mode': self.mode, 'target': self.target, 'profile': self.prof.get('name', ''),
+                'board_ids': list(self.ids), 'board_mv': list(self.mv),
+                'freqs': [[st.f for st in row] for row in self.chips],
+                'temps_c': [[st.temp_c for st in row] for row in self.chips],
+                'err_est': [[st.err_est for st in row] for row in self.chips],
+                'power_w': self.final['power_w'], 'good_ths': self.final['good_ths'],
+                'j_per_th': self.final['j_per_th'], 'mean_die_c': self.done_temp_c,
+                'curve': [list(c) for c in self.curve], 'tune_s': self.done_at_s - self.t_start}
+
+    def get_status(self):
+        elapsed = (self.t_stage or 0) - (self.t_start or 0)
+        now = self.samples[-1][0] if self.samples else None
+        if now is not None and self.t_start is not None:
+            elapsed = now - self.t_start
+        eta = None if self.stage == 'done' else maths.eta_s(self.progress, elapsed)
+        return {'stage': self.stage, 'mode': self.mode, 'target': self.target,
+                'progress_pct': round(100.0 * self.progress, 1), 'eta_s': eta,
+                'elapsed_s': elapsed, 'board_mv': list(getattr(self, 'mv', []) or []),
+                'power_w': self.last['power_w'], 'good_ths': self.last['good_ths'],
+                'j_per_th': self.last['j_per_th'],
+                'best_j_per_th': self.best['j_per_th'] if self.best else None,
+                'best_power_w': self.best['power_w'] if self.best else None,
+                'settled_pct': round(100.0 * self._settled_frac(), 1) if self.chips else 0.0,
+                'retunes': self.retunes, 'message': self.message}

@@ -1,0 +1,201 @@
+"""`hashpilot bench autotune`: the tuner against the simulator in its own process, bytes only.
+
+The simulator runs on ptys with a truth file; the tuner sees the rig only through hal/rig.py
+(ChainDriver + board controller client), fans held in manual at the scenario duty. When the tune
+is done the result is held at steady state and scored from the truth file; the oracle
+(hal/sim/oracle.py) gets the population from the truth header (the benchmark may read it, the
+tuner never does). Prints stock / tuned / oracle J/TH, gap, power held vs target, hottest die and
+the simulated minutes to converge.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from hal import models
+from hal.clock import Clock
+from hal.rig import Rig
+from hal.sim import oracle as O
+from agent.autotune import profile as PR
+from agent.autotune.halio import RigIO
+from agent.autotune.tuner import Tuner
+
+
+def add_arguments(p):
+    p.add_argument('--model', default='S21', type=str.upper, choices=sorted(models.MODELS))
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--sigma-f', type=float, default=0.05)
+    p.add_argument('--mode', default='power', choices=('power', 'hashrate', 'efficiency'))
+    p.add_argument('--target-w', type=float, default=None, help='power mode target (W)')
+    p.add_argument('--target-ths', type=float, default=None,
+                   help='hashrate mode target / efficiency floor (TH/s)')
+    p.add_argument('--time-scale', type=float, default=30.0)
+    p.add_argument('--fan-duty-pct', type=float, default=70.0)
+    p.add_argument('--baud', type=int, default=1041667, help='chain baud after init')
+    p.add_argument('--max-sim-min', type=float, default=45.0, help='give up after')
+    p.add_argument('--hold-s', type=float, default=120.0, help='simulated seconds held after')
+    p.add_argument('--profile', default=None, help='profile name or file (mode/target flags win)')
+    p.add_argument('--json', action='store_true')
+    p.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
+    return p
+
+
+def _target(args, model, prof):
+    if args.mode == 'power':
+        return args.target_w if args.target_w else model['nameplate_w']
+    if args.target_ths:
+        return args.target_ths
+    return PR.resolve_target(dict(prof, mode=args.mode), model)
+
+
+def _truth(path):
+    header, states = None, []
+    with open(path) as f:
+        for line in f:
+            if not line.endswith('\n'):
+                break
+            d = json.loads(line)
+            if d.get('type') == 'header':
+                header = d
+            elif d.get('type') == 'state':
+                states.append(d)
+    return header, states
+
+
+def run(args):
+    model = models.get(args.model)
+    prof = PR.load(args.profile) if args.profile else PR.validate({'mode': args.mode})
+    prof = dict(prof, mode=args.mode)
+    target = _target(args, model, prof)
+    tmp_truth = None
+    extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(args.fan_duty_pct),
+             '--truth-period-s', '5']
+    t_wall0 = time.monotonic()
+    with _Sim(args, extra) as sim:
+        tmp_truth = sim.truth
+        clock = Clock(args.time_scale)
+        rig = Rig.from_ports_file(sim.ports_file, clock=clock)
+        try:
+            baud = args.baud if args.baud in rig.family['fast_bauds'] else None
+            rig.start(baud=baud, ticket_bits=8)
+            rig.board.set_fan_duty(None, args.fan_duty_pct)
+            io = RigIO(rig, clock)
+            tuner = Tuner(io, prof, target, tick_s=5.0)
+            t0 = clock.monotonic()
+            done_at = None
+            last_print = -1e9
+            limit_s = args.max_sim_min * 60.0
+            while True:
+                rig.poll()
+                now = clock.monotonic()
+                tuner.step(now)
+                if tuner.stage == 'done' and done_at is None:
+                    done_at = now
+                if not args.quiet and time.monotonic() - last_print > 5.0:
+                    last_print = time.monotonic()
+                    s = tuner.get_status()
+                    print('[%6.0f s sim] %-7s %5.1f%%  %s mV  P %s W  G %s TH/s  settled %s%%'
+                          % (now - t0, s['stage'], s['progress_pct'], io.voltage_mv()[0],
+                             _f(s['power_w'], 0), _f(s['good_ths'], 2), s['settled_pct']),
+                          file=sys.stderr, flush=True)
+                if done_at is not None and now - done_at >= args.hold_s:
+                    break
+                if now - t0 > limit_s + args.hold_s:
+                    break
+            t_hold_start = now - min(args.hold_s, 60.0)
+            freq_write_s = io.freq_write_s
+        finally:
+            rig.close()
+        header, states = _truth(sim.truth)
+    wall_s = time.monotonic() - t_wall0
+    # Steady state held: truth lines of the last minute of the hold (sim time of the truth file
+    # starts at the simulator's start; align on the last line).
+    t_end = states[-1]['t_s']
+    held = [s for s in states if s['t_s'] >= t_end - min(args.hold_s, 60.0)]
+    wall_w = sum(s['wall_w'] for s in held) / len(held)
+    good = sum(s['good_ths'] for s in held) / len(held)
+    hottest = max(s['hottest_c'] for s in held)
+    prob = O.problem_for(args.model, chips=header['chips'], fan_duty=args.fan_duty_pct / 100.0,
+                         ambient_c=held[-1].get('ambient_c', 25.0))
+    st = O.stock(prob)
+    orc = O.optimise(prob, args.mode, target)
+    tuned_j = wall_w / good
+    out = {'model': args.model, 'seed': args.seed, 'sigma_f': args.sigma_f, 'mode': args.mode,
+           'target': target, 'time_scale': args.time_scale, 'fan_duty_pct': args.fan_duty_pct,
+           'stock_j_per_th': st['j_per_th'], 'tuned_j_per_th': tuned_j,
+           'oracle_j_per_th': orc['j_per_th'] if orc else None,
+           'gap_pct': 100.0 * (tuned_j / orc['j_per_th'] - 1.0) if orc else None,
+           'held_w': wall_w, 'held_good_ths': good,
+           'power_vs_target_pct': 100.0 * (wall_w / target - 1.0) if args.mode == 'power' else None,
+           'hashrate_vs_target_pct': 100.0 * (good / target - 1.0) if args.mode != 'power' else None,
+           'oracle_w': orc['wall_w'] if orc else None,
+           'oracle_good_ths': orc['good_ths'] if orc else None,
+           'oracle_board_mv': orc['board_mv'][0] if orc else None,
+           'tuned_board_mv': tuner.mv[0], 'hottest_c': hottest,
+           'converged': done_at is not None,
+           'converge_sim_min': (done_at - t0) / 60.0 if done_at is not None else None,
+           'wall_s': wall_s, 'freq_write_wall_s': freq_write_s, 'retunes': tuner.retunes}
+    return out
+
+
+def _f(x, nd):
+    return '-' if x is None else ('%.*f' % (nd, x))
+
+
+class _Sim:
+    """SimProcess (agent/bench.py) plus a truth file in its temporary directory."""
+
+    def __init__(self, args, extra):
+        from agent.bench import SimProcess
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix='hashpilot-autotune-')
+        self.truth = os.path.join(self.dir, 'truth.jsonl')
+        self.sim = SimProcess(args.model, args.seed, args.time_scale,
+                              list(extra) + ['--truth', self.truth])
+        self.ports_file = self.sim.ports_file
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sim.stop()
+
+
+def table(r):
+    rows = [('model', r['model']), ('seed / sigma_f', '%d / %.3f' % (r['seed'], r['sigma_f'])),
+            ('mode / target', '%s / %.1f' % (r['mode'], r['target'])),
+            ('stock J/TH', _f(r['stock_j_per_th'], 3)), ('tuned J/TH', _f(r['tuned_j_per_th'], 3)),
+            ('oracle J/TH', _f(r['oracle_j_per_th'], 3)), ('gap to oracle %', _f(r['gap_pct'], 2)),
+            ('held W (truth)', _f(r['held_w'], 1)),
+            ('power vs target %', _f(r['power_vs_target_pct'], 2)),
+            ('hashrate vs target %', _f(r['hashrate_vs_target_pct'], 2)),
+            ('good TH/s', _f(r['held_good_ths'], 2)),
+            ('tuned / oracle board mV', '%s / %s' % (r['tuned_board_mv'], r['oracle_board_mv'])),
+            ('hottest die C', _f(r['hottest_c'], 1)),
+            ('converged (sim min)', _f(r['converge_sim_min'], 1) if r['converged'] else 'NO'),
+            ('wall seconds', _f(r['wall_s'], 0))]
+    return '\n'.join('%-24s %s' % kv for kv in rows)
+
+
+def main(argv=None):
+    p = add_arguments(argparse.ArgumentParser(prog='hashpilot bench autotune',
+                                              description=__doc__.split('\n')[0]))
+    return run_cli(p.parse_args(argv))
+
+
+def run_cli(args):
+    """Entry from `hashpilot bench autotune` (agent/bench.py) and from main()."""
+    if args.mode == 'power' and args.target_w is not None and args.target_w <= 0:
+        print('hashpilot bench autotune: --target-w must be > 0', file=sys.stderr)
+        return 2
+    if args.time_scale <= 0:
+        print('hashpilot bench autotune: --time-scale must be > 0', file=sys.stderr)
+        return 2
+    r = run(args)
+    if args.json:
+        print(json.dumps(r, indent=1, sort_keys=True))
+    else:
+        print(table(r))
+    return 0
