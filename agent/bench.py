@@ -148,7 +148,8 @@ def build_parser():
     s.add_argument('--ticket-bits', type=int, default=8)
     s.add_argument('--window', type=int, default=None, help='requests in flight (auto)')
     s.add_argument('--json', action='store_true')
-    # `bench autotune` will be added as another sub-parser here.
+    from agent import bench_autotune
+    bench_autotune.add_arguments(sub.add_parser('autotune', help='autotuner vs the oracle'))
     return p
 
 
@@ -175,4 +176,7 @@ def main(argv=None):
                       % (res['model'], res['baud'], mode, r['median_elapsed_s'],
                          r['median_bound_s'], r['median_ratio'], r['bound']))
         return 0
+    if args.what == 'autotune':
+        from agent import bench_autotune
+        return bench_autotune.run_cli(args)
     return 2
