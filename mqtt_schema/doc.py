@@ -72,10 +72,14 @@ def _type(ftype):
     return _CDDL_TYPES[ftype]
 
 
+def _scale_text(dec):
+    return '1' if dec == 0 else '0.' + '0' * (dec - 1) + '1'
+
+
 def _table(defs):
     lines = ['| key | name | type | unit | scale | req | description |', '|---|---|---|---|---|---|---|']
     for key, name, ftype, unit, dec, req, desc in defs:
-        scale = '' if dec is None else ('1' if dec == 0 else '0.' + '0' * (dec - 1) + '1')
+        scale = '' if dec is None else _scale_text(dec)
         lines.append('| `%s` | %s | %s | %s | %s | %s | %s |'
                      % (key, name, ftype, unit, scale, 'yes' if req else 'no', desc.replace('|', '/')))
     return '\n'.join(lines)
@@ -87,7 +91,7 @@ def cddl():
     def rule(name, defs):
         lines = ['%s = {' % name]
         for key, _name, ftype, unit, dec, req, desc in defs:
-            note = desc if dec is None else '%s; %s x 10^-%d' % (desc, unit or 'value', dec)
+            note = desc if dec is None else '%s; integer in %s %s' % (desc, _scale_text(dec), unit)
             lines.append('  %s%s: %s,  ; %s' % ('' if req else '? ', key, _type(ftype), note))
         lines.append('  * tstr => any')
         lines.append('}')
