@@ -22,6 +22,7 @@ BAUD_DRAIN_S = 0.06        # let TX drain after the baud write before moving the
 DEFAULT_TICKET_BITS = 8
 COUNTER_WINDOW_S = 1.0     # difference counters over at least this (physics) time
 DEAD_AFTER = 3             # polls without any answer before a chip is marked dead
+MAX_CORES_PER_CHIP = 8192  # plausibility bound for counter jumps (largest chip here: 2040 cores)
 
 
 class ChainError(RuntimeError):
@@ -76,6 +77,7 @@ class ChainDriver:
         self.nonces = 0
         self.nonces_unattributed = 0
         self.stray_answers = 0
+        self.counter_glitches = 0
         self.initialised = False
         self.ticket_bits = None
         self.last_read_stats = {}
@@ -247,6 +249,10 @@ class ChainDriver:
         for c in self.chips:
             v = res.get((c.addr, families.REG_PLL0))
             c.freq_mhz = pll.decode(fam, v) if v is not None else None
+        known = [c.freq_mhz for c in self.chips if c.freq_mhz is not None]
+        for c in self.chips:
+            if c.freq_mhz is None and known:
+                c.freq_mhz = min(known)     # silent chip: ramp it like the slowest one
         self.set_frequency(freq_mhz, ramp=True)
         if baud is not None and baud != self.transport.baud:
             self.set_baud(baud)
@@ -391,18 +397,33 @@ class ChainDriver:
             # When the chip sampled the counter, in physics seconds (not the batch end).
             tw = times.get((c.addr, families.REG_TOTAL_HASH), wall0)
             t_s = phys0 - self.clock.time_scale * (wall0 - tw)
-            if c.ref is None:
-                c.ref = (t_s, h, e)
-                continue
-            dt = t_s - c.ref[0]
-            if dt < COUNTER_WINDOW_S:
-                continue
-            dh = _wrap32(c.ref[1], h)
-            de = _wrap32(c.ref[2], e)
-            c.hashrate_ghs = dh * 4294967296.0 / dt / 1e9
-            c.err_pct = (100.0 * de / dh) if dh else (0.0 if not de else 100.0)
-            c.ref = (t_s, h, e)
+            self.account(c, t_s, h, e)
         return self.get_status()
+
+    def account(self, c, t_s, h, e):
+        """Fold one counter reading (physics time t_s, 0x8C h, 0x4C e) into chip c's rates."""
+        if c.ref is None:
+            c.ref = (t_s, h, e)
+            return
+        dt = t_s - c.ref[0]
+        if dt < COUNTER_WINDOW_S:
+            return
+        dh = _wrap32(c.ref[1], h)
+        de = _wrap32(c.ref[2], e)
+        if dh > self._max_units(c, dt) or de > 2 * dh + 16:
+            # Impossible jump: a corrupted answer that still passed the 5-bit CRC (1 in 32
+            # corrupted frames do). Restart the window from this reading instead.
+            self.counter_glitches += 1
+            c.ref = (t_s, h, e)
+            return
+        c.hashrate_ghs = dh * 4294967296.0 / dt / 1e9
+        c.err_pct = (100.0 * de / dh) if dh else (0.0 if not de else 100.0)
+        c.ref = (t_s, h, e)
+
+    def _max_units(self, chip, dt_s):
+        """Most 0x8C units a chip can count in dt_s: MAX_CORES_PER_CHIP cores at its clock."""
+        f = chip.freq_mhz or (self.limits.freq_max_mhz if self.limits else 1000.0)
+        return f * 1e6 * MAX_CORES_PER_CHIP * dt_s / 4294967296.0
 
     # -- status ----------------------------------------------------------------------------
     def get_status(self):
@@ -419,5 +440,6 @@ class ChainDriver:
                 'nonces': self.nonces,
                 'nonces_unattributed': self.nonces_unattributed,
                 'stray_answers': self.stray_answers,
+                'counter_glitches': self.counter_glitches,
                 'last_read': dict(self.last_read_stats),
                 'transport': self.transport.get_status()}

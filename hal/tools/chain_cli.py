@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from hal import families, models
+from hal import families, models, pll
 from hal.chain import ChainDriver, ChainError
 from hal.clock import Clock
 from hal.limits import HardwareLimits, LimitError
@@ -72,8 +72,8 @@ def cmd_status(args):
         drv.limits.check_freq(target)
         # Init only if the chips are not already running at the target with version rolling on.
         res = drv.read_registers([(c.addr, families.REG_PLL0) for c in drv.chips])
-        from hal import pll
-        freqs = [pll.decode(drv.family, v) if v is not None else None for v in res.values()]
+        words = [res.get((c.addr, families.REG_PLL0)) for c in drv.chips]
+        freqs = [pll.decode(drv.family, v) if v is not None else None for v in words]
         ready = (drv.framer.frame_len == families.response_len(drv.family, True)
                  and all(f is not None and abs(f - pll.solve(drv.family, target)['freq_mhz']) < 0.01
                          for f in freqs))

@@ -1,0 +1,116 @@
+"""Transport (pyserial URLs, deadline reads, counters, graceful baud refusal) and the read
+pipeline's bookkeeping without a simulator: loop:// echoes our own command frames, which are
+never valid answers, so every request must time out, be retried and end as None."""
+
+import os
+import time
+import tty
+
+import serial
+from serial.urlhandler.protocol_loop import Serial as LoopSerial
+
+from hal.framer import ResponseFramer
+from hal.pipeline import ReadPipeline, auto_window
+from hal.transport import Transport, TransportError
+
+import pytest
+
+
+def test_loop_write_read_and_counters():
+    t = Transport('loop://', 115200)
+    assert t.read(0) == b''
+    t0 = time.monotonic()
+    assert t.read(0.05) == b''
+    assert time.monotonic() - t0 >= 0.04              # waited for the deadline
+    t.write(b'\x01\x02\x03')
+    assert t.read(0.1) == b'\x01\x02\x03'
+    assert t.get_status()['tx_bytes'] == 3 and t.rx_bytes == 3
+    t.write(b'xyz')
+    assert t.discard_input() == 3
+    t.close()
+
+
+def test_spy_url_on_a_pty():
+    master, slave = os.openpty()
+    tty.setraw(master)
+    try:
+        t = Transport('spy://%s?file=/dev/null' % os.ttyname(slave), 115200)
+        t.write(b'ab')
+        assert os.read(master, 16) == b'ab'
+        os.write(master, b'cd')
+        assert t.read(0.5) == b'cd'
+        t.set_baud(3125000)                 # ptys take it or refuse it: either way no error
+        assert t.baud == 3125000
+        t.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_bad_url_is_a_clear_error():
+    with pytest.raises(TransportError, match='cannot open'):
+        Transport('/dev/does-not-exist-hp', 115200)
+
+
+class RefusingSerial(LoopSerial):
+    """Stands in for an OS that refuses non-standard rates (as some pty drivers do)."""
+
+    def _reconfigure_port(self):
+        if self._baudrate not in serial.Serial.BAUDRATES:
+            raise ValueError('Invalid baud rate: %r' % self._baudrate)
+        LoopSerial._reconfigure_port(self)
+
+
+def test_set_baud_degrades_gracefully_when_the_os_refuses():
+    ser = RefusingSerial('loop://', baudrate=115200, timeout=0.005)
+    t = Transport('loop://', 115200, ser=ser)
+    t.set_baud(3125000)
+    assert t.baud == 3125000 and t.os_baud_ok is False and t.baud_notes
+    t.set_baud(1000000)
+    assert t.os_baud_ok is True
+    t.write(b'still works')
+    assert t.read(0.1) == b'still works'
+
+
+def test_pipeline_times_out_retries_and_never_raises():
+    t = Transport('loop://', 115200)
+    pipe = ReadPipeline(t, ResponseFramer(11), window=4)
+    reqs = [(2 * i, 0x8C) for i in range(6)] + [(0, 0x8C)]      # one duplicate
+    values, times = pipe.run(reqs, retries=1)
+    assert values == {(2 * i, 0x8C): None for i in range(6)}
+    st = pipe.last_stats
+    assert st['requests'] == 6 and st['sent'] == 12 and st['retries'] == 6
+    assert st['timeouts'] == 12
+    assert t.tx_bytes == 12 * 7
+    values, _ = pipe.run(reqs, retries=2, no_retry={(0, 0x8C)})
+    assert pipe.last_stats['sent'] == 1 + 5 * 3
+
+
+def test_auto_window_bounds():
+    assert auto_window(115200) == 16
+    assert auto_window(3125000) == 64
+
+
+def test_counter_accounting_wrap_window_and_glitch():
+    from hal import families, models
+    from hal.chain import Chip, ChainDriver
+    from hal.limits import HardwareLimits
+    drv = ChainDriver(Transport('loop://'), 'BM1368',
+                      limits=HardwareLimits(models.get('S21'), families.get('BM1368')))
+    c = Chip(0, 0x1368)
+    c.freq_mhz = 490.0
+    per_s = 490e6 * 1276 / 2 ** 32                  # 0x8C units per second
+    start = 0xFFFFFFFF - 50                          # wraps inside the window
+    drv.account(c, 10.0, start, 0xFFFFFFFF)
+    drv.account(c, 10.5, (start + int(per_s / 2)) & 0xFFFFFFFF, 0)   # < 1 s: no rate yet
+    assert c.hashrate_ghs is None
+    drv.account(c, 12.0, (start + int(2 * per_s)) & 0xFFFFFFFF, 1)
+    assert abs(c.hashrate_ghs - 625.24) < 1.0
+    assert abs(c.err_pct - 100.0 * 2 / int(2 * per_s)) < 1e-9       # 0xFFFFFFFF -> 1 is 2
+    good = c.hashrate_ghs
+    base = (start + int(2 * per_s)) & 0xFFFFFFFF
+    drv.account(c, 14.0, base ^ 0x40000000, 1)       # a bit flip that passed the CRC
+    assert drv.counter_glitches == 1 and c.hashrate_ghs == good
+    drv.account(c, 16.0, (base + int(4 * per_s)) & 0xFFFFFFFF, 1)   # bad ref -> glitch again
+    drv.account(c, 18.0, (base + int(6 * per_s)) & 0xFFFFFFFF, 1)
+    assert drv.counter_glitches == 2 and abs(c.hashrate_ghs - 625.24) < 1.0
