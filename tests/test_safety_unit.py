@@ -7,6 +7,7 @@ to it every tick, as the runner would.
 """
 
 import math
+import random
 
 import pytest
 
@@ -39,6 +40,7 @@ class RigPlant:
         self.sensor_override = {}    # (board, sensor) -> value (stuck, None, junk)
         self.die_override = {}       # (board, chip) -> value
         self.rpm_override = {}       # fan -> value
+        self.rng = None              # random.Random: sensor noise 0.25 degC, die 0.5 degC (sim)
         for _ in range(400):         # settle at the starting duty
             self.step(1.0)
 
@@ -75,7 +77,8 @@ class RigPlant:
         p = [self.chip_w(b, t) for t in self.temps[b]]
         heat = sum(p) + (self.BOARD_W if self.enabled[b] else 0.0)
         selfh = self.R_JA * sum(p) / len(p) / 2.0
-        return [round(self.AMB_C + heat / g * pos + selfh, 2) for pos in (0.15, 0.85)]
+        n = (lambda: self.rng.gauss(0.0, 0.25)) if self.rng else (lambda: 0.0)
+        return [round(self.AMB_C + heat / g * pos + selfh + n(), 2) for pos in (0.15, 0.85)]
 
     def max_die(self):
         return max(max(t) for t in self.temps)
@@ -87,7 +90,8 @@ class RigPlant:
             for (bb, k), v in self.sensor_override.items():
                 if bb == b:
                     s[k] = v
-            dies = [round(t, 2) for t in self.temps[b]] if self.enabled[b] else []
+            n = (lambda: self.rng.gauss(0.0, 0.5)) if self.rng else (lambda: 0.0)
+            dies = [round(t + n(), 2) for t in self.temps[b]] if self.enabled[b] else []
             for (bb, i), v in self.die_override.items():
                 if bb == b and i < len(dies):
                     dies[i] = v
@@ -257,6 +261,46 @@ def test_sensor_stuck_at_30_detected_and_fans_do_not_slow():
     assert all(h[2]['boards'][0]['freq_cap_pct'] <= 85.0 for h in after)
     st = sup.get_status()['boards'][0]
     assert st['state'] == 'hot' and 1 in st['sensors_bad']
+
+
+@pytest.mark.parametrize('source', ['die', 'board'])
+def test_sensor_freezes_at_30_in_steady_state_with_noise(source):
+    """Like the simulator's sensor-stuck fault: readings are noisy, one freezes at 30 degC
+    while nothing else moves; its board-mate's jitter gives it away."""
+    runs = []
+    for stuck in (False, True):
+        sup, plant = fresh({'control_source': source})
+        plant.rng = random.Random(7)
+        def fault(t, p, stuck=stuck):
+            if stuck and t >= 100:
+                p.sensor_override[(2, 1)] = 30.0
+        runs.append(run(sup, plant, 0.0, 300, hook=fault) + (sup,))
+    (ref, ref_ev, _), (hist, events, sup) = runs
+    assert not ref_ev
+    assert 'board2.sensor1.stuck' in ids(events)
+    flagged = min(e['now_s'] for e in events if e['id'] == 'board2.sensor1.stuck')
+    assert flagged <= 100 + 60 + 2
+    # Before it is flagged, the frozen reading may only cost noise-level duty (the PID follows the
+    # hottest sensor of all boards, floored by the dies); once flagged, fans go to 100 %.
+    for h, r in zip(hist, ref):
+        assert h[2]['fan_duty_pct'][0] >= r[2]['fan_duty_pct'][0] - (2 if h[0] < flagged else 0), h[0]
+    assert all(h[2]['fan_duty_pct'] == [100] * 4 for h in hist if h[0] >= flagged)
+    assert sup.get_status()['boards'][2]['sensors_bad'] == [1]
+
+
+def test_board_mode_single_board_stuck_low_sensor_cannot_slow_fans():
+    """One-board rig, PID on board sensors, both sensors read far too low (not yet flagged):
+    the die floor keeps the fans where the dies need them."""
+    sup = Supervisor(GAMMA, {'control_source': 'board', 'sensor_disagree_c': 0})
+    duties = []
+    for t in range(60):
+        a = sup.tick({'now_s': float(t), 'boards': [{'index': 0, 'enabled': True,
+                      'sensors_c': [30.0 + 0.01 * (t % 2), 31.0 + 0.01 * (t % 3)],
+                      'die_c': [70.0], 'chips_alive': [True]}],
+                      'fans': [{'duty_pct': 60, 'rpm': 3000}], 'power_w': 18.0})
+        duties.append(a['fan_duty_pct'][0])
+    # Die 70 > target 65: fans must not fall below where they started.
+    assert min(duties[1:]) >= 60 and duties[-1] > 60
 
 
 def test_sensor_stuck_at_30_with_hot_dies_is_implausible():
@@ -567,3 +611,27 @@ def test_board_that_ignores_disable_is_still_watched():
         assert not a['boards'][0]['enable'] and a['fan_duty_pct'] == [100] * 4
     assert 'board0.disable_failed' in ids(events)
     assert sup.get_status()['boards'][0]['state'] == 'dangerous'   # not "cooled" on sensors alone
+
+
+def test_fuzzed_snapshots_never_raise():
+    rng = random.Random(1234)
+    junk = [None, 'x', float('nan'), float('inf'), -1e9, 1e9, True, [], {}, -5, 0, 3600, 75.0, 200.0]
+
+    def pick(good):
+        return good if rng.random() < 0.6 else rng.choice(junk)
+    sup = Supervisor(S21)
+    for t in range(400):
+        boards = []
+        for b in range(rng.choice([0, 1, 3, 4])):
+            boards.append(pick({'index': pick(b), 'enabled': pick(True),
+                                'sensors_c': pick([pick(50.0), pick(60.0)]),
+                                'die_c': pick([pick(70.0 + rng.random()) for _ in range(rng.choice([0, 5, 108, 200]))]),
+                                'chips_alive': pick([pick(True)] * 108), 'voltage_mv': pick(14400)}))
+        snap = pick({'now_s': pick(float(t)), 'boards': pick(boards),
+                     'fans': pick([pick({'duty_pct': pick(60), 'rpm': pick(3600)}) for _ in range(rng.choice([0, 4, 6]))]),
+                     'power_w': pick(3500.0)})
+        a = sup.tick(snap)
+        assert len(a['fan_duty_pct']) == 4 and all(0 <= d <= 100 for d in a['fan_duty_pct'])
+        assert [b['index'] for b in a['boards']] == [0, 1, 2]
+        assert all(0.0 <= b['freq_cap_pct'] <= 100.0 for b in a['boards'])
+        sup.get_status()

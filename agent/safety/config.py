@@ -32,6 +32,7 @@ DEFAULTS = {
     'stuck_window_s': (60.0, 5.0, 3600.0),    # sensor unchanged that long ...
     'stuck_move_c': (3.0, 0.5, 50.0),         # ... while the dies moved this much -> stuck
     'stuck_epsilon_c': (0.0, 0.0, 5.0),       # changes up to this count as "unchanged"
+    'stuck_peer_changes': (10, 0, 10000),     # ... or while a board-mate changed that often (0 = off)
     'sensor_disagree_c': (30.0, 0.0, 100.0),  # sensor below coldest die by more (0 = off) ...
     'sensor_disagree_s': (10.0, 0.0, 600.0),  # ... that long -> implausible
     'sensor_fault_cap_pct': (85.0, 5.0, 100.0),
@@ -49,7 +50,7 @@ DEFAULTS = {
     'power_unreadable_s': (10.0, 0.0, 3600.0),
     'watchdog_s': (10.0, 1.0, 600.0),         # for the runner's Watchdog(timeout_s)
 }
-INT_KEYS = ('max_trips', 'sensors_per_board')
+INT_KEYS = ('max_trips', 'sensors_per_board', 'stuck_peer_changes')
 MODEL_KEYS = {'temp_target_c': 'temp_target_c', 'temp_hot_c': 'temp_hot_c',
               'temp_danger_c': 'temp_danger_c', 'power_limit_w': 'power_limit_w',
               'fan_rpm_max': 'rpm_max'}

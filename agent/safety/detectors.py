@@ -169,12 +169,15 @@ class SensorMonitor:
         self.last_change_s = None
         self.ref_lo = None
         self.ref_hi = None
+        self.n_changes = 0
+        self.peer_ref = None
         self.flags = {}
         for k in self.KINDS:
             self.flags[k] = Debounce()
 
-    def update(self, now_s, raw, ref_c, coldest_die_c, alarms):
-        """ref_c: what should move this sensor (board die mean, else other sensors)."""
+    def update(self, now_s, raw, ref_c, coldest_die_c, alarms, peers=()):
+        """ref_c: what should move this sensor (board die mean, else other sensors);
+        peers: the board's other SensorMonitors (their jitter shows this one is frozen)."""
         c = self.cfg
         v = _num(raw)
         absent = v is None
@@ -183,16 +186,23 @@ class SensorMonitor:
         if not absent and not out:
             if self.value is None or abs(v - self.value) > c['stuck_epsilon_c']:
                 self.value = v
+                self.n_changes += 1
                 self.last_change_s = now_s
                 self.ref_lo = self.ref_hi = ref_c
+                self.peer_ref = [p.n_changes for p in peers]
             else:
                 r = _num(ref_c)
                 if r is not None:
                     self.ref_lo = r if self.ref_lo is None else min(self.ref_lo, r)
                     self.ref_hi = r if self.ref_hi is None else max(self.ref_hi, r)
-                stuck = (now_s - self.last_change_s >= c['stuck_window_s']
-                         and self.ref_lo is not None
-                         and self.ref_hi - self.ref_lo >= c['stuck_move_c'])
+                peer_moves = 0
+                if self.peer_ref is not None:
+                    for k in range(min(len(peers), len(self.peer_ref))):
+                        peer_moves = max(peer_moves, peers[k].n_changes - self.peer_ref[k])
+                long_enough = now_s - self.last_change_s >= c['stuck_window_s']
+                dies_moved = self.ref_lo is not None and self.ref_hi - self.ref_lo >= c['stuck_move_c']
+                peers_jitter = c['stuck_peer_changes'] > 0 and peer_moves >= c['stuck_peer_changes']
+                stuck = long_enough and (dies_moved or peers_jitter)
         else:
             self.value = None
             self.last_change_s = None
@@ -204,7 +214,8 @@ class SensorMonitor:
             'absent': '%s: no reading (%s); treated as hot' % (name, _fmt(raw)),
             'range': '%s: %s °C outside %.0f..%.0f °C; treated as hot'
                      % (name, _fmt(raw), c['sensor_min_c'], c['sensor_max_c']),
-            'stuck': '%s: stuck at %s °C for %.0f s while dies moved %.1f °C; treated as hot'
+            'stuck': '%s: stuck at %s °C for %.0f s while dies moved %.1f °C / other sensors kept '
+                     'changing; treated as hot'
                      % (name, _fmt(v), (now_s - self.last_change_s) if self.last_change_s is not None else 0.0,
                         (self.ref_hi - self.ref_lo) if self.ref_lo is not None and self.ref_hi is not None else 0.0),
             'implausible': '%s: %s °C is more than %.0f °C below the coldest die (%s °C); treated as hot'

@@ -226,7 +226,8 @@ class Supervisor:
             if ref is None:
                 others = [vals[j] for j in range(len(vals)) if j != k and vals[j] is not None]
                 ref = sum(others) / len(others) if others else None
-            w.sensors[k].update(now, raw_s[k] if k < len(raw_s) else None, ref, die_min, self.alarms)
+            peers = [w.sensors[j] for j in range(len(w.sensors)) if j != k]
+            w.sensors[k].update(now, raw_s[k] if k < len(raw_s) else None, ref, die_min, self.alarms, peers)
         trusted = [s.trusted() for s in w.sensors if s.trusted() is not None]
         w.sensor_bad = False
         for s in w.sensors:
@@ -382,7 +383,13 @@ class Supervisor:
             for s in w.sensors:
                 if s.trusted() is not None:
                     sens.append(s.trusted())
-        duty = self.fan.update(now, max(dies) if dies else None, max(sens) if sens else None, override)
+        die_c = max(dies) if dies else None
+        board_c = max(sens) if sens else None
+        if die_c is not None and board_c is not None and getattr(self.fan, 'source', 'die') == 'board':
+            # Safety net for board mode: a sensor stuck low (not yet flagged) cannot pull the
+            # measurement below what the dies say (die target - board target offset).
+            board_c = max(board_c, die_c - (self.cfg['temp_target_c'] - self.fan.target_c))
+        duty = self.fan.update(now, die_c, board_c, override)
         d = int(duty + 0.5)
         d = 0 if d < 0 else (100 if d > 100 else d)
         self.fan_duty_pct = [d] * self.n_fans
