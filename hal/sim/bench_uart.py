@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 
+import psutil
 import serial
 
 from hal import codec, families, framer, models
@@ -63,6 +64,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog='python -m hal.sim.bench_uart')
     ap.add_argument('--model', default='S21')
     ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--json', action='store_true', help='also print the figures as JSON')
     args = ap.parse_args(argv)
     model = models.get(args.model)
     fam = families.get(model['chip'])
@@ -80,6 +82,7 @@ def main(argv=None):
             time.sleep(0.02)
         with open(ports_file) as f:
             ports = json.load(f)
+        ps = psutil.Process(proc.pid)
         port = serial.serial_for_url(ports['chains'][0], baudrate=115200)
         n = model['chips_per_board']
         step = families.address_interval(n)
@@ -102,22 +105,27 @@ def main(argv=None):
                 else:
                     port.write(codec.write_reg(families.REG_VERSION_ROLLING, 0, broadcast=True))
                 _drain(port)
+                cpu0 = sum(ps.cpu_times()[:2])
                 runs = [run_once(port, addrs, baud, frame_len) for _ in range(args.reps)]
+                cpu_ms = (sum(ps.cpu_times()[:2]) - cpu0) * 1e3 / args.reps
                 ratios = sorted(r['ratio'] for r in runs)
                 res = {'baud': baud, 'frame_len': frame_len, 'reads': runs[0]['reads'],
                        'answers_min': min(r['answers'] for r in runs),
                        'wire_ms': runs[0]['wire_s'] * 1e3,
                        'elapsed_ms_median': sorted(r['elapsed_s'] for r in runs)[len(runs) // 2] * 1e3,
-                       'ratio_median': ratios[len(ratios) // 2], 'ratio_min': ratios[0]}
+                       'ratio_median': ratios[len(ratios) // 2], 'ratio_min': ratios[0],
+                       'sim_cpu_ms_per_burst': cpu_ms}
                 results.append(res)
                 print('%8d baud %2d-byte answers: %d reads, %d answered, wire %.1f ms, '
                       'elapsed %.1f ms (median of %d), throughput %.1f %% of wire speed '
-                      '(min %.1f %%)' % (baud, frame_len, res['reads'], res['answers_min'],
-                                         res['wire_ms'], res['elapsed_ms_median'], args.reps,
-                                         100 * res['ratio_median'], 100 * res['ratio_min']),
+                      '(min %.1f %%); simulator CPU %.1f ms per burst'
+                      % (baud, frame_len, res['reads'], res['answers_min'],
+                         res['wire_ms'], res['elapsed_ms_median'], args.reps,
+                         100 * res['ratio_median'], 100 * res['ratio_min'], cpu_ms),
                       flush=True)
         port.close()
-        print(json.dumps(results))
+        if args.json:
+            print(json.dumps(results))
     finally:
         proc.terminate()
         try:

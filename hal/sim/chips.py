@@ -9,6 +9,7 @@ fraction) is pushed in by hal/sim/rig.py at every physics step. See docs/simulat
 import math
 
 from hal import codec, families, pll
+from hal.crc import crc5
 from hal.sim.physics import chip_err
 
 F = families
@@ -32,6 +33,31 @@ def poisson(rng, lam):
         return k
     k = int(rng.gauss(lam, math.sqrt(lam)) + 0.5)
     return k if k > 0 else 0
+
+
+def _crc_after_zero_type_bits():
+    # CRC5 register after shifting in the three (zero) type bits of a register answer
+    out = []
+    for crc in range(32):
+        for _ in range(3):
+            top = (crc >> 4) & 1
+            crc = (crc << 1) & 0x1F
+            if top:
+                crc ^= 0x05
+        out.append(crc)
+    return out
+
+
+_CRC_TYPE0 = _crc_after_zero_type_bits()
+
+
+def reg_frame(value, addr, reg, long_form):
+    """Register answer, as codec.reg_response (9 or 11 bytes) but cheaper: the simulator
+    builds one per read and must keep up with 3.125 Mbaud."""
+    body = (value & 0xFFFFFFFF).to_bytes(4, 'big') + bytes((addr & 0xFF, reg & 0xFF))
+    if long_form:
+        body += b'\x00\x00'
+    return b'\xaa\x55' + body + bytes((_CRC_TYPE0[crc5(body)],))
 
 
 def reset_pll_word(family):
@@ -63,6 +89,10 @@ class Chip:
         self.fmax_mhz = 0.0    # set by the physics step
         self.temp_c = 25.0     # set by the physics step
         self.powered = True
+        self._err_key = (None, None)
+        self._err = 0.0
+        self._scale_key = (None, None)
+        self._scale = 1.0
         self.reset(0.0)
 
     def reset(self, t_s):
@@ -100,14 +130,21 @@ class Chip:
         return self.freq_mhz * 1e6 * self.cores / TWO32
 
     def err(self):
-        return chip_err(self.freq_mhz if self.hashing() else 0.0, self.fmax_mhz)
+        """Error fraction at the current frequency and limit (cached: reads are hot)."""
+        f = self.freq_mhz if self.hashing() else 0.0
+        if f != self._err_key[0] or self.fmax_mhz != self._err_key[1]:
+            self._err_key = (f, self.fmax_mhz)
+            self._err = chip_err(f, self.fmax_mhz)
+        return self._err
 
     def count_scale(self):
         """Counters count right only when 0x10 holds the number for the current frequency."""
-        expected = F.hash_counting_number(self.family, self.freq_mhz, self.f_nom_mhz)
-        if expected <= 0:
-            return 1.0
-        return self.regs.get(F.REG_HASH_COUNTING, 0) / float(expected)
+        hcn = self.regs.get(F.REG_HASH_COUNTING, 0)
+        if hcn != self._scale_key[0] or self.freq_mhz != self._scale_key[1]:
+            expected = F.hash_counting_number(self.family, self.freq_mhz, self.f_nom_mhz)
+            self._scale_key = (hcn, self.freq_mhz)
+            self._scale = hcn / float(expected) if expected > 0 else 1.0
+        return self._scale
 
     def accrue(self, t_s, err=None):
         """Bring counters up to time t_s at the current rate (continuous at read time)."""
@@ -243,34 +280,30 @@ class Chain:
             self.ignored += 1          # jobs are accepted and ignored; malformed frames too
             return []
         self.commands += 1
-        op = codec.OP_NAMES[op]
-        cmd = {'chip_addr': frame[4], 'reg': frame[5], 'broadcast': bool(hdr & codec.FLAG_BROADCAST)}
-        if op == 'write':
-            cmd['value'] = int.from_bytes(bytes(frame[6:10]), 'big')
-        live, by_addr = self._routing()
-        if op == 'chain_inactive':
+        live, by_addr = self._route or self._routing()
+        if hdr & codec.FLAG_BROADCAST:
+            targets = live
+        else:
+            targets = by_addr.get(frame[4], ())
+        if op == codec.OP_READ:
+            reg = frame[5]
+            return [reg_frame(c.read(reg, t_s), c.addr, reg, c.rolling) for c in targets]
+        if op == codec.OP_WRITE:
+            reg = frame[5]
+            value = (frame[6] << 24) | (frame[7] << 16) | (frame[8] << 8) | frame[9]
+            for c in targets:
+                c.write(reg, value, t_s, self)
+            return []
+        if op == codec.OP_INACTIVE:
             for c in live:
                 c.assigned = False
             return []
-        if op == 'set_address':
-            for c in live:
-                if not c.assigned:
-                    c.addr = cmd['chip_addr']
-                    c.assigned = True
-                    self._route = None
-                    break
-            return []
-        if cmd['broadcast']:
-            targets = live
-        else:
-            targets = by_addr.get(cmd['chip_addr'], ())
-        reg = cmd['reg']
-        if op == 'read':
-            return [codec.reg_response(c.read(reg, t_s), c.addr, reg, c.frame_len())
-                    for c in targets]
-        if op == 'write':
-            for c in targets:
-                c.write(reg, cmd['value'], t_s, self)
+        for c in live:                  # set address: the first chip without one takes it
+            if not c.assigned:
+                c.addr = frame[4]
+                c.assigned = True
+                self._route = None
+                break
         return []
 
     def nonce_frames(self, dt_s, room_bytes=1 << 30):

@@ -21,8 +21,6 @@ from hal.sim.rig import SimRig
 from hal.sim.truth import TruthWriter
 from hal.sim.uart import ChainPort
 
-MIN_SLEEP_S = 0.0005
-
 
 def _positive(kind):
     def conv(s):
@@ -171,11 +169,10 @@ class Simulator:
                 ep.service(now)
             deadline = next_step
             for p in self.ports:
-                t = p.next_due()
+                t = p.next_due(now)
                 if t is not None and t < deadline:
                     deadline = t
-            # at least MIN_SLEEP_S: frames due within it go out together in one write
-            timeout = max(MIN_SLEEP_S, deadline - time.monotonic())
+            timeout = max(0.0, deadline - time.monotonic())
             wfds = [fd for fd in by_fd if by_fd[fd].pty.wants_write()]
             try:
                 r, w, _x = select.select(list(by_fd), wfds, [], timeout)

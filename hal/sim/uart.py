@@ -20,6 +20,7 @@ NONCE_BACKLOG_MAX = 1024   # bytes pending on the chain's output: beyond this, n
 # still scheduled from the arrival time), so a fast pipelined burst costs few loop turns.
 RX_LOOKAHEAD_S = 0.02
 RX_BATCH = 16
+TX_COALESCE_S = 0.0005
 OUTBUF_MAX = 65536         # bytes due but not taken by the pty (nobody reading): beyond, dropped
 
 
@@ -131,12 +132,23 @@ class ChainPort:
         if pos:
             del buf[:pos]
 
-    def next_due(self):
+    def next_due(self, now):
+        """Wall time this port next needs the loop. TX wakes are coalesced: wait up to
+        TX_COALESCE_S past the head frame's due time to write more frames at once, but never
+        past the last queued frame's due time."""
         t = None
         if self.rxq:
             t = self.rxq[0][0] - RX_LOOKAHEAD_S
-        if self.txq and (t is None or self.txq[0][0] < t):
-            t = self.txq[0][0]
+        txq = self.txq
+        if txq:
+            head = txq[0][0]
+            tx = now + TX_COALESCE_S
+            if tx > txq[-1][0]:
+                tx = txq[-1][0]
+            if tx < head:
+                tx = head
+            if t is None or tx < t:
+                t = tx
         return t
 
     def schedule(self, frame, ready):
