@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from firmware_hooks import events, initsys
+from firmware_hooks import events, initsys, manifest
 from firmware_hooks import install as inst
 from firmware_hooks import layout as L
 from firmware_hooks import upgrade as upg
@@ -52,6 +52,9 @@ def _parser():
     s = sub.add_parser('status', help='releases, links and health file (JSON)')
     s.add_argument('--root', default='/')
 
+    v = sub.add_parser('verify', help='check a firmware package directory against MANIFEST.json')
+    v.add_argument('--dir', default='.', help='unpacked package directory')
+
     h = sub.add_parser('hooks', help='list hooks, or fire a test event synchronously')
     h.add_argument('--root', default='/')
     h.add_argument('--fire', metavar='EVENT', help='run the hooks for EVENT now')
@@ -85,6 +88,12 @@ def main(argv=None):
         if args.cmd == 'status':
             print(json.dumps(upg.status(args.root), indent=2, sort_keys=True))
             return 0
+        if args.cmd == 'verify':
+            problems = manifest.verify(args.dir)
+            for p in problems:
+                print('verify: ' + p, file=sys.stderr)
+            print('verify: %s' % ('FAILED (%d problems)' % len(problems) if problems else 'OK'))
+            return 1 if problems else 0
         if args.cmd == 'hooks':
             hooks_dir = L.Layout(args.root).p(L.HOOKS)
             if not args.fire:

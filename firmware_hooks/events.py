@@ -8,7 +8,8 @@ group. stdout/stderr are captured and logged, non-zero exits logged.
 Hook protocol: argv = [hook, event-name]; stdin = one JSON object with at least
 {"event": name, "ts": unix seconds}; env HASHPILOT_EVENT=name. Files run in name order; only
 regular executable files; names starting with '.' or ending in '~', '.bak', '.swp', '.orig',
-'.tmp', '.dpkg-*', '.rpmnew', '.rpmsave' (editor/package leftovers) are skipped.
+'.tmp', '.sample', '.disabled', '.dpkg-*', '.rpmnew', '.rpmsave' (editor/package leftovers,
+examples) are skipped.
 """
 
 import json
@@ -24,7 +25,8 @@ import time
 LOG = logging.getLogger('hashpilot.hooks')
 EVENTS = ('alarm_raised', 'alarm_cleared', 'tune_finished', 'shutting_down', 'credentials',
           'upgraded', 'rolled_back', 'test')
-SKIP_SUFFIXES = ('~', '.bak', '.swp', '.swo', '.orig', '.tmp', '.rpmnew', '.rpmsave', '.disabled')
+SKIP_SUFFIXES = ('~', '.bak', '.swp', '.swo', '.orig', '.tmp', '.rpmnew', '.rpmsave', '.disabled',
+                 '.sample')
 OUTPUT_LOG_BYTES = 2048
 
 

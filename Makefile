@@ -1,0 +1,63 @@
+# hashpilot: developer and firmware-build entry points.
+#   make setup        .venv with `pip install -e .[test]`, Mosquitto from Debian if missing (idempotent)
+#   make test         setup, then the test suite
+#   make demo         setup, then `hashpilot demo`
+#   make build        PyInstaller one-folder + one-file for this machine, then test the binaries
+#   make build-armhf  the same for armhf inside an emulated Debian root (slow; ARM=aarch64 too)
+#   make package      firmware tarball build/out/hashpilot-<version>-<arch>.tar.gz (+ verification)
+#   make bench        benchmark figures (UART sweep, binary size and start-up)
+# Variables: PYTHON (default python3), ARCH (package architecture, default this machine),
+#            MODE (package binary: onedir (default) or onefile), ARM (build-arm: armhf|aarch64).
+
+PYTHON ?= python3
+VENV := .venv
+ARCH ?= $(shell $(PYTHON) -c 'import platform; m = platform.machine(); print({"armv7l": "armhf", "arm64": "aarch64"}.get(m, m))')
+MODE ?= onedir
+ARM ?= armhf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP := $(VENV)/.hashpilot-setup
+
+.PHONY: setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@command -v mosquitto >/dev/null 2>&1 || { \
+		echo "setup: installing Mosquitto (Debian packages mosquitto mosquitto-clients)"; \
+		$(SUDO) apt-get install -y --no-install-recommends mosquitto mosquitto-clients; }
+	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	@touch $(STAMP)
+	@echo "setup: $(VENV) ready ($$($(VENV)/bin/python --version)); run make test"
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+demo: setup
+	$(VENV)/bin/hashpilot demo
+
+build:
+	nice -n 10 build/build.sh
+	build/test-binary.sh build/out/$(ARCH)/onefile/hashpilot
+	build/test-binary.sh build/out/$(ARCH)/onedir/hashpilot
+
+build-armhf:
+	nice -n 10 build/build-arm.sh armhf
+
+build-aarch64:
+	nice -n 10 build/build-arm.sh aarch64
+
+build-arm:
+	nice -n 10 build/build-arm.sh $(ARM)
+
+package:
+	@[ -f build/out/$(ARCH)/build-info.json ] || $(MAKE) build
+	$(PYTHON) build/package.py --arch $(ARCH) --mode $(MODE)
+
+bench: setup
+	$(VENV)/bin/hashpilot bench sweep --model S21
+	@if [ -x build/out/$(ARCH)/onefile/hashpilot ]; then build/bench-binary.sh $(ARCH); \
+	else echo "bench: no build in build/out/$(ARCH) (make build) - binary figures skipped"; fi
+
+clean-build:
+	rm -rf build/out build/cache/work-*
