@@ -140,6 +140,8 @@ def main(argv=None):
         if args.cmd == 'scan':
             return cmd_scan(args)
         return cmd_status(args)
+    except BrokenPipeError:          # output piped into `head`
+        return 0
     except (ChainError, LimitError, TransportError, KeyError) as exc:
         print('hashpilot chain: error: %s' % (exc.args[0] if exc.args else exc), file=sys.stderr)
         return 1
