@@ -180,3 +180,20 @@ def test_corrupt_fault_damages_chip_stream():
         port.close()
         st = fr.stats()
         assert st['frames'] < 3 * 108 and st['dropped_bytes'] > 0
+
+
+def test_gamma_per_board_voltage_and_identity():
+    with start_sim('GAMMA', time_scale=SCALE) as s:
+        b = Board(s.ports['board'])
+        st, body = b.call(bp.GET_INFO)
+        assert st == bp.ST_OK and list(body[:4]) == [1, 1, 2, 1]
+        assert bp.get_u16(body, 4) == 5000 and body[6:] == b'GAMMA'
+        st, body = b.call(bp.SET_VOLTAGE, bytes([0]) + bp.u16(1203))
+        assert st == bp.ST_OK and bp.get_u16(body, 0) == 1203            # 1 mV resolution
+        assert b.call(bp.SET_VOLTAGE, bytes([0]) + bp.u16(1350))[0] == bp.ST_OUT_OF_RANGE
+        assert b.call(bp.SET_VOLTAGE, bytes([1]) + bp.u16(1200))[0] == bp.ST_BAD_ARG
+        _st, body = b.call(bp.GET_VOLTAGE, bytes([0]))
+        assert bp.get_u16(body, 0) == 1203
+        st, body = b.call(bp.GET_POWER)
+        assert 5 < bp.get_u32(body, 0) / 10.0 < 30
+        b.close()
