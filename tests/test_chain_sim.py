@@ -9,7 +9,7 @@ import json
 import pytest
 
 from hal import families, models
-from hal.chain import ChainDriver
+from hal.chain import ChainDriver, ChainError
 from hal.clock import Clock
 from hal.limits import HardwareLimits, LimitError
 from hal.rig import run_parallel
@@ -148,3 +148,21 @@ def test_chain_cli_scan_and_status(capsys):
         assert chain_cli.main(['status', '--port', port, '--silence-s', '0.3',
                                '--time-scale', str(TS), '--freq-mhz', '9999']) == 1
         assert 'outside' in capsys.readouterr().err
+
+
+def test_baud_switch_to_3125000_then_reads_still_match():
+    with start_sim('S21', time_scale=TS) as sim:
+        drv = driver(sim.ports['chains'][0])
+        try:
+            assert len(drv.enumerate(silence_s=0.3)) == 108
+            drv.assign_addresses('even')                  # 256 // 108 = 2 as well
+            drv.init(490.0, baud=3125000)
+            assert drv.transport.baud == 3125000
+            st = measure(drv)
+            assert st['baud'] == 3125000 and st['alive'] == 108
+            assert st['last_read']['timeouts'] == 0
+            assert abs(st['hashrate_ghs'] / (108 * expected_ghs(490)) - 1) < 0.03
+            with pytest.raises(ChainError, match="reset"):
+                drv.set_baud(115200)                      # needs a chip reset: refused
+        finally:
+            drv.transport.close()
