@@ -13,6 +13,7 @@ from hal.clock import Clock
 from hal.framer import ResponseFramer
 from hal.limits import HardwareLimits
 from hal.pipeline import ReadPipeline
+from hal.transport import TransportError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class ChainDriver:
         self.nonces_unattributed = 0
         self.stray_answers = 0
         self.counter_glitches = 0
+        self.link_error = None
         self.initialised = False
         self.ticket_bits = None
         self.last_read_stats = {}
@@ -370,7 +372,14 @@ class ChainDriver:
                 reqs.append((c.addr, r))
                 if not c.alive:
                     dead.add((c.addr, r))
-        values, times = self._read(reqs, None, dead)
+        try:
+            values, times = self._read(reqs, None, dead)
+            self.link_error = None
+        except TransportError as exc:
+            # The UART itself failed (adapter unplugged...): every chip missed this poll.
+            self.link_error = str(exc)
+            log.warning('chain poll: %s', exc)
+            values, times = {}, {}
         wall0 = self.clock.wall()
         phys0 = self.clock.monotonic()
         for c in self.chips:
@@ -441,5 +450,6 @@ class ChainDriver:
                 'nonces_unattributed': self.nonces_unattributed,
                 'stray_answers': self.stray_answers,
                 'counter_glitches': self.counter_glitches,
+                'link_error': self.link_error,
                 'last_read': dict(self.last_read_stats),
                 'transport': self.transport.get_status()}

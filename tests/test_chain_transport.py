@@ -114,3 +114,21 @@ def test_counter_accounting_wrap_window_and_glitch():
     drv.account(c, 16.0, (base + int(4 * per_s)) & 0xFFFFFFFF, 1)   # bad ref -> glitch again
     drv.account(c, 18.0, (base + int(6 * per_s)) & 0xFFFFFFFF, 1)
     assert drv.counter_glitches == 2 and abs(c.hashrate_ghs - 625.24) < 1.0
+
+
+def test_poll_survives_a_failed_port():
+    from hal import families, models
+    from hal.chain import Chip, ChainDriver
+    from hal.limits import HardwareLimits
+    t = Transport('loop://')
+    drv = ChainDriver(t, 'BM1368', limits=HardwareLimits(models.get('S21'),
+                                                         families.get('BM1368')), dead_after=2)
+    drv.chips = [Chip(i, 0x1368) for i in range(3)]
+    for i, c in enumerate(drv.chips):
+        c.addr = 2 * i
+    drv.by_addr = dict((c.addr, c) for c in drv.chips)
+    t.close()                                          # writes now fail
+    st = drv.poll()
+    assert st['link_error'] and st['alive'] == 3
+    st = drv.poll()
+    assert st['alive'] == 0                            # two misses: marked dead, no exception
