@@ -53,6 +53,7 @@ class Rig:
             board = SimBoardController(Transport(board_url, 115200), self.limits,
                                        clock=self.clock)
         self.board = board
+        self.board_status = None
         self.started = False
 
     @classmethod
@@ -93,9 +94,16 @@ class Rig:
         self.started = True
         return counts
 
-    def poll(self):
-        run_parallel([d.poll for d in self.chains])
+    def poll(self, board=True):
+        """Poll every chain (concurrently) and, with board=True, the board controller."""
+        fns = [d.poll for d in self.chains]
+        if board and self.board is not None:
+            fns.append(self._poll_board)
+        run_parallel(fns)
         return self.get_status()
+
+    def _poll_board(self):
+        self.board_status = self.board.get_status()     # never raises on a failed read
 
     def set_frequency(self, mhz, board=None, chips=None, ramp=True):
         drivers = self.chains if board is None else [self.chains[board]]
@@ -108,7 +116,8 @@ class Rig:
                 'hashrate_ghs': sum(c['hashrate_ghs'] for c in chains),
                 'chips_alive': sum(c['alive'] for c in chains),
                 'chips': sum(len(c['chips']) for c in chains),
-                'chains': chains, 'limits': self.limits.get_status()}
+                'chains': chains, 'board': self.board_status,
+                'limits': self.limits.get_status()}
 
     def close(self):
         for d in self.chains:

@@ -18,6 +18,7 @@ def test_rig_start_poll_and_status():
             rig.clock.sleep(3.0)
             st = rig.poll()
             assert st['chips'] == 324 and st['chips_alive'] == 324
+            assert len(st['board']['fans']) == 4 and st['board']['power_w'] > 1000
             nominal_ghs = 324 * 490e6 * 1276 / 1e9
             assert abs(st['hashrate_ghs'] / nominal_ghs - 1) < 0.03
             for ch in st['chains']:
