@@ -117,27 +117,32 @@ def register(op, validator):
     VALIDATORS[op] = validator
 
 
-def validate(op, body, ctx, now_unix_s):
-    """Check a decoded command. body must be a dict with 'id'; returns (cmd, None) or (None, reason).
+def validate(op, cid, args, ctx):
+    """Check a command decoded by mqtt_schema.consumer.parse_command: (cmd, None) or (None, reason).
 
-    cmd = {'op', 'id', 'args'}. Common fields: id (string, required), expires (unix seconds,
-    optional): a command that arrives after it expired is refused, never applied late.
+    cmd = {'op', 'id', 'args'} with normalised args; unknown ops, unknown fields, wrong types and
+    out-of-range values are refused here, before anything changes.
     """
     if op not in VALIDATORS:
         return None, 'unknown command %r (known: %s)' % (op, ', '.join(sorted(VALIDATORS)))
-    if not isinstance(body, dict):
-        return None, 'command body must be a map'
-    cid = body.get('id')
     if not isinstance(cid, str) or not 0 < len(cid) <= MAX_ID_LEN:
         return None, 'id must be a string of 1..%d characters' % MAX_ID_LEN
-    expires = body.get('expires')
-    if expires is not None:
-        if not _num(expires):
-            return None, 'expires must be unix seconds'
-        if now_unix_s > expires:
-            return None, 'command expired %.1f s ago' % (now_unix_s - expires)
-    args = {k: v for k, v in body.items() if k not in ('id', 'expires')}
+    if not isinstance(args, dict):
+        return None, 'args must be a map'
     out, err = VALIDATORS[op](args, ctx)
     if err:
         return None, err
     return {'op': op, 'id': cid, 'args': out}, None
+
+
+def expired(ts_ms, now_unix_s, max_age_s):
+    """Reason string when a command sent at ts_ms (Unix ms) is too old to apply, else None.
+
+    A command queued in a broker during an outage must not be applied minutes later.
+    """
+    if ts_ms is None:
+        return None
+    age_s = now_unix_s - ts_ms / 1000.0
+    if age_s > max_age_s:
+        return 'command expired: sent %.0f s ago (max age %.0f s)' % (age_s, max_age_s)
+    return None

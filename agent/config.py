@@ -34,8 +34,8 @@ SCHEMA = {
         'board_backend': _opt('str', 'serial', 'board controller: serial (byte protocol) or sysfs',
                               choices=('serial', 'sysfs')),
         'sysfs_root': _opt('str', '/sys', 'sysfs root for board_backend = sysfs'),
-        'baud': _opt('int', 115200, 'chain UART speed after init (115200, 1041667, 3125000)',
-                     choices=(115200, 1041667, 3125000)),
+        'baud': _opt('int', 0, 'chain UART speed after init; 0 = fastest the chip family supports',
+                     choices=(0, 115200, 1041667, 3125000)),
         'address_rule': _opt('str', 'pow2', 'chip address interval rule', choices=('pow2', 'even')),
         'freq_mhz': _opt('float', 0.0, 'start-up chip frequency; 0 = model nominal', 0.0, 1000.0),
         'time_scale': _opt('float', 0.0, 'test option: physics time factor of a simulator; '

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.commands import validate
+from agent.commands import expired, validate
 
 CTX = {'boards': 3, 'chips_per_board': 108, 'freq_min_mhz': 50, 'freq_max_mhz': 700,
        'fan_min_pct': 10}
@@ -12,7 +12,7 @@ NOW = 1_800_000_000.0
 @pytest.mark.parametrize('op,body,reason', [
     ('nope', {'id': 'a'}, 'unknown command'),
     ('set_fan', [], 'must be a map'),
-    ('set_fan', {'mode': 'auto'}, 'id must be'),
+    ('set_fan', {'mode': 'auto', 'id': None}, 'id must be'),
     ('set_fan', {'id': '', 'mode': 'auto'}, 'id must be'),
     ('set_fan', {'id': 'x' * 65, 'mode': 'auto'}, 'id must be'),
     ('set_fan', {'id': 'a', 'mode': 'turbo'}, 'mode must be'),
@@ -28,22 +28,30 @@ NOW = 1_800_000_000.0
     ('set_frequency', {'id': 'a', 'mhz': 500, 'board': 3}, 'board must be'),
     ('set_frequency', {'id': 'a', 'mhz': 500, 'chip': 1}, 'chip needs board'),
     ('set_frequency', {'id': 'a', 'mhz': 500, 'board': 0, 'chip': 108}, 'chip must be'),
-    ('set_frequency', {'id': 'a', 'mhz': 500, 'expires': NOW - 5}, 'expired'),
-    ('set_frequency', {'id': 'a', 'mhz': 500, 'expires': 'soon'}, 'expires must be'),
     ('identify', {'id': 'a', 'duration_s': 0}, 'duration_s'),
     ('rebirth', {'id': 'a', 'now': 1}, 'unknown field'),
 ])
 def test_bad_commands_are_refused_with_reason(op, body, reason):
-    cmd, err = validate(op, body, CTX, NOW)
+    if isinstance(body, dict):
+        body = dict(body)
+        cid = body.pop('id', 'a')
+    else:
+        cid = 'a'
+    cmd, err = validate(op, cid, body, CTX)
     assert cmd is None
     assert reason in err
 
 
 def test_good_commands():
-    cmd, err = validate('set_frequency', {'id': 'c1', 'mhz': 500, 'board': 1, 'chip': 7,
-                                          'expires': NOW + 10}, CTX, NOW)
+    cmd, err = validate('set_frequency', 'c1', {'mhz': 500, 'board': 1, 'chip': 7}, CTX)
     assert err is None and cmd == {'op': 'set_frequency', 'id': 'c1',
                                    'args': {'mhz': 500.0, 'board': 1, 'chip': 7}}
-    cmd, err = validate('set_fan', {'id': 'c2', 'mode': 'manual', 'duty_pct': 70}, CTX, NOW)
+    cmd, err = validate('set_fan', 'c2', {'mode': 'manual', 'duty_pct': 70}, CTX)
     assert cmd['args'] == {'mode': 'manual', 'duty_pct': 70.0}
-    assert validate('rebirth', {'id': 'r'}, CTX, NOW)[0]['op'] == 'rebirth'
+    assert validate('rebirth', 'r', {}, CTX)[0]['op'] == 'rebirth'
+
+
+def test_expiry():
+    assert expired(None, NOW, 60) is None
+    assert expired(NOW * 1000 - 30000, NOW, 60) is None
+    assert 'expired' in expired(NOW * 1000 - 90000, NOW, 60)

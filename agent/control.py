@@ -1,0 +1,206 @@
+"""Control loop body: poll the rig, let the safety supervisor decide, apply what it says.
+
+This is the only code that drives the rig while the agent runs; commands and the tuner only
+change what is *requested* (frequency per chip, fan mode), and every tick the supervisor's caps
+and overrides are applied on top. Runs on the scheduler's control thread.
+"""
+
+import logging
+
+from hal import families, pll
+
+log = logging.getLogger(__name__)
+
+FREQ_TOLERANCE_MHZ = 0.5     # smaller differences are not worth a PLL write
+POWER_UP_SETTLE_S = 1.0      # after a board is powered, wait before talking to its chips
+
+
+class ControlLoop:
+    def __init__(self, rig, supervisor, clock, on_event=None, start_freq_mhz=None,
+                 scan_silence_s=0.5):
+        self.scan_silence_s = scan_silence_s
+        self.rig = rig
+        self.model = rig.model
+        self.family = rig.family
+        self.supervisor = supervisor
+        self.clock = clock
+        self.on_event = on_event or (lambda ev: None)
+        nboards = self.model['boards']
+        f0 = start_freq_mhz or self.model['f_nom_mhz']
+        # What commands/tuner asked for, per board and chip; effective = requested * cap.
+        self.requested_mhz = [[f0] * self.model['chips_per_board'] for _ in range(nboards)]
+        self.caps_pct = [100.0] * nboards
+        self.enabled = [True] * nboards
+        self.needs_init = [False] * nboards
+        self.powered_at_s = [None] * nboards
+        self.fan_duty_pct = [None] * self.model['fans']
+        self.last_snapshot = None
+        self.last_board = {}
+        self.io_errors = 0
+        self.ticks = 0
+
+    # -- reading -----------------------------------------------------------------------------
+    def _safe(self, fn, *args):
+        """Board-controller read that turns an I/O error into None (unsafe, never 'cold')."""
+        try:
+            return fn(*args)
+        except Exception as e:  # a failing read is a fault for safety to judge, not a crash
+            self.io_errors += 1
+            log.warning('board read %s failed: %s', getattr(fn, '__name__', fn), e)
+            return None
+
+    def poll_chains(self):
+        for i, chain in enumerate(self.rig.chains):
+            if not self.enabled[i] or self.needs_init[i]:
+                continue
+            try:
+                chain.poll()
+            except Exception as e:
+                self.io_errors += 1
+                log.warning('chain %d poll failed: %s', i, e)
+
+    def snapshot(self, now_s):
+        board = self.rig.board
+        boards = []
+        for i, chain in enumerate(self.rig.chains):
+            v = self._safe(board.read_voltage, i) or {}
+            temps = self._safe(board.read_temps_c, i)
+            chips = chain.chips if (self.enabled[i] and not self.needs_init[i]) else []
+            boards.append({
+                'index': i,
+                'enabled': v.get('enabled', self.enabled[i]),
+                'sensors_c': temps if temps is not None else [None, None],
+                'die_c': [c.temp_c if c.alive else None for c in chips],
+                'chips_alive': [c.alive for c in chips],
+                'voltage_mv': v.get('readback_mv'),
+            })
+        fans = self._safe(board.read_fans)
+        if fans is None:
+            fans = [{'duty_pct': d, 'rpm': None} for d in self.fan_duty_pct]
+        snap = {'now_s': now_s, 'boards': boards, 'fans': fans,
+                'power_w': self._safe(board.read_power_w)}
+        self.last_snapshot = snap
+        return snap
+
+    # -- acting ------------------------------------------------------------------------------
+    def tick(self, now_s):
+        """One control step: snapshot -> supervisor -> apply. Returns the actions."""
+        self.ticks += 1
+        snap = self.snapshot(now_s)
+        actions = self.supervisor.tick(snap)
+        self.apply(actions, now_s)
+        return actions
+
+    def apply(self, actions, now_s):
+        board = self.rig.board
+        duties = actions.get('fan_duty_pct') or []
+        for k, duty in enumerate(duties):
+            if duty is None or k >= len(self.fan_duty_pct):
+                continue
+            if self.fan_duty_pct[k] is None or abs(self.fan_duty_pct[k] - duty) >= 0.5:
+                try:
+                    board.set_fan_duty(k, duty)
+                    self.fan_duty_pct[k] = duty
+                except Exception as e:
+                    self.io_errors += 1
+                    log.warning('fan %d duty %s failed: %s', k, duty, e)
+        for b in actions.get('boards') or []:
+            i = b['index']
+            want_on = bool(b.get('enable', True))
+            if want_on != self.enabled[i]:
+                try:
+                    board.set_enabled(i, want_on)
+                    self.enabled[i] = want_on
+                    if want_on:
+                        # Power came back: the chips reset, so the chain is scanned again.
+                        self.needs_init[i] = True
+                        self.powered_at_s[i] = now_s
+                except Exception as e:
+                    self.io_errors += 1
+                    log.warning('board %d enable=%s failed: %s', i, want_on, e)
+            cap = b.get('freq_cap_pct', 100.0)
+            if cap is not None:
+                self.caps_pct[i] = max(0.0, min(100.0, float(cap)))
+        for ev in actions.get('events') or []:
+            self.on_event(ev)
+        for i in range(len(self.rig.chains)):
+            if self.needs_init[i] and self.enabled[i]:
+                if now_s - (self.powered_at_s[i] or now_s) >= POWER_UP_SETTLE_S:
+                    self._reinit(i)
+            elif self.enabled[i]:
+                self._apply_freqs(i)
+
+    def _reinit(self, i):
+        chain = self.rig.chains[i]
+        try:
+            # Chips come back from power-off in their reset state: reset baud, no addresses.
+            fast_baud = chain.transport.baud
+            chain.transport.set_baud(families.RESET_BAUD)
+            if not chain.enumerate(silence_s=self.scan_silence_s):
+                raise RuntimeError('no chips answered')
+            chain.assign_addresses()
+            chain.init(self._lowest_effective(i), baud=fast_baud if fast_baud != families.RESET_BAUD else None)
+            self.needs_init[i] = False
+            log.info('board %d re-initialised after power-up', i)
+        except Exception as e:
+            self.io_errors += 1
+            log.warning('board %d re-init failed (will retry): %s', i, e)
+
+    def _lowest_effective(self, i):
+        return min(self.effective_mhz(i, c) for c in range(len(self.requested_mhz[i])))
+
+    def effective_mhz(self, i, chip_index):
+        lim = self.rig.limits
+        f = self.requested_mhz[i][chip_index] * self.caps_pct[i] / 100.0
+        return max(lim.freq_min_mhz, min(lim.freq_max_mhz, f))
+
+    def _apply_freqs(self, i):
+        """Move chips whose frequency differs from requested * cap (grouped by target)."""
+        chain = self.rig.chains[i]
+        groups = {}
+        for c in chain.chips:
+            if not c.alive or c.index >= len(self.requested_mhz[i]):
+                continue
+            target = pll.solve(self.family, self.effective_mhz(i, c.index))['freq_mhz']
+            if c.freq_mhz is None or abs(c.freq_mhz - target) > FREQ_TOLERANCE_MHZ:
+                groups.setdefault(target, []).append(c.addr)
+        if not groups:
+            return
+        try:
+            if hasattr(chain, 'set_frequencies'):
+                plan = {}
+                for target, addrs in groups.items():
+                    for a in addrs:
+                        plan[a] = target
+                chain.set_frequencies(plan)
+            else:
+                for target, addrs in sorted(groups.items()):
+                    chain.set_frequency(target, chips=addrs, ramp=True)
+        except Exception as e:
+            self.io_errors += 1
+            log.warning('board %d frequency change failed: %s', i, e)
+
+    # -- requests (commands, tuner) ------------------------------------------------------------
+    def request_frequency(self, mhz, board=None, chip=None):
+        """Ask for a frequency (validated by the caller and again by HardwareLimits)."""
+        self.rig.limits.check_freq(mhz)
+        boards = range(len(self.requested_mhz)) if board is None else [board]
+        for i in boards:
+            chips = range(len(self.requested_mhz[i])) if chip is None else [chip]
+            for c in chips:
+                self.requested_mhz[i][c] = float(mhz)
+
+    def safe_state(self):
+        """Boards off, fans full: what shutdown and the watchdog leave behind."""
+        board = self.rig.board
+        for fn, args in ((board.set_fan_duty, (None, 100)), (board.set_enabled, (None, False))):
+            try:
+                fn(*args)
+            except Exception as e:
+                log.error('safe state: %s%s failed: %s', fn.__name__, args, e)
+        self.enabled = [False] * len(self.enabled)
+
+    def get_status(self):
+        return {'caps_pct': list(self.caps_pct), 'enabled': list(self.enabled),
+                'needs_init': list(self.needs_init), 'fan_duty_pct': list(self.fan_duty_pct),
+                'io_errors': self.io_errors, 'ticks': self.ticks}

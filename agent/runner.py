@@ -1,0 +1,395 @@
+"""`hashpilot run`: wire the rig, safety, telemetry and the broker link to one control thread.
+
+Threads: the control thread (scheduler) owns all hardware I/O; paho's loop thread and the link's
+service thread only move MQTT bytes and enqueue commands; the watchdog thread puts the hardware
+in its safe state if the control thread stops ticking; the hook runner's worker runs event hooks.
+"""
+
+import argparse
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+
+from agent import __version__, commands, config, telemetry
+from agent.control import ControlLoop
+from agent.health import BoardHealth
+from agent.mqtt_link import MqttLink
+from agent.safety import Supervisor, Watchdog
+from agent.scheduler import NEVER, Scheduler
+from firmware_hooks import health as health_file
+from firmware_hooks import sd_notify
+from firmware_hooks.events import HookRunner
+from hal import board_protocol, families, models
+from hal.clock import Clock
+from hal.rig import Rig
+from hal.transport import Transport
+from mqtt_schema import consumer, payloads
+
+log = logging.getLogger('hashpilot')
+
+CONTROL_PERIOD_S = 2.0        # physics seconds between safety ticks
+MIN_WALL_PERIOD_S = 0.25      # no loop runs faster than this in wall time (time-warped tests)
+CMD_MAX_AGE_S = 60.0
+
+
+class SafeStateWriter:
+    """Watchdog side channel: fire-and-forget safe-state frames on its own port handle.
+
+    It does not wait for replies or take the control thread's locks, so a control thread stuck
+    in the middle of a transaction cannot hold it up.
+    """
+
+    def __init__(self, board_url):
+        self.transport = Transport(board_url, 115200) if board_url else None
+        self.seq = 0x80
+
+    def apply(self):
+        if self.transport is None:
+            return False
+        frames = b''
+        for _ in range(2):   # twice: a frame garbled on the line is not fatal
+            for cmd, payload in ((board_protocol.SET_FAN, bytes([board_protocol.ALL, 100])),
+                                 (board_protocol.SET_ENABLE, bytes([board_protocol.ALL, 0]))):
+                self.seq = (self.seq + 1) & 0xFF
+                frames += board_protocol.encode(self.seq, cmd, payload)
+        try:
+            self.transport.write(frames)
+            return True
+        except Exception as e:
+            log.error('watchdog: writing the safe state failed: %s', e)
+            return False
+
+
+class CommandInbox:
+    """Looks like a queue to the MQTT link; hands each command to the control thread."""
+
+    def __init__(self, scheduler, handler, max_pending=256):
+        self.scheduler = scheduler
+        self.handler = handler
+        self.pending = 0
+        self.max_pending = max_pending
+
+    def put_nowait(self, item):
+        if self.pending >= self.max_pending:
+            raise queue.Full
+        self.pending += 1
+        self.scheduler.call_soon(self._run, item)
+
+    def _run(self, item):
+        self.pending -= 1
+        self.handler(*item)
+
+
+def resolve_rig(cfg):
+    """Model, chain URLs, board URL and time scale from the config and the ports file."""
+    rc = cfg['rig']
+    ports = {}
+    if rc['ports_file']:
+        try:
+            with open(rc['ports_file']) as f:
+                ports = json.load(f)
+        except (OSError, ValueError) as e:
+            raise config.ConfigError('rig.ports_file %s: %s' % (rc['ports_file'], e))
+    model = rc['model'] or ports.get('model')
+    if not model:
+        raise config.ConfigError('rig.model: not set and no ports file names it')
+    chains = rc['chains'] or ports.get('chains') or []
+    board = rc['board'] or ports.get('board') or ''
+    if not chains:
+        raise config.ConfigError('rig.chains: no chain ports (set rig.chains or rig.ports_file)')
+    m = models.get(model)
+    if len(chains) != m['boards']:
+        raise config.ConfigError('rig.chains: %s has %d boards, %d chain ports given'
+                                 % (model, m['boards'], len(chains)))
+    if rc['board_backend'] == 'serial' and not board:
+        raise config.ConfigError('rig.board: no board controller port')
+    scale = rc['time_scale'] or float(ports.get('time_scale', 1.0))
+    return m, chains, board, scale
+
+
+def chain_baud(cfg, family):
+    baud = cfg['rig']['baud']
+    if baud == 0:   # fastest the family supports
+        return max(family['fast_bauds']) if family['fast_bauds'] else families.RESET_BAUD
+    if baud != families.RESET_BAUD and baud not in family['fast_bauds']:
+        raise config.ConfigError('rig.baud: %s cannot run at %d baud (supported: %s)'
+                                 % (family['name'], baud,
+                                    ', '.join(str(b) for b in [families.RESET_BAUD] + sorted(family['fast_bauds']))))
+    return baud
+
+
+def safety_settings(cfg):
+    s, f = cfg['safety'], cfg['fan']
+    out = {'control_source': s['control_source'], 'watchdog_s': s['watchdog_s'],
+           'fan': {'mode': f['mode'], 'manual_duty_pct': f['manual_duty_pct'],
+                   'min_pct': f['min_pct'], 'max_pct': f['max_pct']}}
+    for key in ('temp_target_c', 'temp_hot_c', 'temp_danger_c', 'power_limit_w'):
+        if s[key]:
+            out[key] = s[key]
+    return out
+
+
+def mqtt_settings(cfg, model, state_dir):
+    m = cfg['mqtt']
+    host, _, port = m['broker'].rpartition(':')
+    out = {'site': cfg['rig']['site'], 'rig': cfg['rig']['rig'], 'host': host, 'port': int(port),
+           'format': m['format'], 'keepalive_s': m['keepalive_s'],
+           'backoff_min_s': m['backoff_min_s'], 'backoff_max_s': m['backoff_max_s'],
+           'state_dir': os.path.join(state_dir, 'outbox'),
+           'outbox_max_bytes': cfg['state']['outbox_max_bytes'],
+           'outbox_flush_s': cfg['state']['outbox_flush_s'],
+           'firmware': 'hashpilot %s' % __version__, 'model': model['name']}
+    if m['client_id']:
+        out['client_id'] = m['client_id']
+    if m['username']:
+        out['username'] = m['username']
+        if m['password_file']:
+            try:
+                with open(m['password_file']) as fh:
+                    out['password'] = fh.read().strip()
+            except OSError as e:
+                raise config.ConfigError('mqtt.password_file: %s' % e)
+    if m['tls_ca']:
+        out['tls'] = True
+        out['ca_file'] = m['tls_ca']
+        if m['tls_cert']:
+            out['cert_file'] = m['tls_cert']
+            out['key_file'] = m['tls_key']
+    return out
+
+
+class Agent:
+    """Composition root: builds the parts, registers their timers, runs, and shuts down safely."""
+
+    def __init__(self, cfg, rig=None):
+        self.cfg = cfg
+        self.model, chain_urls, board_url, scale = resolve_rig(cfg)
+        self.family = families.get(self.model['chip'])
+        self.baud = chain_baud(cfg, self.family)
+        self.clock = Clock(scale)
+        self.state_dir = cfg['state']['state_dir']
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.scheduler = Scheduler(self.clock, on_error=self._task_failed)
+        try:
+            self.supervisor = Supervisor(self.model, safety_settings(cfg))
+        except ValueError as e:
+            raise config.ConfigError('safety: %s' % e)
+        self.watchdog = Watchdog(self.supervisor.watchdog_s)
+        self.rig = rig or Rig(self.model, chain_urls, board_url, clock=self.clock,
+                              address_rule=cfg['rig']['address_rule'])
+        self.safe_writer = SafeStateWriter(board_url)
+        self.control = ControlLoop(self.rig, self.supervisor, self.clock, on_event=self._on_event,
+                                   start_freq_mhz=cfg['rig']['freq_mhz'] or None)
+        self.inbox = CommandInbox(self.scheduler, self._on_command)
+        try:
+            self.link = MqttLink(mqtt_settings(cfg, self.model, self.state_dir), self.inbox)
+        except ValueError as e:
+            raise config.ConfigError(str(e))
+        self.health = BoardHealth()
+        hooks_dir = cfg['hooks']['dir']
+        self.hooks = HookRunner(hooks_dir, cfg['hooks']['timeout_s']) if hooks_dir else None
+        self.tuner = None
+        self.started_wall = time.monotonic()
+        self.identify_until_s = None
+        self.published = 0
+        self._wd_stop = threading.Event()
+
+    # -- events and commands (control thread) ---------------------------------------------------
+    def _task_failed(self, fn, exc):
+        log.error('control task %s failed: %r', getattr(fn, '__name__', fn), exc, exc_info=exc)
+
+    def _on_event(self, ev):
+        level = logging.WARNING if ev.get('severity') != 'info' else logging.INFO
+        log.log(level, 'alarm %s %s: %s', ev.get('id'), ev.get('action'), ev.get('message'))
+        try:
+            self.link.publish('alarm', payloads.build_alarm(
+                self.link.session, ev['id'], ev['action'], ev.get('severity', 'warning'),
+                ev.get('message', ''), board=ev.get('board')))
+        except (ValueError, KeyError) as e:
+            log.error('alarm %r not published: %s', ev, e)
+        if self.hooks is not None:
+            self.hooks.fire({'event': 'alarm_' + ('raised' if ev.get('action') == 'raise' else 'cleared'),
+                             'alarm': ev})
+
+    def _result(self, cid, op, ok, error=None, result=None):
+        self.link.publish('cmd/result', payloads.build_cmd_result(
+            self.link.session, cid if isinstance(cid, str) else '', ok, error=error, op=op,
+            result=result))
+
+    def _cmd_ctx(self):
+        lim = self.rig.limits
+        return {'boards': self.model['boards'], 'chips_per_board': self.model['chips_per_board'],
+                'freq_min_mhz': lim.freq_min_mhz, 'freq_max_mhz': lim.freq_max_mhz,
+                'fan_min_pct': 0}
+
+    def _on_command(self, op, data):
+        cmd, err = consumer.parse_command(op, data)
+        if cmd is None:
+            cid = None
+            try:
+                cid = json.loads(data).get('id')
+            except Exception:
+                pass
+            log.warning('command %s refused: %s', op, err)
+            return self._result(cid, op, False, err)
+        err = commands.expired(cmd.get('ts_ms'), time.time(), CMD_MAX_AGE_S)
+        if err is None:
+            checked, err = commands.validate(op, cmd['id'], cmd['args'], self._cmd_ctx())
+        if err is not None:
+            log.warning('command %s %s refused: %s', op, cmd['id'], err)
+            return self._result(cmd['id'], op, False, err)
+        try:
+            result = self._apply_command(checked)
+        except ValueError as e:   # still refused by a lower layer (limits, safety): nothing changed
+            return self._result(cmd['id'], op, False, str(e))
+        log.info('command %s %s applied', op, cmd['id'])
+        return self._result(cmd['id'], op, True, result=result)
+
+    def _apply_command(self, cmd):
+        op, a = cmd['op'], cmd['args']
+        if op == 'set_fan':
+            self.supervisor.set_fan_mode(a['mode'], a.get('duty_pct'))
+        elif op == 'set_frequency':
+            self.control.request_frequency(a['mhz'], a['board'], a['chip'])
+        elif op == 'rebirth':
+            self._publish_meta()
+            self.link.rebirth() if hasattr(self.link, 'rebirth') else None
+        elif op == 'identify':
+            self.identify_until_s = self.clock.monotonic() + a['duration_s']
+            self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
+                            'message': 'identify requested for %.0f s' % a['duration_s']})
+        elif op == 'reset_safety':
+            return {'reset_boards': self.supervisor.reset(a['board'], self.clock.monotonic())}
+        return None
+
+    # -- timers (control thread) ------------------------------------------------------------------
+    def _period(self, now, period_s):
+        return now + max(period_s, MIN_WALL_PERIOD_S * self.clock.time_scale)
+
+    def _tick(self, now):
+        if self.watchdog.kick(now):
+            self.supervisor.note_stall(now, self.watchdog.stalled_s(now))
+        self.control.tick(now)
+        sd_notify.watchdog()
+        return self._period(now, CONTROL_PERIOD_S)
+
+    def _poll(self, now):
+        self.control.poll_chains()
+        return self._period(now, self.cfg['telemetry']['poll_s'])
+
+    def status(self):
+        return telemetry.collect(self.control, self.rig, self.supervisor, self.health,
+                                 self.tuner, self.link, uptime_s=time.monotonic() - self.started_wall)
+
+    def _telemetry(self, now):
+        self.link.publish('telemetry', payloads.build_telemetry(self.status(), self.link.session))
+        self.published += 1
+        if self.link.is_connected():
+            health_file.write_health(self.state_dir, __version__, healthy=True,
+                                     published=self.published)
+        return self._period(now, self.cfg['telemetry']['telemetry_s'])
+
+    def _chips(self, now):
+        self.link.publish('chips', payloads.build_chips(self.status(), self.link.session))
+        return self._period(now, self.cfg['telemetry']['chips_s'])
+
+    def _publish_meta(self):
+        ids = []
+        for i in range(self.model['boards']):
+            try:
+                ids.append(self.rig.board.board_id(i))
+            except Exception:
+                ids.append('')
+        self.link.set_meta(payloads.build_meta(
+            self.model, self.link.session, firmware='hashpilot %s' % __version__, board_ids=ids,
+            telemetry_s=int(self.cfg['telemetry']['telemetry_s']),
+            chips_s=int(self.cfg['telemetry']['chips_s']), fmt=self.cfg['mqtt']['format']))
+
+    # -- watchdog thread ----------------------------------------------------------------------------
+    def _watchdog_loop(self):
+        while not self._wd_stop.wait(0.2):
+            if self.watchdog.check(self.clock.monotonic()) == 'trip':
+                log.critical('control loop stalled for %.1f s: hardware to safe state',
+                             self.watchdog.stalled_s(self.clock.monotonic()))
+                self.safe_writer.apply()
+
+    # -- life cycle -----------------------------------------------------------------------------------
+    def start(self):
+        log.info('hashpilot %s: %s, %d chains, %d baud, time scale %g', __version__,
+                 self.model['name'], len(self.rig.chains), self.baud, self.clock.time_scale)
+        self._publish_meta()
+        self.link.start()
+        counts = self.rig.start(freq_mhz=self.control.requested_mhz[0][0], baud=self.baud
+                                if self.baud != families.RESET_BAUD else None)
+        for i, n in enumerate(counts):
+            log.info('chain %d: %d chips', i, n)
+            if n != self.model['chips_per_board']:
+                self._on_event({'id': 'board%d.chips_missing' % i, 'action': 'raise',
+                                'severity': 'warning', 'board': i,
+                                'message': 'board %d: %d of %d chips found'
+                                           % (i, n, self.model['chips_per_board'])})
+        now = self.clock.monotonic()
+        self.scheduler.add_timer(self._tick, now)
+        self.scheduler.add_timer(self._poll, now)
+        self.scheduler.add_timer(self._telemetry, now + min(5.0, self.cfg['telemetry']['telemetry_s']))
+        self.scheduler.add_timer(self._chips, now + min(10.0, self.cfg['telemetry']['chips_s']))
+        threading.Thread(target=self._watchdog_loop, name='watchdog', daemon=True).start()
+        sd_notify.ready('mining')
+
+    def run(self):
+        self.start()
+        self.scheduler.run()
+
+    def shutdown(self):
+        sd_notify.stopping('stopping')
+        self._wd_stop.set()
+        log.info('stopping: boards off, fans 100 %')
+        self.control.safe_state()
+        self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': 'info',
+                        'message': 'agent stopped; boards off, fans 100 %'})
+        if self.hooks is not None:
+            self.hooks.fire({'event': 'shutting_down'})
+            self.hooks.close(wait_s=2.0)
+        self.link.stop()
+        self.rig.close()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='hashpilot run',
+                                description='Run the agent: control loop, safety, MQTT telemetry.')
+    config.add_flags(p)
+    p.add_argument('--log-level', default='INFO',
+                   choices=('DEBUG', 'INFO', 'WARNING', 'ERROR'))
+    return p
+
+
+def main(argv):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    try:
+        cfg = config.from_args(args)
+        agent = Agent(cfg)
+    except config.ConfigError as e:
+        print('hashpilot run: config error: %s' % e, file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print('hashpilot run: cannot start: %s' % e, file=sys.stderr)
+        return 1
+
+    def on_signal(signum, frame):
+        log.info('signal %d: stopping', signum)
+        agent.scheduler.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        agent.run()
+    finally:
+        agent.shutdown()
+    return 0
