@@ -635,3 +635,97 @@ def test_fuzzed_snapshots_never_raise():
         assert [b['index'] for b in a['boards']] == [0, 1, 2]
         assert all(0.0 <= b['freq_cap_pct'] <= 100.0 for b in a['boards'])
         sup.get_status()
+
+
+
+# --- the simulator's own physics (hal/sim/rig.py SimRig, in process, no ptys) -----------------
+
+def _sim_snapshot(rig, t, rng):
+    boards = []
+    for b in range(len(rig.chains)):
+        on = rig.board_on(b)
+        dies = [round(rig.temps[b][i] + rng.gauss(0.0, 0.5), 2) if not c.silicon['dead'] else None
+                for i, c in enumerate(rig.chains[b].chips)] if on else []
+        boards.append({'index': b, 'enabled': rig.enabled[b],
+                       'sensors_c': [rig.sensor_c(b, k) for k in range(2)],
+                       'die_c': dies, 'chips_alive': [d is not None for d in dies]})
+    fans = [{'duty_pct': int(round(rig.fan_duty[f] * 100)),
+             'rpm': int(rig.fan_rpm[f] * (1.0 + rng.uniform(-0.01, 0.01)))} for f in range(len(rig.fan_rpm))]
+    return {'now_s': t, 'boards': boards, 'fans': fans,
+            'power_w': rig.wall_w() * (1.0 + rng.uniform(-0.01, 0.01))}
+
+
+def _sim_apply(rig, act, f_nom_mhz):
+    for k, d in enumerate(act['fan_duty_pct']):
+        rig.set_fan_duty(k, d / 100.0)
+    for b in act['boards']:
+        i = b['index']
+        if rig.enabled[i] != b['enable']:
+            rig.set_enabled(i, b['enable'])
+        if b['enable']:
+            for c in rig.chains[i].chips:
+                c.freq_mhz = f_nom_mhz * b['freq_cap_pct'] / 100.0
+
+
+def _sim_fault(kind):
+    def apply(rig, t):
+        if t < 200:
+            return
+        if kind == 'fans-stop':
+            rig.fan_stopped = [True] * len(rig.fan_stopped)
+        elif kind == 'fan-stop':
+            rig.fan_stopped[1] = True
+        elif kind == 'sensor-stuck':
+            rig.sensor_fault[(1, 1)] = 30.0
+        elif kind == 'sensor-absent':
+            rig.sensor_fault[(2, 0)] = None
+        elif kind == 'ambient':
+            rig.ambient_c = 45.0
+    return apply
+
+
+# kind, tick s, raised alarm ids expected, boards enabled at the end, max final cap, hottest die limit
+SIM_SCENARIOS = [
+    ('none', 1.0, [], True, 100.0, 'temp_hot_c'),
+    ('fans-stop', 1.0, ['rig.fans_lost', 'board0.dangerous'], False, 100.0, 'temp_danger_c'),
+    ('fans-stop', 2.0, ['rig.fans_lost', 'board0.dangerous'], False, 100.0, 'temp_danger_c'),
+    ('fan-stop', 1.0, ['fan1.stopped', 'rig.airflow'], True, 79.5, 'temp_hot_c'),
+    ('sensor-stuck', 1.0, ['board1.sensor1.stuck'], True, 100.0, 'temp_hot_c'),
+    ('sensor-absent', 1.0, ['board2.sensor0.absent'], True, 100.0, 'temp_hot_c'),
+    ('ambient', 1.0, [], True, 100.0, 'temp_danger_c'),
+]
+
+
+@pytest.mark.parametrize('kind,dt,alarms,enabled,max_cap,peak_key', SIM_SCENARIOS)
+def test_against_simulator_physics(kind, dt, alarms, enabled, max_cap, peak_key):
+    from hal.sim.rig import SimRig
+    rig = SimRig(S21, seed=1, fan_duty_pct=60.0)
+    f_nom = S21['f_nom_mhz']
+    for ch in rig.chains:
+        for c in ch.chips:
+            c.freq_mhz = f_nom
+    for k in range(1, 301):          # reach full-load steady state at 60 % fans
+        rig.step(float(k))
+    sup, rng, fault = Supervisor(S21), random.Random(5), _sim_fault(kind)
+    t, peak, events = 300.0, 0.0, []
+    while t < 300.0 + 500.0:
+        fault(rig, t - 300.0)
+        act = sup.tick(_sim_snapshot(rig, t, rng))
+        _sim_apply(rig, act, f_nom)
+        events.extend(act['events'])
+        t += dt
+        rig.step(t)
+        if t > 310.0:
+            peak = max(peak, max(max(x) for x in rig.temps))
+    assert peak < S21[peak_key], (kind, peak)
+    raised = ids(events)
+    for a in alarms:
+        assert a in raised, (kind, raised)
+    if kind == 'none':
+        assert raised == []
+    last = act['boards']
+    assert all(b['enable'] == enabled for b in last), last
+    assert all(b['freq_cap_pct'] <= max_cap for b in last)
+    if kind != 'none':
+        # Every fault ran the fans at 100 % from detection (the ambient case: the PID did).
+        assert act['fan_duty_pct'][0] >= 95
