@@ -31,6 +31,9 @@ class BoardController:
             bp.GET_TEMPS: self._temps, bp.GET_POWER: self._power,
         }
 
+    def wants_read(self, now):
+        return True
+
     def on_readable(self, now):
         data = self.pty.read()
         if not data:

@@ -306,6 +306,11 @@ class Chain:
                 break
         return []
 
+    def get_status(self):
+        return {'chips': len(self.chips), 'powered': self.powered, 'baud': self.baud,
+                'commands': self.commands, 'ignored': self.ignored, 'nonces': self.nonces,
+                'addressed': sum(1 for c in self.chips if c.assigned)}
+
     def nonce_frames(self, dt_s, room_bytes=1 << 30):
         """Nonce frames found in the last dt_s of hashing: Poisson at each chip's ticket
         difficulty (one per 2^(32+N) good hashes), only after the host fed work (0x14 written).

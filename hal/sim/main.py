@@ -175,7 +175,8 @@ class Simulator:
             timeout = max(0.0, deadline - time.monotonic())
             wfds = [fd for fd in by_fd if by_fd[fd].pty.wants_write()]
             try:
-                r, w, _x = select.select(list(by_fd), wfds, [], timeout)
+                rfds = [fd for fd in by_fd if by_fd[fd].wants_read(now)]
+                r, w, _x = select.select(rfds, wfds, [], timeout)
             except InterruptedError:
                 continue
             now = time.monotonic()

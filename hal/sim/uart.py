@@ -21,6 +21,9 @@ NONCE_BACKLOG_MAX = 1024   # bytes pending on the chain's output: beyond this, n
 RX_LOOKAHEAD_S = 0.02
 RX_BATCH = 16
 TX_COALESCE_S = 0.0005
+# Host bytes are read from the pty only while the simulated RX line is less than this far
+# behind; beyond it the pty buffer fills and the host's writes block, as on a real UART.
+RX_AHEAD_MAX_S = 0.1
 OUTBUF_MAX = 65536         # bytes due but not taken by the pty (nobody reading): beyond, dropped
 
 
@@ -132,6 +135,9 @@ class ChainPort:
         if pos:
             del buf[:pos]
 
+    def wants_read(self, now):
+        return self.rx_free - now < RX_AHEAD_MAX_S
+
     def next_due(self, now):
         """Wall time this port next needs the loop. TX wakes are coalesced: wait up to
         TX_COALESCE_S past the head frame's due time to write more frames at once, but never
@@ -139,6 +145,10 @@ class ChainPort:
         t = None
         if self.rxq:
             t = self.rxq[0][0] - RX_LOOKAHEAD_S
+        if not self.wants_read(now):
+            resume = self.rx_free - RX_AHEAD_MAX_S
+            if t is None or resume < t:
+                t = resume
         txq = self.txq
         if txq:
             head = txq[0][0]
@@ -210,6 +220,6 @@ class ChainPort:
             self.pty.write()
 
     def get_status(self):
-        return {'path': self.pty.path, 'baud': self.chain.baud, 'bytes_in': self.bytes_in,
+        return {'path': self.pty.path, 'baud': self.chain.baud, 'chain': self.chain.get_status(), 'bytes_in': self.bytes_in,
                 'bytes_out': self.bytes_out, 'nonces_dropped': self.nonces_dropped,
                 'tx_pending': self.tx_pending, 'out_dropped': self.pty.dropped_out_bytes}
