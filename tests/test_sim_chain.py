@@ -59,7 +59,7 @@ def sim(tmp_path_factory):
 
 @pytest.fixture
 def link(sim):
-    # each test gets chain 1 freshly power-cycled? no: chain state is shared, tests set it up
+    # chain 1's chip state is shared by the tests below; each one addresses it again
     ln = Link(sim.ports['chains'][1])
     ln.collect(0.05)
     yield ln
