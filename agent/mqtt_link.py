@@ -161,6 +161,20 @@ class MqttLink:
         if self._connected:
             self.client.publish(self.root + 'meta', data, qos=1, retain=True)
 
+    def rebirth(self):
+        """Publish birth and meta again (retained) now, e.g. on a `rebirth` command; False if offline."""
+        if not self._connected:
+            return False
+        self._publish_birth(self.client)
+        return True
+
+    def _publish_birth(self, client):
+        birth = payloads.build_birth(self.session, self._session_seq, self.cfg['firmware'],
+                                     self.cfg['model'])
+        client.publish(self.status_topic, codec.encode(birth, self.fmt), qos=1, retain=True)
+        if self._meta is not None:
+            client.publish(self.root + 'meta', self._meta, qos=1, retain=True)
+
     def start(self, service_thread=True):
         """Connect asynchronously (retrying with backoff); with service_thread=False the caller
         must call service() every ~50-200 ms from its own scheduler."""
@@ -283,11 +297,7 @@ class MqttLink:
         if reason_code.is_failure:
             self.last_error = 'connect refused: %s' % reason_code
             return
-        birth = payloads.build_birth(self.session, self._session_seq, self.cfg['firmware'],
-                                     self.cfg['model'])
-        client.publish(self.status_topic, codec.encode(birth, self.fmt), qos=1, retain=True)
-        if self._meta is not None:
-            client.publish(self.root + 'meta', self._meta, qos=1, retain=True)
+        self._publish_birth(client)
         cmd = topics.cmd_filter(self.cfg['site'], self.cfg['rig'])
         if self.cfg['protocol'] == 5:
             from paho.mqtt.subscribeoptions import SubscribeOptions

@@ -188,6 +188,10 @@ def test_birth_meta_retained_and_payloads_decode(broker, tmp_path, fmt, protocol
         tele = late.decoded('telemetry')[0][0]
         assert tele['seq'] == 2 and len(tele['boards']) == 3 and tele['hashrate_ghs'] > 150000
         assert link.get_status()['dropped'] == 0
+        n = len(late.decoded('status'))
+        assert link.rebirth()                                      # on demand, e.g. `rebirth` command
+        assert late.wait(lambda: len(late.decoded('status')) > n)
+        assert late.decoded('status')[-1][0]['online'] is True
         late.close()
     finally:
         link.stop()
