@@ -729,3 +729,64 @@ def test_against_simulator_physics(kind, dt, alarms, enabled, max_cap, peak_key)
     if kind != 'none':
         # Every fault ran the fans at 100 % from detection (the ambient case: the PID did).
         assert act['fan_duty_pct'][0] >= 95
+
+
+# --- pure core: the same scenario gives the same actions under MicroPython 1.27 -----------------
+
+MPY_SCRIPT = """
+from hal import models
+from agent.fan import FanControl
+from agent.safety import Supervisor, Watchdog, safe_actions
+sup = Supervisor(models.get('S21'))
+for t in range(80):
+    dies = [70.0 + 0.2 * t] * 108
+    if t > 30:
+        dies[3] = None
+    snap = {'now_s': float(t), 'boards': [{'index': b, 'enabled': True,
+            'sensors_c': [dies[0] - 10 + 0.01 * t, 65.0 + 0.01 * (t % 7)], 'die_c': dies,
+            'chips_alive': [d is not None for d in dies]} for b in range(3)],
+            'fans': [{'duty_pct': 60, 'rpm': 3600 if t < 60 else 0}] * 4, 'power_w': 3500.0 + 10 * t}
+    a = sup.tick(snap)
+    # caps through %.1f: MicroPython's round() may return 94.40000000000001 where CPython has 94.4
+    print(repr((t, a['fan_duty_pct'], [(b['enable'], '%.1f' % b['freq_cap_pct']) for b in a['boards']])))
+    for e in a['events']:
+        print(e['id'] + ' ' + e['action'] + ' ' + e['message'])   # repr() escapes differ for non-ASCII
+print(repr(sup.tick(None)['fan_duty_pct']))
+st = sup.get_status()
+print(repr((st['state'], [b['state'] for b in st['boards']], st['alarms'])))
+wd = Watchdog(10)
+wd.kick(0.0)
+print(repr((wd.expired(5.0), wd.expired(11.0), wd.check(12.0),
+            [sorted(b.items()) for b in safe_actions(models.get('GAMMA'))['boards']])))
+fc = FanControl(75.0)
+print(repr([int(fc.update(float(t), die_c=80.0) * 1000) for t in range(5)]))
+"""
+MPY_MODULES = ['hal/__init__.py', 'hal/models.py', 'agent/__init__.py', 'agent/fan.py',
+               'agent/safety/__init__.py', 'agent/safety/config.py', 'agent/safety/board.py',
+               'agent/safety/detectors.py', 'agent/safety/supervisor.py', 'agent/safety/watchdog.py']
+
+
+def test_pure_core_same_under_micropython(tmp_path):
+    import io
+    import os
+    import shutil
+    import subprocess
+    from contextlib import redirect_stdout
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mpy_dir = os.path.join(root, 'tests', 'mpy')
+    if not shutil.which('node'):
+        pytest.fail('node is required for the MicroPython check (install nodejs)')
+    if not os.path.isdir(os.path.join(mpy_dir, 'node_modules', '@micropython')):
+        pytest.fail('run `make setup` (npm install in tests/mpy) to get MicroPython 1.27')
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        exec(MPY_SCRIPT, {})
+    path = tmp_path / 'safety_mpy.py'
+    path.write_text(MPY_SCRIPT)
+    proc = subprocess.run(['node', os.path.join(mpy_dir, 'run_mpy.mjs'), str(path)] + MPY_MODULES,
+                          cwd=mpy_dir, env=dict(os.environ, HASHPILOT_ROOT=root),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    want = buf.getvalue().splitlines()
+    assert 'fans_lost' in buf.getvalue() and 'dead_chips' in buf.getvalue()   # the scenario bites
+    assert proc.stdout.splitlines() == want
