@@ -152,3 +152,24 @@ class RigIO(TunerIO):
         run_parallel([(lambda b=b: apply(b)) for b in per])
         self.freq_writes += len(plan)
         self.freq_write_s += time.monotonic() - t0
+
+
+class ControlLoopIO(RigIO):
+    """The agent's variant: frequencies go through ControlLoop.request_frequency (the loop applies
+    requested x safety cap on its next tick); safety comes from the supervisor (a callable)."""
+
+    def __init__(self, control, clock, safety_ok=None, **kw):
+        RigIO.__init__(self, control.rig, clock, **kw)
+        self.control = control
+        self._safety = safety_ok
+
+    def request_frequencies(self, plan):
+        for (b, i), mhz in plan.items():
+            self.control.request_frequency(mhz, board=b, chip=i)
+            self._gen[b][i] += 1
+        self.freq_writes += len(plan)
+
+    def safety_ok(self):
+        if self._safety is not None and not self._safety():
+            return False
+        return RigIO.safety_ok(self)

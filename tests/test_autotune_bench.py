@@ -1,0 +1,52 @@
+"""Integration: the tuner against the real simulator process over ptys (GAMMA, one chip): the
+`bench autotune` command end to end, and `hashpilot tune` with a config file + report."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.simproc import REPO, start_sim
+
+
+def test_bench_autotune_gamma_reaches_the_oracle():
+    out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--model', 'GAMMA',
+                          '--seed', '2', '--target-w', '17.5', '--time-scale', '30', '--json',
+                          '--quiet', '--hold-s', '90'],
+                         cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout)
+    assert r['converged'] and r['converge_sim_min'] <= 30
+    assert r['gap_pct'] <= 1.0
+    assert abs(r['power_vs_target_pct']) <= 1.5
+    assert r['tuned_j_per_th'] < r['stock_j_per_th']
+    assert r['hottest_c'] <= 75.0
+
+
+def test_tune_cli_saves_and_reports(tmp_path):
+    with start_sim('GAMMA', time_scale=30, seed=3) as sim:
+        cfg = tmp_path / 'agent.toml'
+        cfg.write_text('[rig]\nports_file = "%s"\n[state]\nstate_dir = "%s"\n[fan]\n'
+                       'manual_duty_pct = 70.0\n' % (sim.ports_file, tmp_path / 'state'))
+        prof = tmp_path / 'quick.toml'
+        prof.write_text('[profile]\nmode = "power"\ntarget = 17.0\nverify_s = 60.0\n')
+        run = subprocess.run([sys.executable, '-m', 'agent', 'tune', '--config', str(cfg),
+                              '--profile', str(prof)],
+                             cwd=REPO, capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert 'tuned:' in run.stdout and '100.0%' in run.stderr
+        tune_dir = tmp_path / 'state' / 'tune'
+        files = os.listdir(tune_dir)
+        assert len(files) == 1 and files[0].startswith('tune-')
+        rec = json.loads((tune_dir / files[0]).read_text())
+        assert rec['mode'] == 'power' and rec['target'] == 17.0 and len(rec['freqs_mhz']) == 1
+        # Second run on the same board reuses the result (fast start, then verify).
+        run2 = subprocess.run([sys.executable, '-m', 'agent', 'tune', '--config', str(cfg),
+                               '--profile', str(prof)],
+                              cwd=REPO, capture_output=True, text=True, timeout=240)
+        assert run2.returncode == 0 and 'reusing saved result' in run2.stderr
+    png = tmp_path / 'r.png'
+    rep = subprocess.run([sys.executable, '-m', 'agent', 'tune', 'report', str(tune_dir),
+                          '-o', str(png)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert rep.returncode == 0, rep.stderr
+    assert png.read_bytes()[:4] == b'\x89PNG'
