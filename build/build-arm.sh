@@ -68,6 +68,9 @@ log "root ready ($(( $(date +%s) - t_start )) s so far)"
 mount -t proc proc "$RFS/proc" && MOUNTED+=("$RFS/proc")
 mount --bind /dev "$RFS/dev" && MOUNTED+=("$RFS/dev")
 cp /etc/resolv.conf "$RFS/etc/resolv.conf"
+# pip inside the root trusts what the build host trusts (TLS-intercepting proxies, private CAs).
+HOST_CA_BUNDLE=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+cp "$HOST_CA_BUNDLE" "$RFS/etc/ssl/certs/hp-host-ca-bundle.crt"
 
 # Fresh copy of the sources (only what the binary needs).
 rm -rf "$RFS/src"
@@ -81,7 +84,8 @@ log "PyInstaller build inside the emulated root"
 t_build=$(date +%s)
 chroot "$RFS" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 PYTHON=/usr/bin/python3 BUILD_VENV=/opt/hp-build-venv \
-    PIP_CACHE_DIR=/root/.cache/pip /bin/bash /src/build/build.sh
+    PIP_CACHE_DIR=/root/.cache/pip PIP_CERT=/etc/ssl/certs/hp-host-ca-bundle.crt \
+    SSL_CERT_FILE=/etc/ssl/certs/hp-host-ca-bundle.crt /bin/bash /src/build/build.sh
 t_end=$(date +%s)
 
 rm -rf "$OUT"
