@@ -197,6 +197,7 @@ class Agent:
         self.started_wall = time.monotonic()
         self.identify_until_s = None
         self.published = 0
+        self.polls = 0
         self._wd_stop = threading.Event()
 
     # -- events and commands (control thread) ---------------------------------------------------
@@ -280,7 +281,11 @@ class Agent:
 
     def _poll(self, now):
         self.control.poll_chains()
-        return self._period(now, self.cfg['telemetry']['poll_s'])
+        self.polls += 1
+        # Two quick polls first: a hashrate needs two counter reads, and the first telemetry
+        # should already carry one.
+        period = self.cfg['telemetry']['poll_s'] if self.polls > 2 else min(1.2, self.cfg['telemetry']['poll_s'])
+        return self._period(now, period)
 
     def status(self):
         return telemetry.collect(self.control, self.rig, self.supervisor, self.health,
@@ -336,7 +341,7 @@ class Agent:
         now = self.clock.monotonic()
         self.scheduler.add_timer(self._tick, now)
         self.scheduler.add_timer(self._poll, now)
-        self.scheduler.add_timer(self._telemetry, now + min(5.0, self.cfg['telemetry']['telemetry_s']))
+        self.scheduler.add_timer(self._telemetry, now + min(3.0, self.cfg['telemetry']['telemetry_s']))
         self.scheduler.add_timer(self._chips, now + min(10.0, self.cfg['telemetry']['chips_s']))
         threading.Thread(target=self._watchdog_loop, name='watchdog', daemon=True).start()
         sd_notify.ready('mining')

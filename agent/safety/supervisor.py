@@ -233,7 +233,9 @@ class Supervisor:
         for s in w.sensors:
             if s.bad():
                 w.sensor_bad = True
-        temps = dies + trusted
+        # Limits are die limits: with die readings the dies decide (an air sensor near the outlet
+        # may legitimately read above a die); the sensors stand in only when no die answers.
+        temps = dies if dies else trusted
         w.temp_c = max(temps) if temps else None
         grace = b.in_grace(now)
         expect_dies = powered and not grace
@@ -302,8 +304,8 @@ class Supervisor:
             dm, t, rate = w.die_max_c, w.temp_c, b.rate_c_s
             if dm is not None and dm >= danger:
                 trip = 'board %d: die %.1f °C ≥ dangerous %.0f °C' % (i, dm, danger)
-            elif t is not None and t >= danger:
-                trip = 'board %d: sensor %.1f °C ≥ dangerous %.0f °C' % (i, t, danger)
+            elif dm is None and t is not None and t >= danger and b.enable:
+                trip = 'board %d: sensor %.1f °C ≥ dangerous %.0f °C (no die readings)' % (i, t, danger)
             elif (dm is not None and rate is not None and rate > 0.0 and dm >= hot - c['hysteresis_c']
                   and dm + rate * c['trend_lead_s'] >= danger):
                 trip = ('board %d: die %.1f °C rising %.1f °C/s, would pass dangerous %.0f °C within %.0f s'
@@ -389,6 +391,12 @@ class Supervisor:
             # Safety net for board mode: a sensor stuck low (not yet flagged) cannot pull the
             # measurement below what the dies say (die target - board target offset).
             board_c = max(board_c, die_c - (self.cfg['temp_target_c'] - self.fan.target_c))
+        if board_c is not None and getattr(self.fan, 'source', 'die') == 'die':
+            # Air heats at once when the fans slow, dies follow with a 30 s lag: a die-only PID
+            # would idle the fans at start-up while the air behind cold dies passes the hot
+            # limit. A trusted air sensor never reads above the dies it cools at steady state,
+            # so taking the hotter of the two changes nothing there and covers the transient.
+            die_c = board_c if die_c is None else max(die_c, board_c)
         duty = self.fan.update(now, die_c, board_c, override)
         d = int(duty + 0.5)
         d = 0 if d < 0 else (100 if d > 100 else d)

@@ -1,0 +1,201 @@
+"""`hashpilot demo`: a simulated S21, a local Mosquitto (if none listens) and the agent, with a
+live console view of what the agent publishes, until Ctrl-C; then everything is cleaned up.
+
+The view is an MQTT subscriber like any farm tool: it shows only what reached the broker.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from mqtt_schema import consumer
+
+
+def _listening(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _self_cmd():
+    """argv prefix that runs this same hashpilot (installed script, frozen binary or source)."""
+    if getattr(sys, 'frozen', False):
+        return [sys.executable]
+    return [sys.executable, '-m', 'agent']
+
+
+class View:
+    """Keeps the latest decoded messages and renders a text screen."""
+
+    def __init__(self, root):
+        self.root = root
+        self.latest = {}
+        self.alarms = []
+        self.lock = threading.Lock()
+
+    def on_message(self, client, userdata, msg):
+        kind = msg.topic[len(self.root):]
+        try:
+            dec = consumer.decode(msg.topic, msg.payload)
+        except ValueError:
+            return
+        with self.lock:
+            self.latest[kind] = dec
+            if kind == 'alarm':
+                self.alarms.append(dec)
+                self.alarms = self.alarms[-6:]
+
+    def render(self, width=78):
+        with self.lock:
+            t = self.latest.get('telemetry')
+            status = self.latest.get('status')
+            meta = self.latest.get('meta')
+            alarms = list(self.alarms)
+        lines = ['hashpilot demo  %s  (Ctrl-C to stop)' % self.root.rstrip('/')]
+        if status:
+            lines.append('agent: %s  %s  boot %s' % ('online' if status.get('online') else 'OFFLINE',
+                                                     status.get('firmware', ''), status.get('boot_id')))
+        if meta:
+            lines.append('rig: %s, %d boards x %d %s chips'
+                         % (meta['model'], meta['boards'], meta['chips_per_board'], meta['chip']))
+        if not t:
+            lines.append('')
+            lines.append('waiting for telemetry (the agent scans and starts the chains first)...')
+            return '\n'.join(lines)
+        hr_ths = (t.get('hashrate_ghs') or 0.0) / 1000.0
+        p = t.get('power_w')
+        jth = (p / hr_ths) if p and hr_ths > 0.1 else None
+        lines.append('')
+        lines.append('state %-8s  hashrate %7.2f TH/s  power %s  efficiency %s'
+                     % (t.get('state'), hr_ths, '%5.0f W' % p if p else '    ? W',
+                        '%5.2f J/TH' % jth if jth else '  ? J/TH'))
+        fans = t.get('fan_duty_pct') or []
+        rpms = t.get('fan_rpm') or []
+        lines.append('fans  ' + '  '.join('%3.0f%% %5.0f rpm' % (d or 0, r or 0) for d, r in zip(fans, rpms)))
+        lines.append('')
+        lines.append('board  TH/s    MHz  die max  sensors (C)   mV     chips  safety')
+        for b in t.get('boards') or []:
+            temps = b.get('temps_c') or []
+            lines.append('%5d %6.2f %6.1f  %6s  %-12s %6s  %5s  %s' % (
+                b.get('index', 0), (b.get('hashrate_ghs') or 0) / 1000.0, b.get('freq_avg_mhz') or 0,
+                '%.1f' % b['temp_max_c'] if b.get('temp_max_c') is not None else '-',
+                '/'.join('%.1f' % x for x in temps if x is not None) or '-',
+                '%d' % b['voltage_mv'] if b.get('voltage_mv') else '-',
+                b.get('chips_ok', '-'), b.get('safety') or '-'))
+        ctl = t.get('ctrl') or {}
+        if ctl:
+            lines.append('')
+            lines.append('control board: cpu %s%%  mem %s%%  agent rss %s MB'
+                         % (ctl.get('cpu_pct'), ctl.get('mem_pct'), ctl.get('agent_rss_mb', '?')))
+        if alarms:
+            lines.append('')
+            lines.append('recent alarms:')
+            for a in alarms:
+                lines.append('  %-5s %-8s %s' % (a.get('event'), a.get('severity'), a.get('message', '')[:width - 18]))
+        return '\n'.join(lines)
+
+
+def main(argv):
+    p = argparse.ArgumentParser(prog='hashpilot demo', description=__doc__.splitlines()[0])
+    p.add_argument('--model', default='S21', choices=('S19JPRO', 'S21', 'GAMMA'))
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--time-scale', type=float, default=1.0, help='simulator physics speed-up')
+    p.add_argument('--broker', default='127.0.0.1:1883', help='use (or start) a broker here')
+    p.add_argument('--duration-s', type=float, default=0.0, help='stop after this long (0 = Ctrl-C)')
+    p.add_argument('--no-screen', action='store_true', help='print one line per update, no screen redraw')
+    args = p.parse_args(argv)
+    host, _, port = args.broker.rpartition(':')
+    port = int(port)
+    work = tempfile.mkdtemp(prefix='hashpilot-demo-')
+    procs = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+
+    def spawn(name, argv_):
+        log = open(os.path.join(work, name + '.log'), 'wb')
+        proc = subprocess.Popen(argv_, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((name, proc))
+        return proc
+
+    client = None
+    try:
+        if not _listening(host, port):
+            mosq = shutil.which('mosquitto') or '/usr/sbin/mosquitto'
+            if not os.path.exists(mosq):
+                print('hashpilot demo: no broker at %s and no mosquitto installed '
+                      '(run `make setup`)' % args.broker, file=sys.stderr)
+                return 1
+            conf = os.path.join(work, 'mosquitto.conf')
+            with open(conf, 'w') as f:
+                f.write('listener %d %s\nallow_anonymous true\n' % (port, host))
+            spawn('mosquitto', [mosq, '-c', conf])
+            for _ in range(50):
+                if _listening(host, port):
+                    break
+                time.sleep(0.1)
+            print('started a local Mosquitto on %s' % args.broker)
+        ports = os.path.join(work, 'ports.json')
+        spawn('sim', _self_cmd() + ['sim', '--model', args.model, '--seed', str(args.seed),
+                                    '--time-scale', str(args.time_scale), '--ports-file', ports])
+        for _ in range(100):
+            if os.path.exists(ports):
+                break
+            time.sleep(0.1)
+        else:
+            print('hashpilot demo: simulator did not start; see %s/sim.log' % work, file=sys.stderr)
+            return 1
+        spawn('agent', _self_cmd() + ['run', '--ports-file', ports, '--broker', args.broker,
+                                      '--site', 'demo', '--rig', args.model.lower(),
+                                      '--state-dir', os.path.join(work, 'state')])
+        root = 'hashpilot/v1/demo/%s/' % args.model.lower()
+        view = View(root)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id='hashpilot-demo-view')
+        client.on_message = view.on_message
+        client.on_connect = lambda c, u, f, rc, pr: c.subscribe(root + '#', qos=1)
+        client.connect(host, port)
+        client.loop_start()
+        print('logs in %s' % work)
+        t0 = time.monotonic()
+        while not stop.is_set():
+            screen = view.render()
+            if args.no_screen:
+                print(screen.splitlines()[-1] if view.latest.get('telemetry') is None else
+                      [l for l in screen.splitlines() if l.startswith('state')][0])
+            else:
+                sys.stdout.write('\x1b[H\x1b[2J' + screen + '\n')
+            sys.stdout.flush()
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    print('\n%s exited with %s; see %s/%s.log' % (name, proc.returncode, work, name))
+                    return 1
+            if args.duration_s and time.monotonic() - t0 >= args.duration_s:
+                break
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if client is not None:
+            client.loop_stop()
+            client.disconnect()
+        for name, proc in reversed(procs):   # agent first: it leaves the rig safe
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        print('\nstopped; logs kept in %s' % work)
+    return 0
