@@ -1,0 +1,95 @@
+"""The tuner maths and state machine run unchanged under MicroPython 1.27 (pure core): a tuner
+drives a deterministic one-chip plant (hal/sim/physics.py) in both interpreters; results match."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPY_DIR = os.path.join(ROOT, 'tests', 'mpy')
+MODULES = ['hal/__init__.py', 'hal/pll.py', 'hal/families.py', 'hal/models.py',
+           'hal/sim/__init__.py', 'hal/sim/physics.py', 'agent/__init__.py',
+           'agent/autotune/__init__.py', 'agent/autotune/maths.py', 'agent/autotune/tuner.py']
+
+SCRIPT = r'''
+from hal import families, models
+from hal.sim import physics as P
+from agent.autotune import maths
+from agent.autotune.tuner import Tuner
+
+M = models.get('GAMMA')
+F = families.get('BM1370')
+CAL = P.calibrate(M)
+CHIP = P.make_chip(0.5, -0.3, 0.2)
+
+
+class IO:
+    """Deterministic plant: expected error counts (no randomness), steady temperature."""
+    def __init__(self):
+        self.t = 0.0
+        self.f = M['f_nom_mhz']
+        self.mv = M['stock_board_mv']
+        self.h = 0.0
+        self.e = 0.0
+        self.temp = 50.0
+    def advance(self, dt):
+        v = P.chip_v(CAL, self.mv)
+        st = P.board_steady_state(CAL, [CHIP], [self.f], v, 0.7, 25.0)
+        self.temp = st['t_c'][0]
+        u = self.f * 1e6 * CAL['cores_per_chip'] * dt / 4294967296.0
+        self.h += u
+        self.e += st['err'][0] * u
+        self.p = P.wall_power_w(CAL, st['sum_p_w'], 1, [0.7])
+        self.g = st['good_hs_total'] / 1e12
+        self.t += dt
+    def now_s(self): return self.t
+    def model(self): return M
+    def family(self): return F
+    def limits(self): return {'freq_min_mhz': 50.0, 'freq_max_mhz': 800.0,
+                              'board_mv_min': 1000, 'board_mv_max': 1300}
+    def board_ids(self): return ['G1']
+    def chips(self):
+        return [[{'freq_mhz': self.f, 'temp_c': self.temp, 'alive': True,
+                  'hashrate_ghs': self.g * 1000.0, 'err_pct': 0.0,
+                  'hash_units': self.h, 'err_units': int(self.e)}]]
+    def power_w(self): return self.p
+    def voltage_mv(self): return [self.mv]
+    def set_voltage_mv(self, b, mv): self.mv = mv
+    def request_frequencies(self, plan):
+        for k in plan: self.f = plan[k]
+    def uart(self): return [{'baud': 115200, 'time_scale': 1.0}]
+    def set_ticket_bits(self, b, n): self.bits = n
+    def safety_ok(self): return True
+
+
+prof = {'mode': 'power', 'err_target_pct': 0.2, 'err_max_pct': 0.8, 'temp_margin_c': 3.0,
+        'board_mv_min': 0, 'board_mv_max': 0, 'freq_min_mhz': 0.0, 'freq_max_mhz': 0.0,
+        'power_tol_pct': 1.0, 'time_budget_s': 1800.0, 'settle_s': 45.0, 'verify_s': 120.0,
+        'min_err_count': 8.0, 'retune_temp_c': 6.0, 'name': 'mpy'}
+io = IO()
+io.advance(1.0)
+t = Tuner(io, prof, 17.0)
+while io.t < 1800 and t.stage != 'done':
+    t.step(io.t)
+    io.advance(5.0)
+print(t.stage, io.mv, round(io.f, 3), io.bits, int(io.t), maths.ticket_bits(1e13, 115200, 30.0))
+'''
+
+
+def test_tuner_runs_the_same_under_micropython(tmp_path):
+    if not shutil.which('node') or not os.path.isdir(
+            os.path.join(MPY_DIR, 'node_modules', '@micropython')):
+        pytest.skip('MicroPython (node + tests/mpy) not installed')
+    path = tmp_path / 'tuner_check.py'
+    path.write_text(SCRIPT)
+    cp = subprocess.run(['python', str(path)], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.startswith('done ')
+    mp = subprocess.run(['node', os.path.join(MPY_DIR, 'run_mpy.mjs'), str(path)] + MODULES,
+                        cwd=MPY_DIR, env=dict(os.environ, HASHPILOT_ROOT=ROOT),
+                        capture_output=True, text=True, timeout=300)
+    assert mp.returncode == 0, mp.stderr + mp.stdout
+    assert mp.stdout.strip() == cp.stdout.strip()
