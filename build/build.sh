@@ -30,10 +30,10 @@ if [ ! -x "$VENV/bin/pyinstaller" ] || [ "$(cat "$VENV/.req-stamp" 2>/dev/null)"
     echo "build.sh: creating build venv $VENV ($($PY --version))"
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
-    "$VENV/bin/pip" install --disable-pip-version-check -q --cache-dir "$CACHE/pip" -U pip wheel setuptools
+    "$VENV/bin/pip" install --disable-pip-version-check -q --cache-dir "${PIP_CACHE_DIR:-$CACHE/pip}" -U pip wheel setuptools
     # cbor2: pure-Python implementation on every architecture (see requirements-build.txt).
     CBOR2_BUILD_C_EXTENSION=0 "$VENV/bin/pip" install --disable-pip-version-check -q \
-        --cache-dir "$CACHE/pip" --no-binary cbor2 -r "$REQ"
+        --cache-dir "${PIP_CACHE_DIR:-$CACHE/pip}" --no-binary cbor2 -r "$REQ"
     echo "$stamp" > "$VENV/.req-stamp"
 fi
 

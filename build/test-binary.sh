@@ -14,11 +14,20 @@ if [ -d "$DIST" ]; then BIN=$DIST/hashpilot; else BIN=$DIST; fi
 BIN=$(readlink -f "$BIN")
 WORK=$(mktemp -d /tmp/hp-bintest.XXXXXX)
 PIDS=()
+# SIGTERM, then up to 10 s (the agent leaves the boards safe), then SIGKILL.
+stop_pids() {
+    local p i alive
+    for p in "$@"; do kill "$p" 2>/dev/null; done
+    for ((i = 0; i < 100; i++)); do
+        alive=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for p in "$@"; do kill -9 "$p" 2>/dev/null; done
+}
 cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    sleep 0.3
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    [ "${#PIDS[@]}" -gt 0 ] && stop_pids "${PIDS[@]}"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -83,7 +92,7 @@ else
     SUB=$!
     "$BIN" run --ports-file "$SIM_PORTS" --broker "127.0.0.1:$port" --site bintest --rig r1 \
         --state-dir "$WORK/state" --time-scale 10 >"$WORK/run.log" 2>&1 &
-    PIDS+=($!)
+    AGENT=$!
     if wait "$SUB" && [ -s "$WORK/sub.out" ]; then
         pass "run: telemetry on $(head -c 200 "$WORK/sub.out" | head -1 | cut -d' ' -f1)"
     else
@@ -98,6 +107,17 @@ EOF
         pass "run: health.json written (upgrade health contract)"
     else
         bad "run: no healthy health.json in the state dir (docs/integrators.md, health contract)"
+    fi
+    # The init scripts stop the agent with SIGTERM and allow 30 s before SIGKILL.
+    kill "$AGENT"
+    t0=$(date +%s)
+    while kill -0 "$AGENT" 2>/dev/null && [ $(($(date +%s) - t0)) -lt 30 ]; do sleep 0.1; done
+    if kill -0 "$AGENT" 2>/dev/null; then
+        kill -9 "$AGENT"
+        bad "run: still running 30 s after SIGTERM"
+    else
+        wait "$AGENT"
+        pass "run: exited $? within $(($(date +%s) - t0)) s of SIGTERM"
     fi
 fi
 
