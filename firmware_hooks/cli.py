@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 
 from firmware_hooks import events, initsys, manifest
@@ -64,7 +65,11 @@ def _parser():
 
 
 def _self_binary():
+    """This build: the one-folder directory, or the one-file executable."""
     if getattr(sys, 'frozen', False):
+        here = os.path.dirname(os.path.abspath(sys.executable))
+        if os.path.abspath(getattr(sys, '_MEIPASS', '')).startswith(here + os.sep):
+            return here  # one-folder: bundle lives in <dir>/_internal
         return sys.executable
     raise inst.InstallError('--binary is required when not running from a built binary')
 

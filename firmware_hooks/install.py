@@ -200,7 +200,8 @@ def install(root, binary, version=None, init='auto', mqtt_user=None, password_fi
     existing_user = None
     cfg_path = lay.p(L.CONFIG)
     if os.path.exists(cfg_path) and not mqtt_user:
-        m = re.search(r'(?m)^username\s*=\s*"([^"]+)"', open(cfg_path).read())
+        with open(cfg_path) as f:
+            m = re.search(r'(?m)^username\s*=\s*"([^"]+)"', f.read())
         existing_user = m.group(1) if m else None
     mqtt_user = mqtt_user or existing_user or credentials.default_username(lay.root)
     if not credentials.USER_RE.match(mqtt_user):
