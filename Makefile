@@ -22,9 +22,12 @@ STAMP := $(VENV)/.hashpilot-setup
 setup: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
-	@command -v mosquitto >/dev/null 2>&1 || { \
+	@if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then \
 		echo "setup: installing Mosquitto (Debian packages mosquitto mosquitto-clients)"; \
-		$(SUDO) apt-get install -y --no-install-recommends mosquitto mosquitto-clients; }
+		$(SUDO) apt-get install -y --no-install-recommends mosquitto mosquitto-clients || \
+		{ $(SUDO) apt-get update && \
+		  $(SUDO) apt-get install -y --no-install-recommends mosquitto mosquitto-clients; }; \
+	fi
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
 	@touch $(STAMP)

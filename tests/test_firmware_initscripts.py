@@ -106,8 +106,8 @@ def test_procd_script_contract():
 AGENT = '''#!/bin/sh
 echo "$$" >> {d}/starts
 [ -e {d}/fail ] && exit 1
-trap 'echo term >> {d}/terms; exit 0' TERM
-sleep 60 &
+sleep 30 &
+trap 'echo term >> {d}/terms; kill $! 2>/dev/null; exit 0' TERM
 wait
 '''
 
