@@ -793,3 +793,20 @@ def test_pure_core_same_under_micropython(tmp_path):
     want = buf.getvalue().splitlines()
     assert 'fans_lost' in buf.getvalue() and 'dead_chips' in buf.getvalue()   # the scenario bites
     assert proc.stdout.splitlines() == want
+
+
+@pytest.mark.parametrize('outage_s,boards_off', [(5, False), (15, True)])
+def test_fan_tach_outage_short_is_tolerated_long_is_not(outage_s, boards_off):
+    sup = Supervisor(S21)
+    off = False
+    for t in range(80):
+        s = synthetic(t, [70.0] * 108)
+        if 40 <= t < 40 + outage_s:
+            s['fans'] = [{'duty_pct': 60, 'rpm': None}] * 4
+            a = sup.tick(s)
+            assert a['fan_duty_pct'] == [100] * 4
+        else:
+            s['fans'] = [{'duty_pct': 100 if t >= 40 else 60, 'rpm': 6000 if t >= 40 else 3600}] * 4
+            a = sup.tick(s)
+        off = off or not a['boards'][0]['enable']
+    assert off == boards_off

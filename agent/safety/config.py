@@ -42,7 +42,7 @@ DEFAULTS = {
     'fan_min_ratio': (0.5, 0.05, 0.95),       # rpm below this x expected -> stopped
     'fan_min_expect_pct': (10.0, 1.0, 100.0), # no stopped-check below this expected speed
     'fan_over_ratio': (1.2, 1.0, 3.0),        # rpm above rpm_max x this -> implausible
-    'fan_unreadable_s': (3.0, 0.0, 600.0),    # tach unreadable that long -> lost
+    'fan_unreadable_s': (10.0, 0.0, 600.0),   # tach unreadable that long -> lost (dies guard meanwhile)
     'fan_clear_s': (10.0, 0.0, 3600.0),
     'airflow_exp': (0.8, 0.1, 2.0),           # cap = 100 x (fans left / fans)^airflow_exp
     'power_interval_s': (5.0, 1.0, 600.0),    # power cap changes at most that often
