@@ -55,7 +55,7 @@ SCHEMA = {
         'backoff_max_s': _opt('float', 60.0, 'reconnect back-off ceiling', 1.0, 3600.0),
     },
     'telemetry': {
-        'poll_s': _opt('float', 5.0, 'chip counters/temperatures poll period', 1.0, 600.0),
+        'poll_s': _opt('float', 2.0, 'chip die temperatures and counters poll period', 0.5, 600.0),
         'telemetry_s': _opt('float', 10.0, 'rig/board summary period', 1.0, 3600.0),
         'chips_s': _opt('float', 60.0, 'per-chip snapshot period', 5.0, 3600.0),
     },

@@ -32,8 +32,8 @@ from mqtt_schema import consumer, payloads
 
 log = logging.getLogger('hashpilot')
 
-CONTROL_PERIOD_S = 2.0        # physics seconds between safety ticks
-MIN_WALL_PERIOD_S = 0.25      # no loop runs faster than this in wall time (time-warped tests)
+CONTROL_PERIOD_S = 1.0        # physics seconds between safety ticks (all fans stopping heats dies ~9 °C/s)
+MIN_WALL_PERIOD_S = 0.1       # no loop runs faster than this in wall time (time-warped tests)
 CMD_MAX_AGE_S = 60.0
 
 

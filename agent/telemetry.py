@@ -33,12 +33,14 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
         total_ghs += hr
         boards.append({'index': i, 'chips': chips, 'temps_c': sb.get('sensors_c'),
                        'voltage_mv': sb.get('voltage_mv'), 'enabled': control.enabled[i],
-                       'safety': sfs.get('state'), 'safety_reason': sfs.get('reason'),
+                       'safety': sfs.get('state'),
+                       'safety_reason': sfs.get('reason') if sfs.get('state') not in (None, 'normal') else None,
                        'freq_cap_pct': control.caps_pct[i], 'hashrate_ghs': hr})
     power_w = snap.get('power_w')
+    rig_state = safety.get('state', 'running')
     status = {
-        'state': safety.get('rig', {}).get('state') if isinstance(safety.get('rig'), dict)
-        else safety.get('state', 'running'),
+        'state': rig_state,
+        'reason': safety.get('reason') if rig_state not in ('normal', 'running') else None,
         'hashrate_ghs': total_ghs,
         'power_w': power_w,
         'j_per_th': (power_w / (total_ghs / 1000.0)) if power_w and total_ghs > 1.0 else None,

@@ -30,10 +30,15 @@ def sample_status(model_name='S21', seed=1):
                 'state': 'dead' if dead else 'ok'})
         boards.append({'index': b, 'chips': chips, 'temps_c': [rnd.uniform(50, 60), rnd.uniform(55, 66)],
                        'voltage_mv': model['stock_board_mv'] + rnd.randint(-30, 30),
-                       'enabled': True, 'safety': 'ok'})
-    return {'state': 'running', 'uptime_s': 86400.0 * 3 + 1234.5, 'power_w': model['nameplate_w'] * 0.98,
+                       'enabled': True, 'safety': 'normal', 'freq_cap_pct': 100.0})
+    power_w = model['nameplate_w'] * 0.98
+    ths = sum(c['hashrate_ghs'] for b in boards for c in b['chips']) / 1000.0
+    return {'state': 'normal', 'uptime_s': 86400.0 * 3 + 1234.5, 'power_w': power_w,
+            'j_per_th': power_w / ths if ths else None,
             'fans': [{'duty_pct': 62, 'rpm': 4140 + 10 * i} for i in range(model['fans'])],
-            'ctrl': {'cpu_pct': 14.2, 'mem_pct': 31.5, 'load1': 0.42, 'temp_c': 48.5, 'disk_pct': 12.0},
+            # what agent/health.py reports on a Linux control board
+            'ctrl': {'cpu_pct': 14.2, 'mem_pct': 31.5, 'load1': 0.42, 'agent_rss_mb': 29.4,
+                     'agent_cpu_pct': 2.1},
             'tuner': {'state': 'idle', 'progress_pct': 100, 'target': 'efficiency'},
             'outbox_dropped': 0, 'boards': boards}
 

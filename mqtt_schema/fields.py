@@ -65,6 +65,8 @@ CTRL = (
     ('ld', 'load1', 'num', '', 2, 0, '1-minute load average'),
     ('tc', 'temp_c', 'num', 'degC', 1, 0, 'SoC temperature'),
     ('dsk', 'disk_pct', 'num', '%', 0, 0, 'state partition use'),
+    ('rss', 'agent_rss_mb', 'num', 'MB', 1, 0, 'agent resident memory'),
+    ('acpu', 'agent_cpu_pct', 'num', '%', 1, 0, 'agent CPU use (% of one core)'),
 )
 
 TUNER = (
@@ -84,12 +86,16 @@ TBOARD = (
     ('e', 'err_pct', 'num', '%', 2, 0, 'mean chip hardware error rate'),
     ('ss', 'safety', 'str', '', None, 0, "safety state: 'ok', 'hot', 'throttled', 'off', 'fault'"),
     ('en', 'enabled', 'bool', '', None, 0, 'board powered and hashing'),
+    ('cap', 'freq_cap_pct', 'num', '%', 0, 0, 'safety cap on requested frequencies (100 = none)'),
+    ('sr', 'safety_reason', 'str', '', None, 0, 'why the board is not in normal state (absent when normal)'),
 )
 
 TELEMETRY = ENVELOPE + (
     ('st', 'state', 'str', '', None, 0, "rig state, e.g. 'starting', 'running', 'protect', 'stopped'"),
     ('hr', 'hashrate_ghs', 'num', 'GH/s', 0, 1, 'rig hashrate'),
     ('p', 'power_w', 'num', 'W', 0, 0, 'wall power (measured or estimated)'),
+    ('jth', 'j_per_th', 'num', 'J/TH', 2, 0, 'efficiency: wall power / hashrate'),
+    ('why', 'reason', 'str', '', None, 0, 'why the rig is not in normal state (absent when normal)'),
     ('up', 'uptime_s', 'num', 's', 0, 0, 'agent uptime'),
     ('fd', 'fan_duty_pct', 'list:num', '%', 0, 0, 'fan duty per fan'),
     ('fr', 'fan_rpm', 'list:num', 'rpm', 0, 0, 'fan speed per fan'),

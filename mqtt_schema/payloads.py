@@ -135,7 +135,8 @@ def board_summary(board, position=0):
 
     s = {'index': board.get('index', position), 'temps_c': board.get('temps_c'),
          'voltage_mv': board.get('voltage_mv'), 'safety': board.get('safety'),
-         'enabled': board.get('enabled')}
+         'enabled': board.get('enabled'), 'freq_cap_pct': board.get('freq_cap_pct'),
+         'safety_reason': board.get('safety_reason')}
     hr = board.get('hashrate_ghs')
     if hr is None and chips:
         hr = sum(values(chips, 'hashrate_ghs'))
@@ -170,7 +171,7 @@ def build_telemetry(status, session, ts_ms=None):
     if fans is not None:
         src['fan_duty_pct'] = [f.get('duty_pct') for f in fans]
         src['fan_rpm'] = [f.get('rpm') for f in fans]
-    for name in ('state', 'power_w', 'uptime_s', 'ctrl', 'tuner', 'outbox_dropped'):
+    for name in ('state', 'reason', 'power_w', 'j_per_th', 'uptime_s', 'ctrl', 'tuner', 'outbox_dropped'):
         src[name] = status.get(name)
     src['hashrate_ghs'] = hr
     src['boards'] = boards
