@@ -394,8 +394,10 @@ class Supervisor:
         if board_c is not None and getattr(self.fan, 'source', 'die') == 'die':
             # Air heats at once when the fans slow, dies follow with a 30 s lag: a die-only PID
             # would idle the fans at start-up while the air behind cold dies passes the hot
-            # limit. A trusted air sensor never reads above the dies it cools at steady state,
-            # so taking the hotter of the two changes nothing there and covers the transient.
+            # limit. On multi-chip boards a trusted air sensor reads below the hottest die at
+            # steady state, so taking the hotter of the two changes nothing there and covers the
+            # transient (on a one-chip GAMMA the outlet sensor reads ~2 degC above the die: the
+            # fans run a little more generously, never less).
             die_c = board_c if die_c is None else max(die_c, board_c)
         duty = self.fan.update(now, die_c, board_c, override)
         d = int(duty + 0.5)
