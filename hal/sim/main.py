@@ -28,8 +28,8 @@ def _positive(kind):
             v = kind(s)
         except ValueError:
             raise argparse.ArgumentTypeError('%r is not a number' % (s,))
-        if not v > 0:
-            raise argparse.ArgumentTypeError('must be > 0, got %r' % (s,))
+        if not 0 < v < float('inf'):
+            raise argparse.ArgumentTypeError('must be > 0 and finite, got %r' % (s,))
         return v
     return conv
 
@@ -39,8 +39,18 @@ def _nonneg(s):
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError('%r is not a number' % (s,))
-    if not v >= 0:
-        raise argparse.ArgumentTypeError('must be >= 0, got %r' % (s,))
+    if not 0 <= v < float('inf'):
+        raise argparse.ArgumentTypeError('must be >= 0 and finite, got %r' % (s,))
+    return v
+
+
+def _ambient(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a number' % (s,))
+    if not -40.0 <= v <= 80.0:
+        raise argparse.ArgumentTypeError('ambient must be within -40..80 C, got %r' % (s,))
     return v
 
 
@@ -58,7 +68,7 @@ def build_parser():
     p.add_argument('--seed', type=int, default=1, help='silicon population seed (default 1)')
     p.add_argument('--sigma-f', type=_nonneg, default=P.SIGMA_F, help='chip speed spread')
     p.add_argument('--sigma-l', type=_nonneg, default=P.SIGMA_L, help='chip leakage spread')
-    p.add_argument('--ambient-c', type=float, default=P.AMBIENT_C)
+    p.add_argument('--ambient-c', type=_ambient, default=P.AMBIENT_C, help='ambient air (25)')
     p.add_argument('--time-scale', type=_positive(float), default=1.0,
                    help='physics runs K x faster than wall time (serial pacing stays real)')
     p.add_argument('--truth', metavar='FILE', help='append hidden state as JSON lines')
