@@ -1,1 +1,4 @@
-"""Hashboard simulator (`hashpilot sim`): BM13xx chains and a board controller on ptys. See docs/simulator.md."""
+"""Hashboard simulator (`hashpilot sim`): BM13xx chains and a board controller on ptys.
+
+See docs/simulator.md.
+"""

@@ -220,6 +220,6 @@ class ChainPort:
             self.pty.write()
 
     def get_status(self):
-        return {'path': self.pty.path, 'baud': self.chain.baud, 'chain': self.chain.get_status(), 'bytes_in': self.bytes_in,
-                'bytes_out': self.bytes_out, 'nonces_dropped': self.nonces_dropped,
-                'tx_pending': self.tx_pending, 'out_dropped': self.pty.dropped_out_bytes}
+        return {'path': self.pty.path, 'baud': self.chain.baud, 'chain': self.chain.get_status(),
+                'bytes_in': self.bytes_in, 'bytes_out': self.bytes_out,
+                'nonces_dropped': self.nonces_dropped, 'tx_pending': self.tx_pending, 'out_dropped': self.pty.dropped_out_bytes}
