@@ -9,6 +9,7 @@
 The process is killed if it does not come up, and on stop() / leaving the with block.
 """
 
+import ctypes
 import json
 import os
 import signal
@@ -20,6 +21,14 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _die_with_parent():
+    # Linux prctl(PR_SET_PDEATHSIG, SIGTERM): a killed test run leaves no simulator behind.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 class SimProcess:
     def __init__(self, argv, ports_file, truth, tmpdir, start_timeout_s=15.0):
         self.argv = argv
@@ -29,7 +38,7 @@ class SimProcess:
         self.ports = None
         self.returncode = None
         self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         try:
             self._wait_ports(start_timeout_s)
         except BaseException:
