@@ -6,7 +6,9 @@
         ...
         lines = sim.truth_lines()
 
-The process is killed if it does not come up, and on stop() / leaving the with block.
+The process is killed if it does not come up, and on stop() / leaving the with block. It also
+gets SIGTERM when the thread that started it dies (PR_SET_PDEATHSIG), so a killed test run leaves
+no simulator behind: start it from a thread that outlives its use (normally the main thread).
 """
 
 import ctypes
