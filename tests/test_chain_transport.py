@@ -132,3 +132,11 @@ def test_poll_survives_a_failed_port():
     assert st['link_error'] and st['alive'] == 3
     st = drv.poll()
     assert st['alive'] == 0                            # two misses: marked dead, no exception
+
+
+def test_chain_cli_errors_are_clear(capsys):
+    from hal.tools import chain_cli
+    assert chain_cli.main(['scan', '--port', 'loop://', '--silence-s', '0.1']) == 1
+    assert 'no chips answered' in capsys.readouterr().err
+    assert chain_cli.main(['status', '--port', '/dev/nonexistent-hp']) == 1
+    assert 'cannot open' in capsys.readouterr().err
