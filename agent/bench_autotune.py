@@ -33,7 +33,8 @@ def add_arguments(p):
                    help='hashrate mode target / efficiency floor (TH/s)')
     p.add_argument('--time-scale', type=float, default=30.0)
     p.add_argument('--fan-duty-pct', type=float, default=70.0)
-    p.add_argument('--baud', type=int, default=1041667, help='chain baud after init')
+    p.add_argument('--baud', type=int, default=0,
+                   help='chain baud after init; 0 = the fastest the chip family supports')
     p.add_argument('--max-sim-min', type=float, default=45.0, help='give up after')
     p.add_argument('--hold-s', type=float, default=120.0, help='simulated seconds held after')
     p.add_argument('--profile', default=None, help='profile name or file (mode/target flags win)')
@@ -78,7 +79,9 @@ def run(args):
         clock = Clock(args.time_scale)
         rig = Rig.from_ports_file(sim.ports_file, clock=clock)
         try:
-            baud = args.baud if args.baud in rig.family['fast_bauds'] else None
+            fast = sorted(rig.family['fast_bauds'])
+            baud = args.baud if args.baud in fast else (fast[-1] if fast and not args.baud
+                                                         else None)
             rig.start(baud=baud, ticket_bits=8)
             rig.board.set_fan_duty(None, args.fan_duty_pct)
             io = RigIO(rig, clock)

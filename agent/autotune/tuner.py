@@ -22,7 +22,12 @@ from agent.autotune import maths
 STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
 SETTLED_STEP = 0.006       # a chip whose last step was smaller than this counts as settled
 SETTLED_FRAC = 0.75
-URGENT_OVER = 0.03         # over budget by more than this: move the voltage without waiting
+URGENT_OVER = 0.02         # over budget by more than this: move the voltage without waiting
+CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
+RECENT_AFTER_MOVE_S = 10.0
+CAPPED_FRAC = 0.5
+EVENTS_KEPT = 20
+MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision  # recent power counts from this long after a voltage move
 POWER_MIN_SAMPLES = 3
 
 
@@ -63,6 +68,9 @@ class Tuner:
         self.done_temp_c = None
         self.retunes = 0
         self.last = {'power_w': None, 'good_ths': None, 'j_per_th': None}
+        self.p_recent = None
+        self.events = []             # (t_s, why, mv_old, mv_new) of recent voltage moves
+        self.capped = None           # (fraction of chips held back by the budget, median wish)
 
     # ------------------------------------------------------------------ setup
     def _bounds(self):
@@ -179,6 +187,8 @@ class Tuner:
         good_ths = good / 1000.0
         if pw is not None:
             self.samples.append((now_s, pw, good_ths))
+        recent = [s[1] for s in self.samples[-3:] if s[0] >= self.t_v + RECENT_AFTER_MOVE_S]
+        self.p_recent = maths.mean(recent) if len(recent) == 3 else None
         plan = self._chip_decisions(obs, now_s)
         if plan:
             io.request_frequencies(plan)
@@ -196,6 +206,15 @@ class Tuner:
         hold = self.stage == 'done'
         gain = 0.5 if self.stage in ('verify', 'done') else 0.8
         nmin = self.prof['min_err_count'] * (2.0 if hold else 1.0)
+        over_budget = self.mode == 'power' and self.p_recent is not None and \
+            self.p_recent > self.target * (1.0 + CLIMB_STOP_OVER)
+        up_cap = 1.0
+        p_now = self.p_recent if self.p_recent is not None else \
+            (self.samples[-1][1] if self.samples else None)
+        if self.mode == 'power' and p_now:
+            up_cap = max(MIN_UP_STEP, self.target / p_now - 1.0 + CLIMB_STOP_OVER)
+        wants = []
+        self.capped = None
         for b, row in enumerate(obs):
             for i, c in enumerate(row):
                 st = self.chips[b][i]
@@ -228,6 +247,11 @@ class Tuner:
                         step = 0.0     # holding: do not chase noise
                 if step is None:
                     continue
+                if step > 0 and over_budget:
+                    continue           # spending more power now only deepens the overshoot
+                if step > up_cap:
+                    wants.append(step)
+                    step = up_cap      # chips step together: keep the rise within the headroom
                 st.decisions += 1
                 st.last_step = abs(step)
                 f_new = self._snap(st.f * (1.0 + step))
@@ -240,6 +264,10 @@ class Tuner:
                 st.f = f_new
                 st.pending = True
                 plan[(b, i)] = f_new
+        n = sum(len(r) for r in obs)
+        if wants and n:
+            wants.sort()
+            self.capped = (len(wants) / float(n), wants[len(wants) // 2])
         return plan
 
     # ------------------------------------------------------------------ voltage
@@ -271,6 +299,30 @@ class Tuner:
     def _voltage_loop(self, now_s):
         if self.stage not in ('search', 'verify', 'done'):
             return
+        if self.mode == 'power' and self.stage != 'done' and self.p_recent is not None \
+                and self.p_recent > self.target * (1.0 + URGENT_OVER):
+            # Urgent: do not wait for settling while over budget (chips may still be climbing).
+            mv = self.mv[0]
+            new_mv = maths.next_voltage_mv(mv, self.p_recent, self.target, self._slope(mv / 1000.0),
+                                           self.mv_step, self.mv_lo, self.mv_hi)
+            if new_mv < mv:
+                if self.stage == 'verify':
+                    self.stage = 'search'
+                self._move_voltage(mv, new_mv, now_s, 'over budget %.0f W' % self.p_recent)
+                return
+        if self.mode == 'power' and self.stage == 'search' and self.p_recent is not None \
+                and self.capped is not None and self.capped[0] >= CAPPED_FRAC \
+                and now_s - self.t_v >= 0.5 * self.prof['settle_s']:
+            # The budget is full while most chips still want to climb: predict the power they
+            # would draw and lower the voltage now (they then climb to the new, lower limits).
+            mv = self.mv[0]
+            y_pred = self.p_recent * (1.0 + 0.8 * self.capped[1])
+            self.capped = None
+            new_mv = maths.next_voltage_mv(mv, y_pred, self.target, self._slope(mv / 1000.0),
+                                           self.mv_step, self.mv_lo, self.mv_hi)
+            if new_mv < mv:
+                self._move_voltage(mv, new_mv, now_s, 'budget full, chips climbing %.0f W' % y_pred)
+                return
         m = self._measure()
         if m is None:
             return
@@ -278,12 +330,11 @@ class Tuner:
         self.last = {'power_w': pw, 'good_ths': g, 'j_per_th': pw / g if g > 0 else None}
         y = self._goal_value(m)
         tol = self.prof['power_tol_pct'] / 100.0
-        urgent = self.mode == 'power' and pw > self.target * (1.0 + URGENT_OVER)
         settled = self._settled_frac() >= SETTLED_FRAC and span >= 20.0
         if self.stage == 'done':
             self._watch_drift(now_s, y, tol)
             return
-        if not (settled or urgent):
+        if not settled:
             if self.stage == 'search' and now_s - self.t_start > self.prof['time_budget_s']:
                 self._stage('verify', now_s)
             return
@@ -306,10 +357,10 @@ class Tuner:
         # Bands with hysteresis: measured power is noisy (PSU +-1 %); verify does not flap.
         wide = 1.5 if self.stage == 'verify' else 1.0
         if self.mode == 'power':
-            within = self.target * (1.0 - tol * wide) <= y <= self.target * (1.0 + 0.5 * tol * wide)
+            within = self.target * (1.0 - tol * wide) <= y <= self.target * (1.0 + 0.3 * tol * wide)
         else:
             within = self.target * (1.0 - 0.2 * tol * wide) <= y <= self.target * (1.0 + tol * wide)
-        if new_mv == mv or (within and abs(new_mv - mv) <= self.mv_step):
+        if new_mv == mv or within:
             self.converged += 1
             self.samples = [s for s in self.samples if s[0] >= now_s - 30.0]
             self.t_v = now_s - self.prof['settle_s']
@@ -320,7 +371,7 @@ class Tuner:
             return
         if self.stage == 'verify':
             self.stage = 'search'
-        self._move_voltage(mv, new_mv, now_s)
+        self._move_voltage(mv, new_mv, now_s, 'settled at %.2f' % y)
 
     def _slope(self, v):
         chip_v = v / self.io.model()['domains_per_board']
@@ -334,7 +385,9 @@ class Tuner:
                                           math.log(y1), prior)
         return prior
 
-    def _move_voltage(self, mv_old, mv_new, now_s):
+    def _move_voltage(self, mv_old, mv_new, now_s, why=''):
+        self.events.append((round(now_s, 1), why, mv_old, mv_new))
+        del self.events[:-EVENTS_KEPT]
         d = self.io.model()['domains_per_board']
         v_nom = self.v_nom_board_mv / 1000.0 / d
         ratio = maths.vf_ratio(mv_new / 1000.0 / d, mv_old / 1000.0 / d, v_nom)
