@@ -146,3 +146,18 @@ def test_retune_on_temperature_drift():
         tuner.step(io.t_s)
         io.advance(5.0)
     assert tuner.retunes >= 1
+
+
+def test_retune_on_error_drift_and_dead_chips_do_not_block():
+    io = PlantIO('S21', seed=6)
+    io.pop[0][5]['dead'] = True                  # a dead chip: never settles, must not block
+    tuner = Tuner(io, PR.validate({'mode': 'power'}), 3300.0)
+    assert _run(io, tuner, 1800.0) is not None
+    # Silicon degrades on one board (slower chips): errors rise, the tuner re-tunes.
+    for chip in io.pop[1]:
+        chip['speed'] *= 0.97
+    for _ in range(120):
+        tuner.step(io.t_s)
+        io.advance(5.0)
+    assert tuner.retunes >= 1
+    assert any('error drift' in r for r in tuner.retune_reasons), tuner.retune_reasons

@@ -26,6 +26,7 @@ URGENT_OVER = 0.02         # over budget by more than this: move the voltage wit
 CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
 RECENT_AFTER_MOVE_S = 10.0
 CAPPED_FRAC = 0.5
+ERR_DRIFT_FRAC = 0.1       # this share of chips clearly above err_max while holding: re-tune
 EVENTS_KEPT = 20
 MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision  # recent power counts from this long after a voltage move
 POWER_MIN_SAMPLES = 3
@@ -42,6 +43,8 @@ class ChipState:
         self.zero_runs = 0
         self.err_est = None
         self.temp_c = None
+        self.alive = True
+        self.bad = False             # last window clearly above err_max (error drift)
 
 
 class Tuner:
@@ -67,6 +70,7 @@ class Tuner:
         self.progress = 0.0
         self.done_temp_c = None
         self.retunes = 0
+        self.retune_reasons = []
         self.last = {'power_w': None, 'good_ths': None, 'j_per_th': None}
         self.p_recent = None
         self.events = []             # (t_s, why, mv_old, mv_new) of recent voltage moves
@@ -219,7 +223,8 @@ class Tuner:
             for i, c in enumerate(row):
                 st = self.chips[b][i]
                 st.temp_c = c.get('temp_c')
-                if not c.get('alive', True):
+                st.alive = bool(c.get('alive', True))
+                if not st.alive:
                     continue
                 if st.pending:
                     if c.get('freq_mhz') is not None and abs(c['freq_mhz'] - st.f) <= 0.5:
@@ -235,6 +240,7 @@ class Tuner:
                     step = -0.01
                 elif maths.decision_ready(e, h, self.err_t, nmin):
                     st.err_est = maths.err_estimate(e, h)
+                    st.bad = maths.clearly_above(e, h, self.err_max)
                     step = maths.freq_step(e, h, self.err_t, gain)
                     if e == 0 and not hold:
                         # No errors at all: bracket upward faster (doubling) while it lasts.
@@ -285,6 +291,8 @@ class Tuner:
         ok = 0
         for row in self.chips:
             for st in row:
+                if not st.alive:
+                    continue
                 n += 1
                 if st.decisions > 0 and st.last_step < SETTLED_STEP and not st.pending:
                     ok += 1
@@ -440,14 +448,23 @@ class Tuner:
             reason = 'power drifted to %.0f W' % y
         elif self.mode != 'power' and y < self.target * (1.0 - tol):
             reason = 'hashrate drifted to %.2f TH/s' % y
+        elif self._bad_frac() >= ERR_DRIFT_FRAC:
+            reason = 'error drift: %.0f %% of chips above %.2f %%' % (
+                100.0 * self._bad_frac(), 100.0 * self.err_max)
         elif t is not None and self.done_temp_c is not None and \
                 abs(t - self.done_temp_c) > self.prof['retune_temp_c']:
             reason = 'die temperatures moved %.1f C (ambient?)' % (t - self.done_temp_c)
         if reason:
             self.retunes += 1
             self.message = 're-tune: ' + reason
+            self.retune_reasons.append(reason)
+            del self.retune_reasons[:-EVENTS_KEPT]
             self._stage('search', now_s)
             self.t_start = now_s
+
+    def _bad_frac(self):
+        live = [st for row in self.chips for st in row if st.alive]
+        return sum(1 for st in live if st.bad) / float(len(live)) if live else 0.0
 
     # ------------------------------------------------------------------ status
     def _progress(self, now_s):
