@@ -67,7 +67,11 @@ def run_tune(args):
         print('hashpilot tune: %s' % e, file=sys.stderr)
         return 2
     results_dir = cfg['tuner']['results_dir'] or os.path.join(cfg['state']['state_dir'], 'tune')
-    rig, clock = _open_rig(cfg)
+    try:
+        rig, clock = _open_rig(cfg)
+    except (OSError, ValueError, KeyError, C.ConfigError) as e:
+        print('hashpilot tune: cannot open the rig: %s' % e, file=sys.stderr)
+        return 2
     tty = sys.stderr.isatty()
     try:
         baud = cfg['rig']['baud']
