@@ -3,7 +3,8 @@
 #   make test         setup, then the test suite
 #   make demo         setup, then `hashpilot demo`
 #   make build        PyInstaller one-folder + one-file for this machine, then test the binaries
-#   make build-armhf  the same for armhf inside an emulated Debian root (slow; ARM=aarch64 too)
+#   make build-armhf  the same for armhf inside an emulated Debian root, binary tested through
+#                     qemu-user (slow; make build-aarch64 / make build-arm ARM=aarch64 likewise)
 #   make package      firmware tarball build/out/hashpilot-<version>-<arch>.tar.gz (+ verification)
 #   make bench        benchmark figures (UART sweep, binary size and start-up)
 # Variables: PYTHON (default python3), ARCH (package architecture, default this machine),
@@ -46,12 +47,15 @@ build:
 
 build-armhf:
 	nice -n 10 build/build-arm.sh armhf
+	build/test-binary-arm.sh armhf onedir
 
 build-aarch64:
 	nice -n 10 build/build-arm.sh aarch64
+	build/test-binary-arm.sh aarch64 onedir
 
 build-arm:
 	nice -n 10 build/build-arm.sh $(ARM)
+	build/test-binary-arm.sh $(ARM) onedir
 
 package:
 	@[ -f build/out/$(ARCH)/build-info.json ] || $(MAKE) build
