@@ -10,6 +10,7 @@ import fcntl
 import os
 import shlex
 import subprocess
+import tempfile
 import time
 
 from firmware_hooks import events, health, initsys
@@ -43,13 +44,19 @@ def restart_argv(lay, restart_cmd):
 def _restart(lay, argv, version, log, timeout_s=120):
     env = dict(os.environ, HASHPILOT_ROOT=lay.root, HASHPILOT_RELEASE=version or '',
                HASHPILOT_BINARY=lay.p(L.CURRENT + '/' + L.EXE))
-    try:
-        r = subprocess.run(argv, env=env, timeout=timeout_s, capture_output=True, text=True)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        log('restart %s failed: %s' % (' '.join(argv), e))
-        return False
-    if r.returncode != 0:
-        log('restart %s: exit %d: %s' % (' '.join(argv), r.returncode, r.stderr.strip()[:400]))
+    # Output to a file, not a pipe: a restart script that leaves a daemon holding the pipe open
+    # must not make us wait for the daemon.
+    with tempfile.TemporaryFile() as out:
+        try:
+            r = subprocess.run(argv, env=env, timeout=timeout_s, stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=subprocess.STDOUT)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log('restart %s failed: %s' % (' '.join(argv), e))
+            return False
+        if r.returncode != 0:
+            out.seek(0)
+            log('restart %s: exit %d: %s' % (' '.join(argv), r.returncode,
+                                             out.read(400).decode('utf-8', 'replace').strip()))
     return r.returncode == 0
 
 
@@ -61,7 +68,9 @@ def wait_healthy(lay, version, since_ts, timeout_s, health_cmd=None, poll_s=0.25
         ok, reason = health.check(health.read_health(lay.p(L.HEALTH)), version, since_ts)
         if ok and health_cmd:
             try:
-                r = subprocess.run(shlex.split(health_cmd), capture_output=True, timeout=30)
+                r = subprocess.run(shlex.split(health_cmd), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   timeout=30)
                 ok = r.returncode == 0
                 reason = 'healthy' if ok else 'health command exit %d' % r.returncode
             except (OSError, subprocess.TimeoutExpired) as e:

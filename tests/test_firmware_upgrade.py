@@ -45,8 +45,8 @@ def rig(tmp_path):
     restart.write_text('#!/bin/sh\n'
                        'echo "$HASHPILOT_RELEASE" >> %s\n'
                        '[ -s %s ] && kill "$(cat %s)" 2>/dev/null\n'
-                       'STATE="$HASHPILOT_ROOT/var/lib/hashpilot" "$HASHPILOT_BINARY" run '
-                       '>/dev/null 2>&1 &\n'
+                       # no redirection: the agent keeps our stdout open on purpose
+                       'STATE="$HASHPILOT_ROOT/var/lib/hashpilot" "$HASHPILOT_BINARY" run &\n'
                        'echo $! > %s\n' % (count, pidfile, pidfile, pidfile))
     restart.chmod(0o755)
     yield {'root': str(root), 'restart': str(restart), 'tmp': tmp_path, 'restarts': count}
