@@ -219,6 +219,32 @@ class ChainDriver:
         res = self.read_registers([(c.addr, families.REG_CHIP_ID) for c in self.chips])
         return [k[0] for k, v in sorted(res.items()) if v is not None]
 
+    def recover(self, freq_mhz=None, baud=None, silence_s=1.0, ticket_bits=None):
+        """Bring a chain back after its chips were reset (power cycle, brown-out): scan at the
+        reset rate, re-address and re-init. If the same number of chips answers, the known
+        chips (and their counts) are kept; they are marked alive as soon as they answer again.
+        Returns the number of chips found."""
+        old = self.chips
+        if self.transport.baud != families.RESET_BAUD:
+            self.transport.set_baud(families.RESET_BAUD)
+        fast = sorted(self.family['fast_bauds']) if self.family else ()
+        ids = self.enumerate(silence_s=silence_s, try_bauds=fast)
+        if not ids:
+            self.chips = old
+            self.by_addr = dict((c.addr, c) for c in old if c.addr is not None)
+            return 0
+        if len(ids) == len(old):
+            for c, cid in zip(old, ids):
+                c.chip_id = cid
+                c.freq_mhz = None
+                c.ref = None
+            self.chips = old
+        self.assign_addresses()
+        self.init(freq_mhz if freq_mhz is not None else self.f_nom_mhz,
+                  ticket_bits=self.ticket_bits if ticket_bits is None else ticket_bits,
+                  baud=baud)
+        return len(ids)
+
     # -- init ------------------------------------------------------------------------------
     def init(self, freq_mhz=None, ticket_bits=DEFAULT_TICKET_BITS, baud=None):
         """Family init sequence (docs/protocol-notes.md), PLL ramp to freq_mhz, optional baud."""

@@ -91,6 +91,10 @@ class ReadPipeline:
         sent = 0
         retried = 0
         timeouts = 0
+        answered = 0
+        aborted = False
+        silent_after = min(window, len(order))
+        frames0 = self.framer.frames             # any valid frame (a nonce too) proves life
         t0 = self._now()
         while queue or inflight:
             now = self._now()
@@ -115,8 +119,18 @@ class ReadPipeline:
             data = self.transport.read(wait)
             now = self._now()
             if data:
-                self.handle_bytes(data, inflight, results, times, now)
+                answered += self.handle_bytes(data, inflight, results, times, now)
             expired = [k for k, dl in inflight.items() if dl <= now]
+            if expired and not answered and self.framer.frames == frames0 \
+                    and timeouts + len(expired) >= silent_after:
+                # A whole window timed out and nothing answered: the chain is silent (board
+                # off, cable out). Give up on the batch instead of waiting out every request.
+                for key in order:
+                    if key not in results:
+                        results[key] = None
+                timeouts += len(expired)
+                aborted = True
+                break
             for key in expired:
                 del inflight[key]
                 timeouts += 1
@@ -127,7 +141,7 @@ class ReadPipeline:
                 else:
                     results[key] = None
         self.last_stats = {'requests': len(order), 'sent': sent, 'retries': retried,
-                           'timeouts': timeouts, 'window': window,
+                           'timeouts': timeouts, 'window': window, 'silent': aborted,
                            'elapsed_s': self._now() - t0}
         return results, times
 

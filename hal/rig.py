@@ -94,6 +94,11 @@ class Rig:
         self.started = True
         return counts
 
+    def recover_chain(self, index, freq_mhz=None, baud=None, silence_s=0.5):
+        """Re-scan, re-address and re-init one chain whose chips were reset (e.g. after the
+        board was powered off and on). Whoever decides (safety/runner) calls it."""
+        return self.chains[index].recover(freq_mhz, baud, silence_s)
+
     def poll(self, board=True):
         """Poll every chain (concurrently) and, with board=True, the board controller."""
         fns = [d.poll for d in self.chains]

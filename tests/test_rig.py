@@ -50,3 +50,24 @@ def test_rig_explicit_urls_gamma():
             assert rig.board.read_voltage(0)['setpoint_mv'] == 1200
         finally:
             rig.close()
+
+
+def test_power_cycled_board_goes_dead_then_recovers():
+    with start_sim('S21', time_scale=10.0) as sim:
+        rig = Rig.from_ports_file(sim.ports_file)
+        try:
+            rig.start()
+            drv = rig.chains[0]
+            drv.poll()
+            rig.board.set_enabled(0, False)
+            for _ in range(3):
+                st = drv.poll()
+            assert st['alive'] == 0 and rig.chains[1].poll()['alive'] == 108
+            rig.board.set_enabled(0, True)          # chips come back in their reset state
+            assert rig.recover_chain(0) == 108
+            assert drv.poll()['alive'] == 108       # the same Chip objects answer again
+            rig.clock.sleep(3.0)
+            st = drv.poll()
+            assert abs(st['hashrate_ghs'] / (108 * 490e6 * 1276 / 1e9) - 1) < 0.03
+        finally:
+            rig.close()
