@@ -317,7 +317,9 @@ class Agent:
 
     # -- watchdog thread ----------------------------------------------------------------------------
     def _watchdog_loop(self):
-        while not self._wd_stop.wait(0.2):
+        # Poll at 1/20 of the timeout (wall time) so the trip lands close to the timeout.
+        period_s = min(0.2, self.clock.to_wall(self.watchdog.timeout_s) / 20.0)
+        while not self._wd_stop.wait(period_s):
             if self.watchdog.check(self.clock.monotonic()) == 'trip':
                 log.critical('control loop stalled for %.1f s: hardware to safe state',
                              self.watchdog.stalled_s(self.clock.monotonic()))
