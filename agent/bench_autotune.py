@@ -151,7 +151,9 @@ def run(args):
            'tuned_board_mv': tuner.mv[0], 'hottest_c': hottest,
            'converged': done_at is not None,
            'converge_sim_min': (done_at - t0) / 60.0 if done_at is not None else None,
-           'wall_s': wall_s, 'freq_write_wall_s': freq_write_s, 'retunes': tuner.retunes}
+           'wall_s': wall_s, 'freq_write_wall_s': freq_write_s, 'retunes': tuner.retunes,
+           'voltage_moves': [list(e) for e in tuner.events],
+           'retune_reasons': list(tuner.retune_reasons)}
     return out
 
 

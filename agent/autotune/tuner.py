@@ -26,6 +26,9 @@ URGENT_OVER = 0.02         # over budget by more than this: move the voltage wit
 CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
 RECENT_AFTER_MOVE_S = 10.0
 CAPPED_FRAC = 0.5
+STOCK_MARGIN = 1.25
+MEASURE_WINDOW_S = 30.0    # the goal is judged on the last this many seconds
+UP_MOVE_MAX = 0.02         # largest voltage rise per move (ln): power grows ~6x as fast        # assumed fmax / stock frequency for the first voltage move
 ERR_DRIFT_FRAC = 0.1       # this share of chips clearly above err_max while holding: re-tune
 EVENTS_KEPT = 20
 MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision  # recent power counts from this long after a voltage move
@@ -73,6 +76,7 @@ class Tuner:
         self.retune_reasons = []
         self.last = {'power_w': None, 'good_ths': None, 'j_per_th': None}
         self.p_recent = None
+        self.dropped = False         # initial voltage drop done (or not needed)
         self.events = []             # (t_s, why, mv_old, mv_new) of recent voltage moves
         self.capped = None           # (fraction of chips held back by the budget, median wish)
 
@@ -137,6 +141,7 @@ class Tuner:
         self._set_voltage(self.mv[0] if self.per_rig else self.mv)
         self.t_v = now_s
         self.samples = []
+        self.dropped = bool(start_f)
         self._stage('verify' if start_f else 'search', now_s)
 
     def _stage(self, stage, now_s):
@@ -279,7 +284,9 @@ class Tuner:
     # ------------------------------------------------------------------ voltage
     def _measure(self):
         """Averages over the samples since the voltage move (after settle_s)."""
-        t0 = self.t_v + self.prof['settle_s']
+        # Recent samples only: chips may have climbed during the settle time.
+        t0 = max(self.t_v + self.prof['settle_s'], self.samples[-1][0] - MEASURE_WINDOW_S) \
+            if self.samples else 0.0
         pts = [s for s in self.samples if s[0] >= t0]
         if len(pts) < POWER_MIN_SAMPLES:
             return None
@@ -307,6 +314,10 @@ class Tuner:
     def _voltage_loop(self, now_s):
         if self.stage not in ('search', 'verify', 'done'):
             return
+        if self.stage == 'search' and not self.dropped and self.p_recent is not None:
+            self.dropped = True
+            if self._initial_drop(now_s):
+                return
         if self.mode == 'power' and self.stage != 'done' and self.p_recent is not None \
                 and self.p_recent > self.target * (1.0 + URGENT_OVER):
             # Urgent: do not wait for settling while over budget (chips may still be climbing).
@@ -356,6 +367,7 @@ class Tuner:
         if self.mode == 'power':
             new_mv = maths.next_voltage_mv(mv, y, self.target, slope, self.mv_step,
                                            self.mv_lo, self.mv_hi)
+            new_mv = min(new_mv, int(mv * math.exp(UP_MOVE_MAX) / self.mv_step) * self.mv_step)
         else:
             # Meet the hashrate: round up (a floor must hold), least voltage that reaches it.
             new_mv = maths.next_voltage_mv(mv, y, self.target, slope, self.mv_step,
@@ -365,7 +377,7 @@ class Tuner:
         # Bands with hysteresis: measured power is noisy (PSU +-1 %); verify does not flap.
         wide = 1.5 if self.stage == 'verify' else 1.0
         if self.mode == 'power':
-            within = self.target * (1.0 - tol * wide) <= y <= self.target * (1.0 + 0.3 * tol * wide)
+            within = self.target * (1.0 - 0.6 * tol * wide) <= y <= self.target * (1.0 + 0.3 * tol * wide)
         else:
             within = self.target * (1.0 - 0.2 * tol * wide) <= y <= self.target * (1.0 + tol * wide)
         if new_mv == mv or within:
@@ -380,6 +392,27 @@ class Tuner:
         if self.stage == 'verify':
             self.stage = 'search'
         self._move_voltage(mv, new_mv, now_s, 'settled at %.2f' % y)
+
+    def _initial_drop(self, now_s):
+        """Approach the goal from below: stock settings leave chips well under their limits, so
+        first lower the voltage to where the chips, once at their limits, would still be under
+        the goal (assumed margin STOCK_MARGIN); then they climb freely and the loop raises the
+        voltage. Returns True when the voltage moved."""
+        mv = self.mv[0]
+        if self.mode == 'power':
+            y, slope = self.p_recent, self._slope(mv / 1000.0)
+        else:
+            g = [s[2] for s in self.samples[-3:]]
+            y, slope = maths.mean(g), self._slope(mv / 1000.0)
+        if not y or y <= 0:
+            return False
+        # Predicted goal value with every chip at its limit: y * margin (frequency ~ hashes ~ power).
+        new_mv = maths.next_voltage_mv(mv, y * STOCK_MARGIN, self.target, slope, self.mv_step,
+                                       self.mv_lo, self.mv_hi, max_frac=0.12)
+        if new_mv < mv:
+            self._move_voltage(mv, new_mv, now_s, 'start below the goal (%.0f)' % y)
+            return True
+        return False
 
     def _slope(self, v):
         chip_v = v / self.io.model()['domains_per_board']
