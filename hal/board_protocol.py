@@ -9,6 +9,7 @@ status byte (0 = ok). Frames with a bad CRC are dropped without reply; the host 
 """
 
 from hal.crc import crc16_ccitt_false
+from hal.framer import BAD, FRAME, JUNK, NEED_MORE, drain  # noqa: F401  (scan statuses)
 
 PREAMBLE = b'\xb5\x5b'
 REPLY_FLAG = 0x80
@@ -34,9 +35,6 @@ ST_UNSUPPORTED = 4
 STATUS_TEXT = {ST_OK: 'ok', ST_UNKNOWN_CMD: 'unknown command', ST_BAD_ARG: 'bad argument',
                ST_OUT_OF_RANGE: 'out of range', ST_UNSUPPORTED: 'unsupported'}
 
-NEED_MORE = 0
-FRAME = 1
-JUNK = 2
 
 
 def encode(seq, cmd, payload=b''):
@@ -53,7 +51,7 @@ def reply(seq, cmd, status, payload=b''):
 
 
 def scan(buf, start):
-    """One frame at buf[start:]: (NEED_MORE|FRAME|JUNK, begin, end); never raises."""
+    """One frame at buf[start:]: (NEED_MORE|FRAME|JUNK|BAD, begin, end) as in hal/framer; never raises."""
     n = len(buf)
     i = buf.find(PREAMBLE, start)
     if i < 0:
@@ -67,14 +65,14 @@ def scan(buf, start):
         return NEED_MORE, i, i
     length = buf[i + 4]
     if length > MAX_PAYLOAD:
-        return JUNK, i, i + 1
+        return BAD, i, i + 1
     end = i + 5 + length + 2
     if end > n:
         return NEED_MORE, i, i
     crc = (buf[end - 2] << 8) | buf[end - 1]
     if crc16_ccitt_false(bytes(buf[i + 2:end - 2])) == crc:
         return FRAME, i, end
-    return JUNK, i, i + 1
+    return BAD, i, i + 1
 
 
 def decode(frame):
@@ -89,27 +87,16 @@ class Framer:
         self.dropped_bytes = 0
 
     def feed(self, data):
+        """Add bytes; return [(seq, cmd, payload), ...] of the complete frames."""
         if data:
             self.buf.extend(data)
-        out = []
-        pos = 0
-        while True:
-            status, begin, end = scan(self.buf, pos)
-            if status == FRAME:
-                out.append(decode(self.buf[begin:end]))
-                self.frames += 1
-                pos = end
-            elif status == JUNK:
-                self.dropped_bytes += end - begin
-                pos = end
-            else:
-                pos = begin
-                break
-        if pos:
+        frames, used, dropped, _ = drain(self.buf, scan)
+        self.frames += len(frames)
+        self.dropped_bytes += dropped
+        if used:
             # slice copy, not del: MicroPython bytearrays do not support item deletion
-            self.buf = self.buf[pos:]
-        return out
-
+            self.buf = self.buf[used:]
+        return [decode(f) for f in frames]
 
 def u16(v):
     return bytes([(v >> 8) & 0xFF, v & 0xFF])

@@ -9,14 +9,41 @@ from hal.crc import crc5, crc16_ccitt_false
 
 NEED_MORE = 0
 FRAME = 1
-JUNK = 2
+JUNK = 2      # bytes that cannot start a frame
+BAD = 3       # a preamble whose frame fails its check: skip one byte and search on
+
+
+def drain(buf, scan, *args):
+    """Run scan(buf, pos, *args) over buf until it needs more bytes.
+
+    Returns (frames, consumed, dropped_bytes, bad_frames): frames found, how many leading bytes
+    of buf are used up, how many of those were dropped, and how many preambles failed their
+    check (a corrupt frame, or a false preamble inside one).
+    """
+    frames = []
+    pos = 0
+    dropped = 0
+    bad = 0
+    while True:
+        status, begin, end = scan(buf, pos, *args)
+        if status == FRAME:
+            frames.append(bytes(buf[begin:end]))
+            pos = end
+        elif status == JUNK or status == BAD:
+            if status == BAD:
+                bad += 1
+            dropped += end - begin
+            pos = end
+        else:
+            return frames, begin, dropped, bad
 
 
 def scan_response(buf, start, frame_len):
     """Look at buf[start:] for one response frame of frame_len bytes.
 
     Returns (status, begin, end): NEED_MORE (begin = where to keep from), FRAME (buf[begin:end] is a
-    frame with a good CRC) or JUNK (buf[begin:end] is to be dropped: no preamble or a bad CRC).
+    frame with a good CRC), JUNK (buf[begin:end] holds no preamble: drop it) or BAD (a preamble
+    whose CRC fails: drop one byte and search on).
     """
     n = len(buf)
     i = buf.find(b'\xaa\x55', start)
@@ -32,7 +59,7 @@ def scan_response(buf, start, frame_len):
         return NEED_MORE, i, i
     if crc5(bytes(buf[i + 2:i + frame_len])) == 0:
         return FRAME, i, i + frame_len
-    return JUNK, i, i + 1
+    return BAD, i, i + 1
 
 
 class ResponseFramer:
@@ -54,28 +81,14 @@ class ResponseFramer:
         """Add bytes; return the list of complete frames (bytes) found."""
         if data:
             self.buf.extend(data)
-        out = []
-        buf = self.buf
-        pos = 0
-        flen = self.frame_len
-        while True:
-            status, begin, end = scan_response(buf, pos, flen)
-            if status == FRAME:
-                out.append(bytes(buf[begin:end]))
-                self.frames += 1
-                pos = end
-            elif status == JUNK:
-                if end - begin == 1 and buf[begin] == 0xAA and len(buf) - begin >= flen:
-                    self.crc_errors += 1
-                self.dropped_bytes += end - begin
-                pos = end
-            else:
-                pos = begin
-                break
-        if pos:
+        frames, used, dropped, bad = drain(self.buf, scan_response, self.frame_len)
+        self.frames += len(frames)
+        self.dropped_bytes += dropped
+        self.crc_errors += bad
+        if used:
             # slice copy, not del: MicroPython bytearrays do not support item deletion
-            self.buf = buf[pos:]
-        return out
+            self.buf = self.buf[used:]
+        return frames
 
     def stats(self):
         return {'frames': self.frames, 'dropped_bytes': self.dropped_bytes,
@@ -100,12 +113,12 @@ def scan_command(buf, start):
     ftype = hdr & 0x60
     if ftype == 0x40:
         if length not in (5, 9):
-            return JUNK, i, i + 1
+            return BAD, i, i + 1
     elif ftype == 0x20:
         if length < 5:
-            return JUNK, i, i + 1
+            return BAD, i, i + 1
     else:
-        return JUNK, i, i + 1
+        return BAD, i, i + 1
     end = i + 2 + length
     if end > n:
         return NEED_MORE, i, i
@@ -115,7 +128,7 @@ def scan_command(buf, start):
         ok = crc16_ccitt_false(bytes(buf[i + 2:end - 2])) == ((buf[end - 2] << 8) | buf[end - 1])
     if ok:
         return FRAME, i, end
-    return JUNK, i, i + 1
+    return BAD, i, i + 1
 
 
 class CommandFramer:
@@ -130,27 +143,13 @@ class CommandFramer:
     def feed(self, data):
         if data:
             self.buf.extend(data)
-        out = []
-        buf = self.buf
-        pos = 0
-        while True:
-            status, begin, end = scan_command(buf, pos)
-            if status == FRAME:
-                out.append(bytes(buf[begin:end]))
-                self.frames += 1
-                pos = end
-            elif status == JUNK:
-                if end - begin == 1:
-                    self.crc_errors += 1
-                self.dropped_bytes += end - begin
-                pos = end
-            else:
-                pos = begin
-                break
-        if pos:
-            # slice copy, not del: MicroPython bytearrays do not support item deletion
-            self.buf = buf[pos:]
-        return out
+        frames, used, dropped, bad = drain(self.buf, scan_command)
+        self.frames += len(frames)
+        self.dropped_bytes += dropped
+        self.crc_errors += bad
+        if used:
+            self.buf = self.buf[used:]
+        return frames
 
     def stats(self):
         return {'frames': self.frames, 'dropped_bytes': self.dropped_bytes,

@@ -127,7 +127,7 @@ class ChainPort:
                 # the frame's last byte is in this chunk (earlier frames were taken already)
                 self.rxq.append([t0 + (end - cs) * bt, bytes(buf[begin:end])])
                 pos = end
-            elif status == framer.JUNK:
+            elif status == framer.JUNK or status == framer.BAD:
                 pos = end
             else:
                 pos = begin
