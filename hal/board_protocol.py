@@ -36,7 +36,6 @@ STATUS_TEXT = {ST_OK: 'ok', ST_UNKNOWN_CMD: 'unknown command', ST_BAD_ARG: 'bad 
                ST_OUT_OF_RANGE: 'out of range', ST_UNSUPPORTED: 'unsupported'}
 
 
-
 def encode(seq, cmd, payload=b''):
     payload = bytes(payload)
     if len(payload) > MAX_PAYLOAD:
