@@ -34,6 +34,8 @@ SCHEMA = {
         'board_backend': _opt('str', 'serial', 'board controller: serial (byte protocol) or sysfs',
                               choices=('serial', 'sysfs')),
         'sysfs_root': _opt('str', '/sys', 'sysfs root for board_backend = sysfs'),
+        'sysfs_map': _opt('str', '', 'JSON file mapping hwmon/pwm/gpio files to boards and fans '
+                          '(board_backend = sysfs; see hal/board_sysfs.py)'),
         'baud': _opt('int', 0, 'chain UART speed after init; 0 = fastest the chip family supports',
                      choices=(0, 115200, 1041667, 3125000)),
         'address_rule': _opt('str', 'pow2', 'chip address interval rule', choices=('pow2', 'even')),
@@ -197,6 +199,8 @@ def _validate_whole(cfg, where):
     if hot and danger and hot >= danger:
         raise ConfigError('%s: safety.temp_hot_c must be below safety.temp_danger_c'
                           % where('safety', 'temp_hot_c'))
+    if cfg['rig']['board_backend'] == 'sysfs' and not cfg['rig']['sysfs_map']:
+        raise ConfigError('%s: rig.board_backend = "sysfs" needs rig.sysfs_map' % where('rig', 'board_backend'))
     for key in ('site', 'rig'):
         v = cfg['rig'][key]
         if not v or len(v) > 64 or any(c in v for c in '+#/ '):

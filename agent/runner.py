@@ -25,6 +25,8 @@ from firmware_hooks import health as health_file
 from firmware_hooks import sd_notify
 from firmware_hooks.events import HookRunner
 from hal import board_protocol, families, models
+from hal.board import BoardError
+from hal.board_sysfs import SysfsBoardController
 from hal.clock import Clock
 from hal.rig import Rig
 from hal.transport import Transport
@@ -38,17 +40,24 @@ CMD_MAX_AGE_S = 60.0
 
 
 class SafeStateWriter:
-    """Watchdog side channel: fire-and-forget safe-state frames on its own port handle.
-
-    It does not wait for replies or take the control thread's locks, so a control thread stuck
-    in the middle of a transaction cannot hold it up.
+    """Watchdog side channel: fire-and-forget safe-state frames on its own port handle (or
+    its own sysfs controller), so a control thread stuck in a transaction cannot hold it up.
     """
 
-    def __init__(self, board_url):
-        self.transport = Transport(board_url, 115200) if board_url else None
+    def __init__(self, board_url, sysfs_board=None):
+        self.transport = Transport(board_url, 115200) if board_url and sysfs_board is None else None
+        self.sysfs_board = sysfs_board
         self.seq = 0x80
 
     def apply(self):
+        if self.sysfs_board is not None:
+            try:
+                self.sysfs_board.set_fan_duty(None, 100)
+                self.sysfs_board.set_enabled(None, False)
+                return True
+            except Exception as e:
+                log.error('watchdog: writing the safe state failed: %s', e)
+                return False
         if self.transport is None:
             return False
         frames = b''
@@ -108,6 +117,8 @@ def resolve_rig(cfg):
                                  % (model, m['boards'], len(chains)))
     if rc['board_backend'] == 'serial' and not board:
         raise config.ConfigError('rig.board: no board controller port')
+    if rc['board_backend'] == 'sysfs':
+        board = ''
     scale = rc['time_scale'] or float(ports.get('time_scale', 1.0))
     return m, chains, board, scale
 
@@ -180,9 +191,13 @@ class Agent:
         except ValueError as e:
             raise config.ConfigError('safety: %s' % e)
         self.watchdog = Watchdog(self.supervisor.watchdog_s)
-        self.rig = rig or Rig(self.model, chain_urls, board_url, clock=self.clock,
+        self.rig = rig or Rig(self.model, chain_urls, board_url or None, clock=self.clock,
                               address_rule=cfg['rig']['address_rule'])
-        self.safe_writer = SafeStateWriter(board_url)
+        sysfs_safe = None
+        if cfg['rig']['board_backend'] == 'sysfs':
+            self.rig.board = self._sysfs_board()
+            sysfs_safe = self._sysfs_board()
+        self.safe_writer = SafeStateWriter(board_url, sysfs_safe)
         self.control = ControlLoop(self.rig, self.supervisor, self.clock, on_event=self._on_event,
                                    start_freq_mhz=cfg['rig']['freq_mhz'] or None)
         self.inbox = CommandInbox(self.scheduler, self._on_command)
@@ -199,6 +214,15 @@ class Agent:
         self.published = 0
         self.polls = 0
         self._wd_stop = threading.Event()
+
+    def _sysfs_board(self):
+        path = self.cfg['rig']['sysfs_map']
+        try:
+            with open(path) as f:
+                mapping = json.load(f)
+            return SysfsBoardController(self.cfg['rig']['sysfs_root'], mapping, self.rig.limits)
+        except (OSError, ValueError, BoardError) as e:
+            raise config.ConfigError('rig.sysfs_map %s: %s' % (path, e))
 
     # -- events and commands (control thread) ---------------------------------------------------
     def _task_failed(self, fn, exc):

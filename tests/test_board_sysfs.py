@@ -14,21 +14,21 @@ def put(root, rel, text):
     p.write_text(text)
 
 
-@pytest.fixture
-def tree(tmp_path):
+def make_tree(root):
+    """Fake sysfs tree of an S21 control board under root; returns the mapping."""
     for b in range(3):
-        put(tmp_path, 'hwmon0/temp%d_input' % (2 * b + 1), '%d\n' % (40000 + b * 1000))
-        put(tmp_path, 'hwmon0/temp%d_input' % (2 * b + 2), '%d\n' % (55500 + b * 1000))
-        put(tmp_path, 'gpio/board%d/value' % b, '1\n')
+        put(root, 'hwmon0/temp%d_input' % (2 * b + 1), '%d\n' % (40000 + b * 1000))
+        put(root, 'hwmon0/temp%d_input' % (2 * b + 2), '%d\n' % (55500 + b * 1000))
+        put(root, 'gpio/board%d/value' % b, '1\n')
     for f in range(4):
-        put(tmp_path, 'hwmon1/pwm%d' % (f + 1), '128\n')
-        put(tmp_path, 'hwmon1/pwm%d_enable' % (f + 1), '2\n')
-        put(tmp_path, 'hwmon1/fan%d_input' % (f + 1), '%d\n' % (3000 + f))
-    put(tmp_path, 'regulator/vout_uv', '14400000\n')
-    put(tmp_path, 'hwmon2/in1_input', '14380\n')
-    put(tmp_path, 'hwmon3/power1_input', '3517000000\n')
-    put(tmp_path, 'eeprom/board1', 'SN-B1\n')
-    mapping = {
+        put(root, 'hwmon1/pwm%d' % (f + 1), '128\n')
+        put(root, 'hwmon1/pwm%d_enable' % (f + 1), '2\n')
+        put(root, 'hwmon1/fan%d_input' % (f + 1), '%d\n' % (3000 + f))
+    put(root, 'regulator/vout_uv', '14400000\n')
+    put(root, 'hwmon2/in1_input', '14380\n')
+    put(root, 'hwmon3/power1_input', '3517000000\n')
+    put(root, 'eeprom/board1', 'SN-B1\n')
+    return {
         'model': 'S21', 'voltage_per': 'rig', 'rpm_max': 6000,
         'temps': [['hwmon0/temp%d_input' % (2 * b + 1), 'hwmon0/temp%d_input' % (2 * b + 2)]
                   for b in range(3)],
@@ -39,6 +39,11 @@ def tree(tmp_path):
         'power': 'hwmon3/power1_input',
         'board_ids': ['SN-B0', 'eeprom/board1', 'SN-B2'],
     }
+
+
+@pytest.fixture
+def tree(tmp_path):
+    mapping = make_tree(tmp_path)
     lim = HardwareLimits(models.get('S21'), families.get('BM1368'))
     return tmp_path, SysfsBoardController(str(tmp_path), mapping, lim)
 
