@@ -307,22 +307,35 @@ class ChainDriver:
         Checked against HardwareLimits first; nothing is sent if the request is refused.
         Rewrites the hash-counting number (0x10) afterwards. Returns the realised MHz.
         """
-        lim = self._limits()
-        lim.check_freq(mhz)
-        fam = self.family
-        target = pll.solve(fam, mhz)
+        self._limits().check_freq(mhz)
         if chips is None:
-            sel = list(self.chips)
+            addrs = [c.addr for c in self.chips]
         else:
-            want = set(chips)
-            sel = [c for c in self.chips if c.addr in want]
-            unknown = want - set(c.addr for c in sel)
-            if unknown:
-                raise ChainError('unknown chip addresses: %s' % sorted(unknown))
+            addrs = list(chips)
+        done = self.set_frequencies(dict((a, mhz) for a in addrs), ramp)
+        return pll.solve(self.family, mhz)['freq_mhz'] if not done else list(done.values())[0]
+
+    def set_frequencies(self, plan, ramp=True):
+        """Move each chip in plan {addr: mhz} to its own target, all ramping together.
+
+        Every target passes HardwareLimits before anything is sent. One write batch per 100 ms
+        step carries every chip still moving (a broadcast when the whole chain moves in step),
+        then 0x10 is rewritten per chip. Returns {addr: realised MHz}.
+        """
+        lim = self._limits()
+        fam = self.family
+        for mhz in plan.values():
+            lim.check_freq(mhz)
+        by_addr = dict((c.addr, c) for c in self.chips)
+        unknown = [a for a in plan if a not in by_addr]
+        if unknown:
+            raise ChainError('unknown chip addresses: %s' % sorted(unknown))
+        sel = [by_addr[a] for a in plan]
         if not sel:
-            return target['freq_mhz']
+            return {}
         plans = {}
         for c in sel:
+            mhz = plan[c.addr]
             start = c.freq_mhz
             if not ramp or start is None:
                 steps = [mhz]
@@ -332,13 +345,11 @@ class ChainDriver:
             plans[c.addr] = [s for s in steps if lim.freq_min_mhz <= s <= lim.freq_max_mhz]
             if not plans[c.addr] or plans[c.addr][-1] != mhz:
                 plans[c.addr].append(mhz)
-        everyone = chips is None or len(sel) == len(self.chips)
-        same = everyone and len(set(tuple(p) for p in plans.values())) == 1
+        same = len(sel) == len(self.chips) and len(set(tuple(p) for p in plans.values())) == 1
         nsteps = max(len(p) for p in plans.values())
         for k in range(nsteps):
             if same:
-                step = plans[sel[0].addr][k]
-                self.write(families.REG_PLL0, pll.solve(fam, step)['reg'])
+                self.write(families.REG_PLL0, pll.solve(fam, plans[sel[0].addr][k])['reg'])
                 nbytes = 11
             else:
                 out = bytearray()
@@ -353,18 +364,20 @@ class ChainDriver:
                 self.clock.sleep(RAMP_STEP_S)
             else:
                 self._wait_wire(nbytes)
-        hcn = families.hash_counting_number(fam, target['freq_mhz'], self.f_nom_mhz or mhz)
-        if same:
-            self.write(families.REG_HASH_COUNTING, hcn)
-        else:
-            out = bytearray()
-            for c in sel:
-                out += codec.write_reg(families.REG_HASH_COUNTING, hcn, c.addr)
-            self.transport.write(bytes(out))
+        done = {}
+        out = bytearray()
         for c in sel:
-            c.freq_mhz = target['freq_mhz']
+            f = pll.solve(fam, plan[c.addr])['freq_mhz']
+            hcn = families.hash_counting_number(fam, f, self.f_nom_mhz or f)
+            out += codec.write_reg(families.REG_HASH_COUNTING, hcn, c.addr)
+            c.freq_mhz = f
             c.ref = None       # counter window restarts at the new frequency
-        return target['freq_mhz']
+            done[c.addr] = f
+        if same:
+            self.write(families.REG_HASH_COUNTING, hcn)   # one broadcast does for the chain
+        else:
+            self.transport.write(bytes(out))
+        return done
 
     # -- reads -----------------------------------------------------------------------------
     def read_registers(self, requests, retries=None, no_retry=None):
