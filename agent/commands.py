@@ -103,7 +103,52 @@ def _v_reset_safety(body, ctx):
     return {'board': board}, None
 
 
+def _v_autotune(body, ctx):
+    err = _check_keys(body, ('action', 'profile', 'mode', 'target'))
+    if err:
+        return None, err
+    action = body.get('action', 'start')
+    if action == 'stop':
+        if len(body) > 1:
+            return None, 'stop takes no other field'
+        return {'action': 'stop'}, None
+    if action != 'start':
+        return None, "action must be 'start' or 'stop'"
+    prof = body.get('profile', 'balanced')
+    if not isinstance(prof, str) or not prof or len(prof) > 64 or '/' in prof or '\\' in prof:
+        return None, 'profile must be the name of a profile (no paths)'
+    out = {'action': 'start', 'profile': prof}
+    mode = body.get('mode')
+    if mode is not None:
+        if mode not in ('power', 'hashrate', 'efficiency'):
+            return None, "mode must be 'power', 'hashrate' or 'efficiency'"
+        out['mode'] = mode
+    target = body.get('target')
+    if target is not None:
+        if not _num(target) or target <= 0:
+            return None, 'target must be a positive number (W or TH/s)'
+        if (mode or 'power') == 'power' and not ctx.get('power_min_w', 0) <= target <= ctx.get('power_max_w', 0):
+            return None, 'target %s W outside %s..%s W' % (target, ctx.get('power_min_w'), ctx.get('power_max_w'))
+        out['target'] = float(target)
+    return out, None
+
+
+def _v_set_power_target(body, ctx):
+    err = _check_keys(body, ('w',))
+    if err:
+        return None, err
+    w = body.get('w')
+    if not _num(w):
+        return None, 'w must be a number (watts)'
+    lo, hi = ctx.get('power_min_w', 0), ctx.get('power_max_w', 0)
+    if not lo <= w <= hi:
+        return None, 'w %s outside %s..%s W' % (w, lo, hi)
+    return {'w': float(w)}, None
+
+
 VALIDATORS = {
+    'autotune': _v_autotune,
+    'set_power_target': _v_set_power_target,
     'set_fan': _v_set_fan,
     'set_frequency': _v_set_frequency,
     'rebirth': _v_empty,

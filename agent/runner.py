@@ -16,6 +16,10 @@ import threading
 import time
 
 from agent import __version__, commands, config, telemetry
+from agent.autotune import profile as tune_profile
+from agent.autotune import store as tune_store
+from agent.autotune.halio import ControlLoopIO
+from agent.autotune.tuner import Tuner
 from agent.control import ControlLoop
 from agent.health import BoardHealth
 from agent.mqtt_link import MqttLink
@@ -209,6 +213,8 @@ class Agent:
         hooks_dir = cfg['hooks']['dir']
         self.hooks = HookRunner(hooks_dir, cfg['hooks']['timeout_s']) if hooks_dir else None
         self.tuner = None
+        self.tuner_saved = False
+        self._tuner_timer = False
         self.started_wall = time.monotonic()
         self.identify_until_s = None
         self.published = 0
@@ -250,7 +256,8 @@ class Agent:
         lim = self.rig.limits
         return {'boards': self.model['boards'], 'chips_per_board': self.model['chips_per_board'],
                 'freq_min_mhz': lim.freq_min_mhz, 'freq_max_mhz': lim.freq_max_mhz,
-                'fan_min_pct': 0}
+                'fan_min_pct': 0, 'power_min_w': round(0.2 * self.model['nameplate_w']),
+                'power_max_w': self.supervisor.cfg['power_limit_w']}
 
     def _on_command(self, op, data):
         cmd, err = consumer.parse_command(op, data)
@@ -290,7 +297,66 @@ class Agent:
                             'message': 'identify requested for %.0f s' % a['duration_s']})
         elif op == 'reset_safety':
             return {'reset_boards': self.supervisor.reset(a['board'], self.clock.monotonic())}
+        elif op == 'autotune':
+            if a['action'] == 'stop':
+                was = self.tuner is not None
+                self.tuner = None   # chips keep the frequencies they have now
+                return {'stopped': was}
+            return self.start_tuner(a['profile'], a.get('mode'), a.get('target'))
+        elif op == 'set_power_target':
+            name = self.tuner.prof['name'] if self.tuner is not None else 'balanced'
+            return self.start_tuner(name, 'power', a['w'])
         return None
+
+    # -- autotune (control thread) ------------------------------------------------------------
+    def _results_dir(self):
+        return self.cfg['tuner']['results_dir'] or os.path.join(self.state_dir, 'tune')
+
+    def _safety_ok(self):
+        return self.supervisor.get_status().get('state') == 'normal'
+
+    def start_tuner(self, profile_name, mode=None, target=None):
+        """Start (or restart) the tuner; ValueError when the profile or target is refused."""
+        try:
+            prof = tune_profile.load(profile_name)
+        except config.ConfigError as e:
+            raise ValueError(str(e))
+        if mode is not None:
+            prof = dict(prof, mode=mode)
+        if target is None:
+            target = tune_profile.resolve_target(prof, self.model)
+        io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
+                           power_limit_w=self.supervisor.cfg['power_limit_w'])
+        saved = tune_store.load_saved(self._results_dir(), io.board_ids())
+        self.tuner = Tuner(io, prof, target, saved=saved)
+        self.tuner_saved = False
+        if not self._tuner_timer:
+            self._tuner_timer = True
+            self.scheduler.add_timer(self._tune_tick, self.clock.monotonic())
+        log.info('autotune: profile %s, %s target %.1f%s', prof['name'], prof['mode'], target,
+                 ' (reusing saved results)' if saved else '')
+        return {'profile': prof['name'], 'mode': prof['mode'], 'target': target,
+                'reused': bool(saved)}
+
+    def _tune_tick(self, now):
+        tuner = self.tuner
+        if tuner is None:
+            self._tuner_timer = False
+            return NEVER
+        nxt = tuner.step(now)
+        if tuner.stage == 'done' and not self.tuner_saved:
+            self.tuner_saved = True
+            res = tuner.result()
+            paths = tune_store.save(self._results_dir(), res)
+            self._on_event({'id': 'rig.tune_done', 'action': 'raise', 'severity': 'info',
+                            'message': 'autotune done: %.0f W, %.2f TH/s, %.2f J/TH'
+                                       % (res['power_w'], res['good_ths'], res['j_per_th'])})
+            if self.hooks is not None:
+                self.hooks.fire({'event': 'tune_finished', 'result_files': paths,
+                                 'power_w': res['power_w'], 'j_per_th': res['j_per_th']})
+        if nxt is None or nxt <= now:
+            nxt = now + 5.0
+        return self._period(now, nxt - now)
 
     # -- timers (control thread) ------------------------------------------------------------------
     def _period(self, now, period_s):
@@ -370,6 +436,11 @@ class Agent:
         self.scheduler.add_timer(self._telemetry, now + min(3.0, self.cfg['telemetry']['telemetry_s']))
         self.scheduler.add_timer(self._chips, now + min(10.0, self.cfg['telemetry']['chips_s']))
         threading.Thread(target=self._watchdog_loop, name='watchdog', daemon=True).start()
+        if self.cfg['tuner']['profile']:
+            try:
+                self.start_tuner(self.cfg['tuner']['profile'])
+            except ValueError as e:
+                raise config.ConfigError('tuner.profile: %s' % e)
         sd_notify.ready('mining')
 
     def run(self):

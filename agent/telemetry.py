@@ -13,6 +13,18 @@ def _chip_state(chip, board_on):
     return 'ok'
 
 
+def tuner_view(tuner):
+    """Tuner status in the telemetry's tuner map (idle when none runs)."""
+    if tuner is None:
+        return {'state': 'idle'}
+    st = tuner.get_status()
+    unit = 'W' if st.get('mode') == 'power' else 'TH/s'
+    return {'state': st.get('stage'), 'progress_pct': st.get('progress_pct'),
+            'target': '%s %.1f %s' % (st.get('mode'), st.get('target') or 0.0, unit),
+            'eta_s': st.get('eta_s'), 'best_j_per_th': st.get('best_j_per_th'),
+            'best_power_w': st.get('best_power_w')}
+
+
 def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, uptime_s=None):
     snap = control.last_snapshot or {'boards': [], 'fans': [], 'power_w': None}
     safety = supervisor.get_status() if supervisor is not None else {}
@@ -47,7 +59,7 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
         'uptime_s': uptime_s,
         'fans': snap.get('fans') or [],
         'ctrl': health.get_status() if health is not None else None,
-        'tuner': tuner.get_status() if tuner is not None else None,
+        'tuner': tuner_view(tuner),
         'outbox_dropped': (link.get_status().get('dropped') if link is not None else None),
         'boards': boards,
     }

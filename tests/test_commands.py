@@ -55,3 +55,29 @@ def test_expiry():
     assert expired(None, NOW, 60) is None
     assert expired(NOW * 1000 - 30000, NOW, 60) is None
     assert 'expired' in expired(NOW * 1000 - 90000, NOW, 60)
+
+
+TUNE_CTX = dict(CTX, power_min_w=1000, power_max_w=4000)
+
+
+@pytest.mark.parametrize('op,args,reason', [
+    ('autotune', {'action': 'go'}, 'action must be'),
+    ('autotune', {'action': 'stop', 'profile': 'eco'}, 'stop takes no other'),
+    ('autotune', {'profile': '../../etc/passwd'}, 'no paths'),
+    ('autotune', {'mode': 'turbo'}, 'mode must be'),
+    ('autotune', {'target': -5}, 'positive number'),
+    ('autotune', {'target': 9000}, 'outside'),
+    ('set_power_target', {}, 'w must be'),
+    ('set_power_target', {'w': 200}, 'outside'),
+    ('set_power_target', {'w': 3000, 'x': 1}, 'unknown field'),
+])
+def test_bad_tuner_commands(op, args, reason):
+    cmd, err = validate(op, 'id1', args, TUNE_CTX)
+    assert cmd is None and reason in err
+
+
+def test_good_tuner_commands():
+    assert validate('autotune', 't', {'profile': 'eco', 'target': 3000}, TUNE_CTX)[0]['args'] == \
+        {'action': 'start', 'profile': 'eco', 'target': 3000.0}
+    assert validate('autotune', 't', {'action': 'stop'}, TUNE_CTX)[0]['args'] == {'action': 'stop'}
+    assert validate('set_power_target', 't', {'w': 3300}, TUNE_CTX)[0]['args'] == {'w': 3300.0}
