@@ -26,6 +26,9 @@ URGENT_OVER = 0.02         # over budget by more than this: move the voltage wit
 CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
 RECENT_AFTER_MOVE_S = 10.0
 CAPPED_FRAC = 0.5
+SAMPLES_KEPT_S = 600.0
+SECANT_MIN_STEPS = 4
+ZERO_ERR_COUNT = 3.0       # expected errors at the target when a silent chip may step up
 STOCK_MARGIN = 1.25
 MEASURE_WINDOW_S = 30.0    # the goal is judged on the last this many seconds
 UP_MOVE_MAX = 0.02         # largest voltage rise per move (ln): power grows ~6x as fast        # assumed fmax / stock frequency for the first voltage move
@@ -243,6 +246,13 @@ class Tuner:
                 step = None
                 if hot:
                     step = -0.01
+                elif e == 0 and not hold and h * self.err_t >= ZERO_ERR_COUNT:
+                    # No error where ZERO_ERR_COUNT were expected at the target: the rate is
+                    # below it with ~95 % confidence; bracket upward (doubling) without waiting.
+                    st.zero_runs += 1
+                    st.err_est = maths.err_estimate(0, h)
+                    step = min(0.04, max(maths.freq_step(0, h, self.err_t, gain), 0.01)
+                               * (1 << min(st.zero_runs - 1, 2)))
                 elif maths.decision_ready(e, h, self.err_t, nmin):
                     st.err_est = maths.err_estimate(e, h)
                     st.bad = maths.clearly_above(e, h, self.err_max)
@@ -285,7 +295,10 @@ class Tuner:
     def _measure(self):
         """Averages over the samples since the voltage move (after settle_s)."""
         # Recent samples only: chips may have climbed during the settle time.
-        t0 = max(self.t_v + self.prof['settle_s'], self.samples[-1][0] - MEASURE_WINDOW_S) \
+        window = MEASURE_WINDOW_S
+        if self.stage == 'verify' and self.samples:
+            window = max(window, self.samples[-1][0] - self.t_stage)   # longer: less noise
+        t0 = max(self.t_v + self.prof['settle_s'], self.samples[-1][0] - window) \
             if self.samples else 0.0
         pts = [s for s in self.samples if s[0] >= t0]
         if len(pts) < POWER_MIN_SAMPLES:
@@ -377,13 +390,14 @@ class Tuner:
         # Bands with hysteresis: measured power is noisy (PSU +-1 %); verify does not flap.
         wide = 1.5 if self.stage == 'verify' else 1.0
         if self.mode == 'power':
-            within = self.target * (1.0 - 0.6 * tol * wide) <= y <= self.target * (1.0 + 0.3 * tol * wide)
+            within = self.target * (1.0 - 0.8 * tol * wide) <= y <= \
+                self.target * (1.0 + 0.5 * tol * wide)
         else:
             within = self.target * (1.0 - 0.2 * tol * wide) <= y <= self.target * (1.0 + tol * wide)
         if new_mv == mv or within:
             self.converged += 1
-            self.samples = [s for s in self.samples if s[0] >= now_s - 30.0]
-            self.t_v = now_s - self.prof['settle_s']
+            self.samples = [s for s in self.samples if s[0] >= now_s - SAMPLES_KEPT_S]
+            self.t_v = min(self.t_v, now_s - self.prof['settle_s'])
             if self.stage == 'search' and self.converged >= 2:
                 self._stage('verify', now_s)
             elif self.stage == 'verify' and now_s - self.t_stage >= self.prof['verify_s']:
@@ -421,9 +435,10 @@ class Tuner:
             else maths.dlng_dlnv(chip_v, v_nom)
         if len(self.vhist) >= 2:
             (m0, y0), (m1, y1) = self.vhist[-2], self.vhist[-1]
-            if m0 != m1 and y0 > 0 and y1 > 0:
+            # Points a step or two apart are mostly noise: keep the prior then.
+            if abs(m1 - m0) >= SECANT_MIN_STEPS * self.mv_step and y0 > 0 and y1 > 0:
                 return maths.secant_slope(math.log(m0), math.log(y0), math.log(m1),
-                                          math.log(y1), prior)
+                                          math.log(y1), prior, 0.6, 2.0)
         return prior
 
     def _move_voltage(self, mv_old, mv_new, now_s, why=''):
