@@ -22,15 +22,21 @@ STAMP := $(VENV)/.hashpilot-setup
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
-	@if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then \
-		echo "setup: installing Mosquitto (Debian packages mosquitto mosquitto-clients)"; \
-		$(SUDO) apt-get install -y --no-install-recommends mosquitto mosquitto-clients || \
+# Debian packages the tests use: the broker, the init-script checkers, Node for MicroPython.
+TEST_DEBS := mosquitto mosquitto-clients shellcheck devscripts busybox systemd nodejs npm
+TEST_TOOLS := mosquitto mosquitto_sub shellcheck checkbashisms busybox systemd-analyze node npm
+
+$(STAMP): setup.cfg pyproject.toml tests/mpy/package.json
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "setup: installing Debian packages (missing:$$missing)"; \
+		$(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS) || \
 		{ $(SUDO) apt-get update && \
-		  $(SUDO) apt-get install -y --no-install-recommends mosquitto mosquitto-clients; }; \
+		  $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); }; \
 	fi
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	cd tests/mpy && npm install --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready ($$($(VENV)/bin/python --version)); run make test"
 
