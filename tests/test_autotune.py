@@ -161,3 +161,12 @@ def test_retune_on_error_drift_and_dead_chips_do_not_block():
         io.advance(5.0)
     assert tuner.retunes >= 1
     assert any('error drift' in r for r in tuner.retune_reasons), tuner.retune_reasons
+
+
+def test_saved_result_of_another_shape_is_not_reused():
+    io = PlantIO('GAMMA', seed=4)
+    saved = {'board_ids': io.board_ids(), 'mode': 'power', 'target': 17.0,
+             'board_mv': [1100], 'freqs': [[500.0, 510.0]]}          # two chips: not this rig
+    t = Tuner(io, PR.validate({'mode': 'power'}), 17.0, saved=saved)
+    t.step(0.0)
+    assert t.stage == 'search'

@@ -109,6 +109,11 @@ class RigIO(TunerIO):
                 for ch in self.rig.chains]
 
     def safety_ok(self):
+        """Fresh readings (the tuner reads nothing else while it is paused)."""
+        self.power_w()
+        temps = [c.temp_c for ch in self.rig.chains for c in ch.chips
+                 if c.alive and c.temp_c is not None]
+        self._hottest = max(temps) if temps else None
         if self._power is not None and self._power > self.power_limit_w:
             return False
         if self._hottest is not None and self._hottest > self.temp_stop_c:

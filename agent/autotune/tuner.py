@@ -21,20 +21,20 @@ from agent.autotune import maths
 
 STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
 SETTLED_STEP = 0.006       # a chip whose last step was smaller than this counts as settled
-SETTLED_FRAC = 0.75
+SETTLED_FRAC = 0.75        # share of settled chips before the goal is judged
 URGENT_OVER = 0.02         # over budget by more than this: move the voltage without waiting
 CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
-RECENT_AFTER_MOVE_S = 10.0
-CAPPED_FRAC = 0.5
-SAMPLES_KEPT_S = 600.0
-SECANT_MIN_STEPS = 4
+MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision
+RECENT_AFTER_MOVE_S = 10.0  # recent power counts from this long after a voltage move
+CAPPED_FRAC = 0.5          # share of chips held back by the budget for a predictive move
 ZERO_ERR_COUNT = 3.0       # expected errors at the target when a silent chip may step up
-STOCK_MARGIN = 1.25
+STOCK_MARGIN = 1.25        # assumed fmax / stock frequency for the first voltage move
 MEASURE_WINDOW_S = 30.0    # the goal is judged on the last this many seconds
-UP_MOVE_MAX = 0.02         # largest voltage rise per move (ln): power grows ~6x as fast        # assumed fmax / stock frequency for the first voltage move
+UP_MOVE_MAX = 0.02         # largest voltage rise per move (ln): power grows ~6x as fast
+SECANT_MIN_STEPS = 4       # closer settled points are noise: use the prior slope
+SAMPLES_KEPT_S = 600.0
 ERR_DRIFT_FRAC = 0.1       # this share of chips clearly above err_max while holding: re-tune
 EVENTS_KEPT = 20
-MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision  # recent power counts from this long after a voltage move
 POWER_MIN_SAMPLES = 3
 
 
@@ -121,7 +121,9 @@ class Tuner:
         start_f = None
         saved = self.saved
         if saved and saved.get('board_ids') == self.ids and saved.get('mode') == self.mode \
-                and abs(saved.get('target', -1) - self.target) <= 1e-6 * max(1.0, self.target):
+                and abs(saved.get('target', -1) - self.target) <= 1e-6 * max(1.0, self.target) \
+                and [len(r) for r in saved.get('freqs') or []] == [len(r) for r in obs] \
+                and len(saved.get('board_mv') or []) == len(obs):
             start_f = saved['freqs']
             self.mv = list(saved['board_mv'])
             self.message = 'reusing saved result; verifying'
