@@ -101,6 +101,12 @@ def render(recs, out_path):
     c.text(10, 10, 'TUNE %s %s  %s W  %s J/TH' % (
         recs[0].get('mode', ''), _fmt(recs[0].get('target', 0)), _fmt(rig.get('power_w') or 0),
         _fmt(rig.get('j_per_th') or 0)), BLACK)
+    # Colour scale of the heat maps (each map spans its own min..max, printed above it).
+    lx = width - 170
+    c.text(lx - 24, 10, 'LO', BLACK)
+    for k in range(120):
+        c.rect(lx + k, 10, 1, 10, colormap(k / 119.0))
+    c.text(lx + 126, 10, 'HI', BLACK)
     y = 40
     for r, (cols, rows) in zip(recs, panels):
         c.text(10, y, 'BOARD %d  %d MV' % (r.get('board', 0), r.get('board_mv', 0)), BLACK)
