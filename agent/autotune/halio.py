@@ -9,6 +9,7 @@ frequency: set_frequency restarts it) is differenced here into cumulative hash/e
 """
 
 import logging
+import time
 
 from hal import families
 from hal.rig import run_parallel
@@ -139,7 +140,6 @@ class RigIO(TunerIO):
             self.rig.limits.check_freq(mhz)
             per.setdefault(b, {})[i] = mhz
             self._gen[b][i] += 1
-        import time
         t0 = time.monotonic()
 
         def apply(b):

@@ -153,13 +153,6 @@ def _snap(grid, f, score):
     return best
 
 
-class BoardState:
-    """Die temperatures of one board, iterated to the fixed point as settings change."""
-
-    def __init__(self, n, ambient_c):
-        self.t_c = [ambient_c + 30.0] * n
-
-
 def solve_board(prob, b, v, lam, temps, iters=3):
     """Per-chip frequencies of board b at chip voltage v and price lam (W -> good hashes).
 
