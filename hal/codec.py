@@ -29,10 +29,18 @@ def _command(header, payload):
     return CMD_PREAMBLE + body + bytes([crc5(body)])
 
 
+_READ_FRAMES = {}   # (reg, addr, broadcast) -> frame: polls repeat the same few hundred reads
+
+
 def read_reg(reg, chip_addr=0, broadcast=False):
     """Read a register of one chip (or of all chips with broadcast)."""
-    hdr = TYPE_CMD | OP_READ | (FLAG_BROADCAST if broadcast else 0)
-    return _command(hdr, bytes([chip_addr & 0xFF, reg & 0xFF]))
+    key = ((reg & 0xFF) << 9) | ((chip_addr & 0xFF) << 1) | (1 if broadcast else 0)
+    frame = _READ_FRAMES.get(key)
+    if frame is None:
+        hdr = TYPE_CMD | OP_READ | (FLAG_BROADCAST if broadcast else 0)
+        frame = _command(hdr, bytes([chip_addr & 0xFF, reg & 0xFF]))
+        _READ_FRAMES[key] = frame
+    return frame
 
 
 def write_reg(reg, value, chip_addr=0, broadcast=False):
@@ -171,17 +179,18 @@ def encode_nonce_fields(layout, rand_nonce, job_id, core, chip_addr):
     return rand_nonce & 0xFFFFFFFF, header
 
 
-def decode_response(frame, layout=None):
+def decode_response(frame, layout=None, crc_checked=False):
     """Decode one response frame (9 or 11 bytes, with preamble) into a dict; never raises.
 
     kind 'reg': value, chip_addr, reg. kind 'nonce': nonce, midstate, header, version (11-byte
-    form), and with a family nonce layout also job_id, core, chip_addr.
+    form), and with a family nonce layout also job_id, core, chip_addr. crc_checked=True skips
+    the CRC (a framer already verified it).
     """
     out = {'kind': 'invalid', 'crc_ok': False, 'length': len(frame)}
     if len(frame) not in (9, 11) or frame[0] != 0xAA or frame[1] != 0x55:
         out['error'] = 'not a 9- or 11-byte frame starting AA 55'
         return out
-    out['crc_ok'] = response_crc_ok(frame)
+    out['crc_ok'] = True if crc_checked else response_crc_ok(frame)
     last = frame[-1]
     rtype = last >> 5
     word = (frame[2] << 24) | (frame[3] << 16) | (frame[4] << 8) | frame[5]
