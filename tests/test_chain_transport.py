@@ -89,7 +89,7 @@ def test_pipeline_gives_up_on_a_silent_chain_without_raising():
 
 def test_auto_window_bounds():
     assert auto_window(115200) == 16
-    assert auto_window(3125000) == 64
+    assert auto_window(3125000) == 128   # 15 ms of 35 us answers, capped
 
 
 def test_counter_accounting_wrap_window_and_glitch():
