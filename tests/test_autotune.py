@@ -170,3 +170,17 @@ def test_saved_result_of_another_shape_is_not_reused():
     t = Tuner(io, PR.validate({'mode': 'power'}), 17.0, saved=saved)
     t.step(0.0)
     assert t.stage == 'search'
+
+
+def test_unreachable_target_ends_at_the_limit_within_the_time_budget():
+    io = PlantIO('GAMMA', seed=1)
+    prof = PR.validate({'mode': 'power', 'time_budget_s': 900.0})
+    tuner = Tuner(io, prof, 60.0)                   # far above what 1300 mV can draw
+    done = _run(io, tuner, 3000.0)
+    assert done is not None and done <= 900.0 + prof['verify_s'] + 60.0
+    # Held back by the hot limit (75 - 3 C margin) before the voltage limit: stays below it.
+    assert max(io.temps[0]) <= 72.0 + 1.0 and io.wall_w() < 60.0
+    io2 = PlantIO('S21', seed=1)
+    t2 = Tuner(io2, PR.validate({'mode': 'power', 'time_budget_s': 900.0}), 500.0)
+    assert _run(io2, t2, 3000.0) is not None        # far below: lowest voltage, chips slowed
+    assert io2.mv[0] == 12000

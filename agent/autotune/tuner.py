@@ -35,6 +35,7 @@ SECANT_MIN_STEPS = 4       # closer settled points are noise: use the prior slop
 SAMPLES_KEPT_S = 600.0
 ERR_DRIFT_FRAC = 0.1       # this share of chips clearly above err_max while holding: re-tune
 EVENTS_KEPT = 20
+HOT_MEMORY_S = 300.0       # a chip held back by the hot limit blocks voltage rises this long
 POWER_MIN_SAMPLES = 3
 
 
@@ -50,6 +51,7 @@ class ChipState:
         self.err_est = None
         self.temp_c = None
         self.alive = True
+        self.hot_at = None           # last time the chip was held back by the hot limit
         self.bad = False             # last window clearly above err_max (error drift)
 
 
@@ -245,6 +247,8 @@ class Tuner:
                 h = (c.get('hash_units') or 0.0) - st.h0
                 e = (c.get('err_units') or 0) - st.e0
                 hot = st.temp_c is not None and st.temp_c > self.hot_c
+                if hot:
+                    st.hot_at = now_s
                 step = None
                 if hot:
                     step = -0.01
@@ -276,7 +280,7 @@ class Tuner:
                     wants.append(step)
                     step = up_cap      # chips step together: keep the rise within the headroom
                 st.decisions += 1
-                st.last_step = abs(step)
+                st.last_step = 0.0 if hot else abs(step)   # hot-limited: at its limit
                 f_new = self._snap(st.f * (1.0 + step))
                 if abs(f_new - st.f) < 1e-6:
                     # Below PLL resolution: keep the data unless the window grew too long.
@@ -368,9 +372,18 @@ class Tuner:
         if self.stage == 'done':
             self._watch_drift(now_s, y, tol)
             return
-        if not settled:
-            if self.stage == 'search' and now_s - self.t_start > self.prof['time_budget_s']:
+        overtime = now_s - self.t_start > self.prof['time_budget_s']
+        if overtime:
+            # Time budget spent: hold what we have (the urgent over-budget rule still acts),
+            # verify it for verify_s and finish.
+            if self.stage == 'search':
                 self._stage('verify', now_s)
+                self.message = 'time budget reached: holding the current settings'
+            elif now_s - self.t_stage >= self.prof['verify_s']:
+                self._finish(now_s, pw, g)
+                self.message = 'time budget reached after %.0f s' % (now_s - self.t_start)
+            return
+        if not settled:
             return
         mv = self.mv[0]
         v = mv / 1000.0
@@ -389,6 +402,8 @@ class Tuner:
                                            self.mv_lo, self.mv_hi)
             if y < self.target and new_mv <= mv:
                 new_mv = min(self.mv_hi, mv + self.mv_step)
+        if new_mv > mv and self._hot_chips(now_s) > 0:
+            new_mv = mv          # at the thermal limit: more voltage would only heat (runaway)
         # Bands with hysteresis: measured power is noisy (PSU +-1 %); verify does not flap.
         wide = 1.5 if self.stage == 'verify' else 1.0
         if self.mode == 'power':
@@ -511,6 +526,12 @@ class Tuner:
             del self.retune_reasons[:-EVENTS_KEPT]
             self._stage('search', now_s)
             self.t_start = now_s
+
+    def _hot_chips(self, now_s):
+        """Chips near the tuner's hot limit now, or held back by it within HOT_MEMORY_S."""
+        return sum(1 for row in self.chips for st in row
+                   if st.alive and ((st.temp_c is not None and st.temp_c > self.hot_c - 1.0) or
+                                    (st.hot_at is not None and now_s - st.hot_at < HOT_MEMORY_S)))
 
     def _bad_frac(self):
         live = [st for row in self.chips for st in row if st.alive]
