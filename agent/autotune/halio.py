@@ -70,8 +70,15 @@ class RigIO(TunerIO):
             return
         if old is not None and ref is not old and ref[0] > old[0] \
                 and self._ref_gen[b][i] == self._gen[b][i]:
-            self._h[b][i] += _wrap32(old[1], ref[1])
-            self._e[b][i] += _wrap32(old[2], ref[2])
+            dh = _wrap32(old[1], ref[1])
+            de = _wrap32(old[2], ref[2])
+            # The driver restarts a window on an impossible jump (a corrupted answer that passed
+            # the CRC); such a window must not reach the statistics either.
+            f = c.freq_mhz or self.rig.limits.freq_max_mhz
+            most = f * 1e6 * self.rig.model['cores_per_chip'] * (ref[0] - old[0]) / 4294967296.0
+            if dh <= 1.2 * most + 2 and de <= dh:
+                self._h[b][i] += dh
+                self._e[b][i] += de
         self._ref[b][i] = ref
         self._ref_gen[b][i] = self._gen[b][i]
 
