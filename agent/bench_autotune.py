@@ -71,12 +71,10 @@ def run(args):
     prof = PR.load(args.profile) if args.profile else PR.validate({'mode': args.mode})
     prof = dict(prof, mode=args.mode)
     target = _target(args, model, prof)
-    tmp_truth = None
     extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(args.fan_duty_pct),
              '--truth-period-s', '5']
     t_wall0 = time.monotonic()
     with _Sim(args, extra) as sim:
-        tmp_truth = sim.truth
         clock = Clock(args.time_scale)
         rig = Rig.from_ports_file(sim.ports_file, clock=clock)
         try:
@@ -108,7 +106,6 @@ def run(args):
                     break
                 if now - t0 > limit_s + args.hold_s:
                     break
-            t_hold_start = now - min(args.hold_s, 60.0)
             freq_write_s = io.freq_write_s
         finally:
             rig.close()

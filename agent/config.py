@@ -6,7 +6,6 @@ names the key and the file line, the way Klipper rejects a typo instead of ignor
 
 import argparse
 import configparser
-import os
 import re
 import sys
 import tomllib

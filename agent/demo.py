@@ -5,7 +5,6 @@ The view is an MQTT subscriber like any farm tool: it shows only what reached th
 """
 
 import argparse
-import json
 import os
 import shutil
 import signal

@@ -11,7 +11,6 @@ import time
 from hal import codec, families, pll
 from hal.clock import Clock
 from hal.framer import ResponseFramer
-from hal.limits import HardwareLimits
 from hal.pipeline import ReadPipeline
 from hal.transport import TransportError
 

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from mqtt_schema import codec
 from tests.agentproc import AgentProcess, Recorder, dump, seqs_by_boot
 from tests.broker import Broker
 from tests.simproc import start_sim

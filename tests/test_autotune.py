@@ -1,9 +1,9 @@
 """Tuner maths and state machine against the in-process plant (agent/autotune/plant.py)."""
 
-import math
 import random
 
-import pytest
+from hal.sim.physics import poisson
+
 
 from agent.autotune import maths, profile as PR
 from agent.autotune.plant import PlantIO
@@ -30,22 +30,14 @@ def test_freq_step_signs_and_bounds():
     assert abs(maths.freq_step(8, 4000, 0.002)) < 0.001
 
 
-def _poisson(rng, lam):
-    k, p, limit = 0, rng.random(), math.exp(-lam)
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
-
-
 def test_dwell_tells_0p1_from_0p5_percent():
     """With min_err_count 8 at a 0.2 % target: a chip at 0.5 % always steps down; a chip at 0.1 %
     almost never steps down by more than 0.1 % (Poisson counts), and on average steps up."""
     rng = random.Random(11)
     target, nmin = 0.002, 8.0
     exposure = nmin / target
-    low = [maths.freq_step(_poisson(rng, 0.001 * exposure), exposure, target) for _ in range(400)]
-    high = [maths.freq_step(_poisson(rng, 0.005 * exposure), exposure, target) for _ in range(400)]
+    low = [maths.freq_step(poisson(rng, 0.001 * exposure), exposure, target) for _ in range(400)]
+    high = [maths.freq_step(poisson(rng, 0.005 * exposure), exposure, target) for _ in range(400)]
     assert sum(s < 0 for s in high) >= 0.99 * 400
     assert sum(s > -0.001 for s in low) >= 0.97 * 400
     assert sum(low) / 400 > 0.001

@@ -5,7 +5,6 @@ the steady state of the board's air, Poisson error counts, exact hash counts, PS
 die temperature noise. Time advances only through advance(dt_s).
 """
 
-import math
 import random
 
 from hal import families, models, pll
@@ -14,20 +13,6 @@ from hal.sim import physics as P
 from agent.autotune.io import TunerIO
 
 TWO32 = 4294967296.0
-
-
-def _poisson(rng, lam):
-    if lam <= 0.0:
-        return 0
-    if lam < 30.0:
-        limit = math.exp(-lam)
-        k = 0
-        p = rng.random()
-        while p > limit:
-            k += 1
-            p *= rng.random()
-        return k
-    return max(0, int(rng.gauss(lam, math.sqrt(lam)) + 0.5))
 
 
 class PlantIO(TunerIO):
@@ -77,7 +62,7 @@ class PlantIO(TunerIO):
                 e = P.chip_err(f, fm)
                 units = f * 1e6 * cores * dt_s / TWO32
                 self.h_units[b][i] += units
-                self.e_units[b][i] += _poisson(self.rng, e * units)
+                self.e_units[b][i] += P.poisson(self.rng, e * units)
                 self.rate[b][i] = f * 1e6 * cores
                 self.errf[b][i] = e
                 temps[i] = P.relax(temps[i], target[i], dt_s, P.TAU_DIE_S)

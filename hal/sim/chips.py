@@ -6,33 +6,16 @@ Everything chip-type specific comes from hal/families.py; the physics (frequency
 fraction) is pushed in by hal/sim/rig.py at every physics step. See docs/simulator.md.
 """
 
-import math
 
 from hal import codec, families, pll
 from hal.crc import crc5
-from hal.sim.physics import chip_err
+from hal.sim.physics import chip_err, poisson
 
 F = families
 TWO32 = 4294967296.0
 RESET_FREQ_MHZ = 50.0
 RESET_BAUD_WORD = 0x0000301A   # ASSUMED reset value of 0x28 (divider 26 -> 115 740 baud)
 MISC_CONTROL_RESET = 0x0000C100
-
-
-def poisson(rng, lam):
-    """Poisson draw (Knuth below 30, normal approximation above)."""
-    if lam <= 0.0:
-        return 0
-    if lam < 30.0:
-        limit = math.exp(-lam)
-        k = 0
-        p = rng.random()
-        while p > limit:
-            k += 1
-            p *= rng.random()
-        return k
-    k = int(rng.gauss(lam, math.sqrt(lam)) + 0.5)
-    return k if k > 0 else 0
 
 
 def _crc_after_zero_type_bits():

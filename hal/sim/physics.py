@@ -331,3 +331,19 @@ def rig_steady_state(cal, pop, freqs_mhz, board_mv, fan_duty=STOCK_FAN_DUTY,
     return {'boards': out, 'sum_chip_w': total_w, 'wall_w': wall, 'good_ths': ths,
             'j_per_th': wall / ths if ths > 0 else None, 'hottest_c': hottest,
             'runaway': runaway}
+
+
+def poisson(rng, lam):
+    """Poisson draw (Knuth below 30, normal approximation above)."""
+    if lam <= 0.0:
+        return 0
+    if lam < 30.0:
+        limit = math.exp(-lam)
+        k = 0
+        p = rng.random()
+        while p > limit:
+            k += 1
+            p *= rng.random()
+        return k
+    k = int(rng.gauss(lam, math.sqrt(lam)) + 0.5)
+    return k if k > 0 else 0
