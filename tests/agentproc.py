@@ -27,16 +27,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class AgentProcess:
     def __init__(self, tmp_path, ports_file, broker, site='lab', rig='r1', telemetry_s=1.0,
-                 chips_s=5.0, fmt='cbor', state_dir=None, extra_cfg='', name='agent'):
+                 chips_s=5.0, fmt='cbor', state_dir=None, extra_cfg='', name='agent',
+                 mqtt_extra=''):
         self.state_dir = state_dir or str(tmp_path / ('state-' + rig))
         self.cfg_path = str(tmp_path / ('%s-%s.toml' % (name, rig)))
         with open(self.cfg_path, 'w') as f:
             f.write('[rig]\nsite = "%s"\nrig = "%s"\nports_file = "%s"\n\n'
                     '[mqtt]\nbroker = "127.0.0.1:%d"\nformat = "%s"\nbackoff_min_s = 0.2\n'
-                    'backoff_max_s = 2.0\n\n'
+                    'backoff_max_s = 2.0\n%s\n'
                     '[telemetry]\npoll_s = 1.0\ntelemetry_s = %s\nchips_s = %s\n\n'
                     '[state]\nstate_dir = "%s"\noutbox_flush_s = 0.5\n%s\n'
-                    % (site, rig, ports_file, broker.port, fmt, telemetry_s, chips_s,
+                    % (site, rig, ports_file, broker.port, fmt, mqtt_extra, telemetry_s, chips_s,
                        self.state_dir, extra_cfg))
         self.log_path = str(tmp_path / ('%s-%s.log' % (name, rig)))
         self.proc = None
