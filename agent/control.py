@@ -33,6 +33,7 @@ class ControlLoop:
         self.enabled = [True] * nboards
         self.needs_init = [False] * nboards
         self.powered_at_s = [None] * nboards
+        self.power_lost = [False] * nboards
         self.fan_duty_pct = [None] * self.model['fans']
         self.last_snapshot = None
         self.last_board = {}
@@ -64,6 +65,8 @@ class ControlLoop:
         boards = []
         for i, chain in enumerate(self.rig.chains):
             v = self._safe(board.read_voltage, i) or {}
+            if v.get('enabled') is False and self.enabled[i] and not self.needs_init[i]:
+                self._power_lost(i, now_s)
             temps = self._safe(board.read_temps_c, i)
             chips = chain.chips if (self.enabled[i] and not self.needs_init[i]) else []
             boards.append({
@@ -123,12 +126,26 @@ class ControlLoop:
                 self.caps_pct[i] = max(0.0, min(100.0, float(cap)))
         for ev in actions.get('events') or []:
             self.on_event(ev)
+        reinit_done = False
         for i in range(len(self.rig.chains)):
             if self.needs_init[i] and self.enabled[i]:
-                if now_s - (self.powered_at_s[i] or now_s) >= POWER_UP_SETTLE_S:
+                # One board per tick: a re-init (scan + PLL ramp) takes seconds, and several in
+                # one tick would starve the watchdog and the other boards' safety.
+                if not reinit_done and now_s - (self.powered_at_s[i] or now_s) >= POWER_UP_SETTLE_S:
                     self._reinit(i)
+                    reinit_done = True
             elif self.enabled[i]:
                 self._apply_freqs(i)
+
+    def _power_lost(self, i, now_s):
+        """The hardware switched a board off that we run (the board controller's heartbeat
+        watchdog after a stall, a PSU trip, an external cut): its chips have reset, so the board
+        is treated as off and powered up again through a full re-init if safety allows."""
+        self.enabled[i] = False
+        self.power_lost[i] = True
+        self.on_event({'id': 'board%d.power_lost' % i, 'action': 'raise', 'severity': 'warning',
+                       'board': i, 'message': 'board %d: powered off by the hardware (board '
+                       'controller watchdog, PSU or external cut); re-initialising' % i})
 
     def _reinit(self, i):
         chain = self.rig.chains[i]
@@ -142,6 +159,11 @@ class ControlLoop:
             chain.init(self._lowest_effective(i), baud=fast_baud if fast_baud != families.RESET_BAUD else None)
             self.needs_init[i] = False
             log.info('board %d re-initialised after power-up', i)
+            if self.power_lost[i]:
+                self.power_lost[i] = False
+                self.on_event({'id': 'board%d.power_lost' % i, 'action': 'clear',
+                               'severity': 'info', 'board': i,
+                               'message': 'board %d: powered and hashing again' % i})
         except Exception as e:
             self.io_errors += 1
             log.warning('board %d re-init failed (will retry): %s', i, e)

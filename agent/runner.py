@@ -41,6 +41,9 @@ log = logging.getLogger('hashpilot')
 CONTROL_PERIOD_S = 1.0        # physics seconds between safety ticks (all fans stopping heats dies ~9 °C/s)
 MIN_WALL_PERIOD_S = 0.1       # no loop runs faster than this in wall time (time-warped tests)
 CMD_MAX_AGE_S = 60.0
+# The board controller's own heartbeat watchdog backs up the in-process one: it fires when the
+# whole agent is gone (kill -9, frozen, crashed before systemd restarts it).
+HW_WATCHDOG_FACTOR = 2.0
 
 
 class SafeStateWriter:
@@ -430,6 +433,18 @@ class Agent:
                                 'severity': 'warning', 'board': i,
                                 'message': 'board %d: %d of %d chips found'
                                            % (i, n, self.model['chips_per_board'])})
+        hw_s = HW_WATCHDOG_FACTOR * self.watchdog.timeout_s
+        try:
+            trips = self.rig.board.set_heartbeat_watchdog(hw_s)
+            if trips is not None:
+                log.info('board controller heartbeat watchdog armed: %.0f s (%d earlier trips)',
+                         hw_s, trips)
+                if trips:
+                    self._on_event({'id': 'rig.hw_watchdog', 'action': 'raise', 'severity': 'warning',
+                                    'message': 'the board controller watchdog has made the rig '
+                                               'safe %d time(s) since it powered up' % trips})
+        except Exception as e:
+            log.warning('board controller heartbeat watchdog not armed: %s', e)
         now = self.clock.monotonic()
         self.scheduler.add_timer(self._tick, now)
         self.scheduler.add_timer(self._poll, now)

@@ -57,6 +57,12 @@ class BoardController:
     def board_id(self, board):
         raise NotImplementedError
 
+    def set_heartbeat_watchdog(self, timeout_s):
+        """Arm the controller's own watchdog: if no request reaches it for timeout_s (0 = off),
+        it switches every board off and every fan to 100 %. Returns its trip count, or None
+        where the hardware has no such watchdog."""
+        return None
+
     def close(self):
         pass
 

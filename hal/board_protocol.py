@@ -23,6 +23,8 @@ SET_VOLTAGE = 0x20   # board u8 (0xFF rail), mv u16
 GET_VOLTAGE = 0x21   # board u8 -> setpoint_mv u16, readback_mv u16, enabled u8
 SET_ENABLE = 0x22    # board u8 (0xFF all), on u8
 GET_BOARD_ID = 0x23  # board u8 -> ascii identity (serial number)
+SET_WATCHDOG = 0x24  # timeout_ds u16 (0.1 s; 0 = off) -> trips u16. Heartbeat: any valid request
+                     # restarts it; on expiry every board is switched off and every fan set to 100 %
 GET_TEMPS = 0x30     # board u8 -> n u8, n * (ok u8, centi_c s16)
 GET_POWER = 0x40     # -> input_dw u32 (deci-watts)
 

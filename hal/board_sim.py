@@ -116,6 +116,12 @@ class SimBoardController(BoardController):
         self._check_index(board, self.info()['boards'], 'board')
         return bytes(self.request(bp.GET_BOARD_ID, bytes([board]))).decode('ascii', 'replace')
 
+    def set_heartbeat_watchdog(self, timeout_s):
+        if not 0 <= timeout_s <= 6553.5:
+            raise BoardError('heartbeat watchdog timeout %s s outside 0..6553.5 s' % (timeout_s,))
+        p = self.request(bp.SET_WATCHDOG, bp.u16(int(round(timeout_s * 10))))
+        return bp.get_u16(p, 0) if len(p) >= 2 else None
+
     def close(self):
         self.transport.close()
 

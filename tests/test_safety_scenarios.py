@@ -224,3 +224,38 @@ def test_scenario_control_loop_stall_reaches_safe_state(tmp_path):
             agent.scheduler.stop()
             th.join(30)
             agent.shutdown()
+
+
+def test_scenario_frozen_agent_board_controller_makes_rig_safe(tmp_path):
+    """The whole agent process stops (SIGSTOP: no thread of it runs, as after kill -9): the board
+    controller's heartbeat watchdog switches the boards off and the fans to 100 %; when the
+    agent runs again it notices, re-initialises and mines again."""
+    import signal
+    sim, broker, rec, agent, truth = scenario(tmp_path, [], time_scale=5)
+    try:
+        truth.wait_until(60, 60, agent)
+        hw_s = runner.HW_WATCHDOG_FACTOR * config.defaults()['safety']['watchdog_s']
+        t_freeze = truth.t()
+        agent.proc.send_signal(signal.SIGSTOP)
+        lines = truth.wait_until(t_freeze + hw_s + 10, 60)
+        safe = [l for l in lines if l['t_s'] > t_freeze and all_off(l)
+                and all(f['duty_pct'] >= 99 for f in l['fans'])]
+        assert safe, 'rig not made safe while the agent was frozen'
+        t_safe = safe[0]['t_s'] - t_freeze
+        assert t_safe <= hw_s + 2.5, 'safe after %.1f s (heartbeat %.0f s)' % (t_safe, hw_s)
+        agent.proc.send_signal(signal.SIGCONT)
+        t_cont = truth.t()
+        lines = truth.wait_until(t_cont + 240, 120, agent)
+        back = [l for l in lines if l['t_s'] > t_cont and not any(not b['enabled'] for b in l['boards'])
+                and l['good_ths'] > 100]
+        assert back, 'the agent did not bring the rig back'
+        ids = [a['id'] for a in rec.of('alarm') if a and a['event'] == 'raise']
+        assert any(i.endswith('.power_lost') for i in ids), ids
+        peak = max(l['hottest_c'] for l in lines)
+        report('agent_frozen', peak_die_c=round(peak, 1), heartbeat_s=hw_s,
+               time_to_safe_state_s=round(t_safe, 1),
+               back_mining_after_s=round(back[0]['t_s'] - t_cont, 1))
+    finally:
+        if agent.alive():
+            agent.proc.send_signal(signal.SIGCONT)
+        close(agent, rec, broker, sim)

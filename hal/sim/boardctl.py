@@ -17,9 +17,15 @@ def board_serial(model_name, seed, board):
 
 
 class BoardController:
-    def __init__(self, rig, rng):
+    def __init__(self, rig, rng, sim_time=None):
         self.rig = rig
         self.rng = rng
+        self.sim_time = sim_time or (lambda wall: wall)
+        # Heartbeat watchdog (SET_WATCHDOG): counts simulated time, like the MCU's own clock.
+        self.wd_timeout_s = 0.0
+        self.wd_last_s = 0.0
+        self.wd_tripped = False
+        self.wd_trips = 0
         self.model = rig.model
         self.pty = Pty()
         self.framer = bp.Framer()
@@ -29,6 +35,7 @@ class BoardController:
             bp.SET_VOLTAGE: self._set_voltage, bp.GET_VOLTAGE: self._get_voltage,
             bp.SET_ENABLE: self._set_enable, bp.GET_BOARD_ID: self._board_id,
             bp.GET_TEMPS: self._temps, bp.GET_POWER: self._power,
+            bp.SET_WATCHDOG: self._set_watchdog,
         }
 
     def wants_read(self, now):
@@ -41,6 +48,8 @@ class BoardController:
         out = bytearray()
         for seq, cmd, payload in self.framer.feed(data):
             self.requests += 1
+            self.wd_last_s = self.sim_time(now)
+            self.wd_tripped = False
             out.extend(self.handle(seq, cmd, payload))
         if out:
             self.pty.write(bytes(out))
@@ -48,6 +57,13 @@ class BoardController:
     def service(self, now):
         if self.pty.outbuf:
             self.pty.write()
+        if self.wd_timeout_s and not self.wd_tripped \
+                and self.sim_time(now) - self.wd_last_s > self.wd_timeout_s:
+            # The host went quiet: nobody watches the rig, so make it safe on our own.
+            self.wd_tripped = True
+            self.wd_trips += 1
+            self.rig.set_enabled(None, False)
+            self.rig.set_fan_duty(None, 1.0)
 
     def handle(self, seq, cmd, payload):
         """One request -> reply frame bytes (never raises on bad input)."""
@@ -165,6 +181,12 @@ class BoardController:
                 out.extend(bp.s16(max(-32768, min(32767, int(round(t * 100))))))
         return bp.ST_OK, bytes(out)
 
+    def _set_watchdog(self, p):
+        if len(p) != 2:
+            return bp.ST_BAD_ARG, b''
+        self.wd_timeout_s = bp.get_u16(p, 0) / 10.0
+        return bp.ST_OK, bp.u16(min(0xFFFF, self.wd_trips))
+
     def _power(self, p):
         if p:
             return bp.ST_BAD_ARG, b''
@@ -173,4 +195,5 @@ class BoardController:
 
     def get_status(self):
         return {'path': self.pty.path, 'requests': self.requests,
-                'dropped_bytes': self.framer.dropped_bytes}
+                'dropped_bytes': self.framer.dropped_bytes, 'watchdog_s': self.wd_timeout_s,
+                'watchdog_trips': self.wd_trips}

@@ -135,7 +135,7 @@ class Simulator:
         self.wall0 = time.monotonic()
         self.ports = [ChainPort(ch, self.sim_time, self.faults.corruptor(i))
                       for i, ch in enumerate(self.rig.chains)]
-        self.board = BoardController(self.rig, random.Random(args.seed * 13 + 3))
+        self.board = BoardController(self.rig, random.Random(args.seed * 13 + 3), self.sim_time)
         self.truth = None
         if args.truth:
             self.truth = TruthWriter(args.truth, self.rig, args.truth_period_s, self.time_scale,
