@@ -6,7 +6,6 @@ overwritten), state in /var/lib/hashpilot (0750), a dedicated `hashpilot` user, 
 credentials. Running it twice gives the same result.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import subprocess
 import time
 
 from firmware_hooks import credentials, events, initsys, users
+from firmware_hooks.manifest import sha256_file
 from firmware_hooks import layout as L
 
 VERSION_RE = re.compile(r'^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$')
@@ -22,14 +22,6 @@ VERSION_RE = re.compile(r'^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$')
 
 class InstallError(Exception):
     pass
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def executable_of(binary):
@@ -67,7 +59,7 @@ def install_release(lay, binary, version):
         raise InstallError('bad release version %r' % version)
     exe = executable_of(binary)
     rel = lay.release_dir(version)
-    new_sum = _sha256(exe)
+    new_sum = sha256_file(exe)
     info_path = os.path.join(rel, 'RELEASE.json')
     try:
         with open(info_path) as f:

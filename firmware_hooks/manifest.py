@@ -12,7 +12,7 @@ import stat
 NAME = 'MANIFEST.json'
 
 
-def _sha256(path):
+def sha256_file(path):
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):
@@ -40,7 +40,7 @@ def describe(top, rel):
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         return {'symlink': os.readlink(path)}
-    return {'sha256': _sha256(path), 'size': st.st_size, 'mode': '%04o' % stat.S_IMODE(st.st_mode)}
+    return {'sha256': sha256_file(path), 'size': st.st_size, 'mode': '%04o' % stat.S_IMODE(st.st_mode)}
 
 
 def build(top, meta):

@@ -62,26 +62,24 @@ def scan_response(buf, start, frame_len):
     return BAD, i, i + 1
 
 
-class ResponseFramer:
-    """Chips -> host stream: 9- or 11-byte response frames (length set by the driver)."""
+class _StreamFramer:
+    """Buffer + counters around one scan function (subclasses name the scan and its args)."""
 
-    def __init__(self, frame_len=9):
-        self.frame_len = frame_len
+    def __init__(self):
         self.buf = bytearray()
         self.frames = 0
         self.dropped_bytes = 0
         self.crc_errors = 0
 
-    def set_frame_len(self, frame_len):
-        if frame_len not in (9, 11):
-            raise ValueError('response frames are 9 or 11 bytes')
-        self.frame_len = frame_len
+    def _scan(self):
+        raise NotImplementedError
 
     def feed(self, data):
         """Add bytes; return the list of complete frames (bytes) found."""
         if data:
             self.buf.extend(data)
-        frames, used, dropped, bad = drain(self.buf, scan_response, self.frame_len)
+        scan, args = self._scan()
+        frames, used, dropped, bad = drain(self.buf, scan, *args)
         self.frames += len(frames)
         self.dropped_bytes += dropped
         self.crc_errors += bad
@@ -93,6 +91,22 @@ class ResponseFramer:
     def stats(self):
         return {'frames': self.frames, 'dropped_bytes': self.dropped_bytes,
                 'crc_errors': self.crc_errors, 'buffered': len(self.buf)}
+
+
+class ResponseFramer(_StreamFramer):
+    """Chips -> host stream: 9- or 11-byte response frames (length set by the driver)."""
+
+    def __init__(self, frame_len=9):
+        _StreamFramer.__init__(self)
+        self.frame_len = frame_len
+
+    def set_frame_len(self, frame_len):
+        if frame_len not in (9, 11):
+            raise ValueError('response frames are 9 or 11 bytes')
+        self.frame_len = frame_len
+
+    def _scan(self):
+        return scan_response, (self.frame_len,)
 
 
 def scan_command(buf, start):
@@ -131,26 +145,8 @@ def scan_command(buf, start):
     return BAD, i, i + 1
 
 
-class CommandFramer:
+class CommandFramer(_StreamFramer):
     """Host -> chips stream framer (the simulator's chips, and trace analysis)."""
 
-    def __init__(self):
-        self.buf = bytearray()
-        self.frames = 0
-        self.dropped_bytes = 0
-        self.crc_errors = 0
-
-    def feed(self, data):
-        if data:
-            self.buf.extend(data)
-        frames, used, dropped, bad = drain(self.buf, scan_command)
-        self.frames += len(frames)
-        self.dropped_bytes += dropped
-        self.crc_errors += bad
-        if used:
-            self.buf = self.buf[used:]
-        return frames
-
-    def stats(self):
-        return {'frames': self.frames, 'dropped_bytes': self.dropped_bytes,
-                'crc_errors': self.crc_errors, 'buffered': len(self.buf)}
+    def _scan(self):
+        return scan_command, ()
