@@ -125,10 +125,10 @@ def _v_autotune(body, ctx):
         out['mode'] = mode
     target = body.get('target')
     if target is not None:
+        # The range depends on the mode (W or TH/s), known once the profile is loaded: the
+        # agent checks it there (Agent.start_tuner) before anything starts.
         if not _num(target) or target <= 0:
             return None, 'target must be a positive number (W or TH/s)'
-        if (mode or 'power') == 'power' and not ctx.get('power_min_w', 0) <= target <= ctx.get('power_max_w', 0):
-            return None, 'target %s W outside %s..%s W' % (target, ctx.get('power_min_w'), ctx.get('power_max_w'))
         out['target'] = float(target)
     return out, None
 
@@ -190,4 +190,6 @@ def expired(ts_ms, now_unix_s, max_age_s):
     age_s = now_unix_s - ts_ms / 1000.0
     if age_s > max_age_s:
         return 'command expired: sent %.0f s ago (max age %.0f s)' % (age_s, max_age_s)
+    if -age_s > max_age_s:
+        return 'command timestamp %.0f s in the future (clock skew > %.0f s)' % (-age_s, max_age_s)
     return None

@@ -193,6 +193,12 @@ def _validate_whole(cfg, where):
     f = cfg['fan']
     if f['min_pct'] > f['max_pct']:
         raise ConfigError('%s: fan.min_pct must not exceed fan.max_pct' % where('fan', 'min_pct'))
+    if f['max_pct'] < 50:
+        raise ConfigError('%s: fan.max_pct = %s: the fan PID must be able to reach at least 50 %%'
+                          % (where('fan', 'max_pct'), f['max_pct']))
+    if f['mode'] == 'manual' and f['manual_duty_pct'] < f['min_pct']:
+        raise ConfigError('%s: fan.manual_duty_pct must not be below fan.min_pct'
+                          % where('fan', 'manual_duty_pct'))
     s = cfg['safety']
     hot, danger = s['temp_hot_c'], s['temp_danger_c']
     if hot and danger and hot >= danger:

@@ -8,17 +8,26 @@ and overrides are applied on top. Runs on the scheduler's control thread.
 import logging
 
 from hal import families, pll
+from hal.chain import RAMP_STEP_MHZ
+from hal.rig import run_parallel
 
 log = logging.getLogger(__name__)
 
 FREQ_TOLERANCE_MHZ = 0.5     # smaller differences are not worth a PLL write
 POWER_UP_SETTLE_S = 1.0      # after a board is powered, wait before talking to its chips
+# Frequency moves are spread over ticks: at most this many 6.25 MHz PLL steps per board per
+# tick (boards in parallel), so one tick blocks ~0.3 s however far a command or the tuner asks.
+RAMP_STEPS_PER_TICK = 3
+REINIT_FREQ_MHZ = 100.0      # a re-init ramps only this far; later ticks walk on from there
+REINIT_BACKOFF_S = (5.0, 10.0, 30.0, 60.0)
+REINIT_ALARM_AFTER = 3       # failed re-inits of one board before an alarm
 
 
 class ControlLoop:
     def __init__(self, rig, supervisor, clock, on_event=None, start_freq_mhz=None,
-                 scan_silence_s=0.5):
+                 scan_silence_s=0.5, chain_baud=None):
         self.scan_silence_s = scan_silence_s
+        self.chain_baud = chain_baud       # the rate chains run at after init (None = reset rate)
         self.rig = rig
         self.model = rig.model
         self.family = rig.family
@@ -34,6 +43,9 @@ class ControlLoop:
         self.needs_init = [False] * nboards
         self.powered_at_s = [None] * nboards
         self.power_lost = [False] * nboards
+        self.reinit_failures = [0] * nboards
+        self.reinit_retry_s = [0.0] * nboards
+        self._rr = nboards - 1             # round-robin position for re-inits
         self.fan_duty_pct = [None] * self.model['fans']
         self.last_snapshot = None
         self.last_board = {}
@@ -65,13 +77,17 @@ class ControlLoop:
         boards = []
         for i, chain in enumerate(self.rig.chains):
             v = self._safe(board.read_voltage, i) or {}
-            if v.get('enabled') is False and self.enabled[i] and not self.needs_init[i]:
+            if v.get('enabled') is False and self.enabled[i]:
                 self._power_lost(i, now_s)
             temps = self._safe(board.read_temps_c, i)
+            initialising = self.enabled[i] and self.needs_init[i]
             chips = chain.chips if (self.enabled[i] and not self.needs_init[i]) else []
+            hw_on = v.get('enabled', self.enabled[i])
             boards.append({
                 'index': i,
-                'enabled': v.get('enabled', self.enabled[i]),
+                # A board still being scanned and initialised is not hashing yet (chips in reset,
+                # no die readings): reported as off, so safety does not take it for a blind board.
+                'enabled': hw_on and not initialising,
                 'sensors_c': temps if temps is not None else [None, None],
                 'die_c': [c.temp_c if c.alive else None for c in chips],
                 'chips_alive': [c.alive for c in chips],
@@ -97,10 +113,14 @@ class ControlLoop:
     def apply(self, actions, now_s):
         board = self.rig.board
         duties = actions.get('fan_duty_pct') or []
+        read = (self.last_snapshot or {}).get('fans') or []
         for k, duty in enumerate(duties):
             if duty is None or k >= len(self.fan_duty_pct):
                 continue
-            if self.fan_duty_pct[k] is None or abs(self.fan_duty_pct[k] - duty) >= 0.5:
+            back = read[k].get('duty_pct') if k < len(read) and isinstance(read[k], dict) else None
+            # Written again when the hardware reports another duty (controller reset, watchdog).
+            if self.fan_duty_pct[k] is None or abs(self.fan_duty_pct[k] - duty) >= 0.5 \
+                    or (back is not None and abs(back - duty) >= 1.5):
                 try:
                     board.set_fan_duty(k, duty)
                     self.fan_duty_pct[k] = duty
@@ -126,47 +146,65 @@ class ControlLoop:
                 self.caps_pct[i] = max(0.0, min(100.0, float(cap)))
         for ev in actions.get('events') or []:
             self.on_event(ev)
-        reinit_done = False
-        for i in range(len(self.rig.chains)):
-            if self.needs_init[i] and self.enabled[i]:
-                # One board per tick: a re-init (scan + PLL ramp) takes seconds, and several in
-                # one tick would starve the watchdog and the other boards' safety.
-                if not reinit_done and now_s - (self.powered_at_s[i] or now_s) >= POWER_UP_SETTLE_S:
-                    self._reinit(i)
-                    reinit_done = True
-            elif self.enabled[i]:
-                self._apply_freqs(i)
+        n = len(self.rig.chains)
+        due = [i for i in range(n) if self.needs_init[i] and self.enabled[i]
+               and now_s - (self.powered_at_s[i] or now_s) >= POWER_UP_SETTLE_S
+               and now_s >= self.reinit_retry_s[i]]
+        if due:
+            # One board per tick (a re-init takes seconds), taken round robin so a board that
+            # keeps failing cannot keep the others waiting.
+            due.sort(key=lambda i: (i - self._rr - 1) % n)
+            self._rr = due[0]
+            self._reinit(due[0], now_s)
+        self._apply_freqs([i for i in range(n) if self.enabled[i] and not self.needs_init[i]])
 
     def _power_lost(self, i, now_s):
         """The hardware switched a board off that we run (the board controller's heartbeat
         watchdog after a stall, a PSU trip, an external cut): its chips have reset, so the board
         is treated as off and powered up again through a full re-init if safety allows."""
         self.enabled[i] = False
-        self.power_lost[i] = True
-        self.on_event({'id': 'board%d.power_lost' % i, 'action': 'raise', 'severity': 'warning',
-                       'board': i, 'message': 'board %d: powered off by the hardware (board '
-                       'controller watchdog, PSU or external cut); re-initialising' % i})
+        self.needs_init[i] = False
+        if not self.power_lost[i]:
+            self.power_lost[i] = True
+            self.on_event({'id': 'board%d.power_lost' % i, 'action': 'raise', 'severity': 'warning',
+                           'board': i, 'message': 'board %d: powered off by the hardware (board '
+                           'controller watchdog, PSU or external cut); re-initialising' % i})
 
-    def _reinit(self, i):
+    def _reinit(self, i, now_s):
         chain = self.rig.chains[i]
         try:
             # Chips come back from power-off in their reset state: reset baud, no addresses.
-            fast_baud = chain.transport.baud
             chain.transport.set_baud(families.RESET_BAUD)
-            if not chain.enumerate(silence_s=self.scan_silence_s):
+            found = chain.enumerate(silence_s=self.scan_silence_s)
+            if not found:
                 raise RuntimeError('no chips answered')
             chain.assign_addresses()
-            chain.init(self._lowest_effective(i), baud=fast_baud if fast_baud != families.RESET_BAUD else None)
-            self.needs_init[i] = False
-            log.info('board %d re-initialised after power-up', i)
-            if self.power_lost[i]:
-                self.power_lost[i] = False
-                self.on_event({'id': 'board%d.power_lost' % i, 'action': 'clear',
-                               'severity': 'info', 'board': i,
-                               'message': 'board %d: powered and hashing again' % i})
+            fast = self.chain_baud if self.chain_baud and self.chain_baud != families.RESET_BAUD else None
+            chain.init(min(self._lowest_effective(i), REINIT_FREQ_MHZ), baud=fast)
         except Exception as e:
             self.io_errors += 1
-            log.warning('board %d re-init failed (will retry): %s', i, e)
+            self.reinit_failures[i] += 1
+            k = self.reinit_failures[i]
+            wait_s = REINIT_BACKOFF_S[min(k, len(REINIT_BACKOFF_S)) - 1]
+            self.reinit_retry_s[i] = now_s + wait_s
+            log.warning('board %d re-init failed (%d), retry in %.0f s: %s', i, k, wait_s, e)
+            if k == REINIT_ALARM_AFTER:
+                self.on_event({'id': 'board%d.reinit_failed' % i, 'action': 'raise',
+                               'severity': 'critical', 'board': i,
+                               'message': 'board %d: %d re-initialisations failed (%s); retrying '
+                               'every %.0f s' % (i, k, e, REINIT_BACKOFF_S[-1])})
+            return
+        self.needs_init[i] = False
+        log.info('board %d re-initialised after power-up (%d chips)', i, len(found))
+        if self.reinit_failures[i] >= REINIT_ALARM_AFTER:
+            self.on_event({'id': 'board%d.reinit_failed' % i, 'action': 'clear', 'severity': 'info',
+                           'board': i, 'message': 'board %d: initialised again' % i})
+        self.reinit_failures[i] = 0
+        if self.power_lost[i]:
+            self.power_lost[i] = False
+            self.on_event({'id': 'board%d.power_lost' % i, 'action': 'clear',
+                           'severity': 'info', 'board': i,
+                           'message': 'board %d: powered and hashing again' % i})
 
     def _lowest_effective(self, i):
         return min(self.effective_mhz(i, c) for c in range(len(self.requested_mhz[i])))
@@ -176,31 +214,38 @@ class ControlLoop:
         f = self.requested_mhz[i][chip_index] * self.caps_pct[i] / 100.0
         return max(lim.freq_min_mhz, min(lim.freq_max_mhz, f))
 
-    def _apply_freqs(self, i):
-        """Move chips whose frequency differs from requested * cap (grouped by target)."""
-        chain = self.rig.chains[i]
-        groups = {}
-        for c in chain.chips:
-            if not c.alive or c.index >= len(self.requested_mhz[i]):
-                continue
-            target = pll.solve(self.family, self.effective_mhz(i, c.index))['freq_mhz']
-            if c.freq_mhz is None or abs(c.freq_mhz - target) > FREQ_TOLERANCE_MHZ:
-                groups.setdefault(target, []).append(c.addr)
-        if not groups:
+    def _apply_freqs(self, boards):
+        """Walk chips toward requested x cap, at most RAMP_STEPS_PER_TICK steps this tick."""
+        max_move = RAMP_STEPS_PER_TICK * RAMP_STEP_MHZ
+        jobs = []
+        for i in boards:
+            chain = self.rig.chains[i]
+            plan = {}
+            for c in chain.chips:
+                if not c.alive or c.index >= len(self.requested_mhz[i]):
+                    continue
+                target = pll.solve(self.family, self.effective_mhz(i, c.index))['freq_mhz']
+                cur = c.freq_mhz
+                if cur is not None and abs(cur - target) <= FREQ_TOLERANCE_MHZ:
+                    continue
+                if cur is None or abs(target - cur) <= max_move:
+                    plan[c.addr] = target
+                else:
+                    plan[c.addr] = cur + (max_move if target > cur else -max_move)
+            if plan:
+                jobs.append((i, chain, plan))
+        if not jobs:
             return
-        try:
-            if hasattr(chain, 'set_frequencies'):
-                plan = {}
-                for target, addrs in groups.items():
-                    for a in addrs:
-                        plan[a] = target
+
+        def move(job):
+            i, chain, plan = job
+            try:
                 chain.set_frequencies(plan)
-            else:
-                for target, addrs in sorted(groups.items()):
-                    chain.set_frequency(target, chips=addrs, ramp=True)
-        except Exception as e:
-            self.io_errors += 1
-            log.warning('board %d frequency change failed: %s', i, e)
+            except Exception as e:   # a failed move is retried next tick from where it got
+                self.io_errors += 1
+                log.warning('board %d frequency change failed: %s', i, e)
+
+        run_parallel([(lambda j=j: move(j)) for j in jobs])
 
     # -- requests (commands, tuner) ------------------------------------------------------------
     def request_frequency(self, mhz, board=None, chip=None):
@@ -213,14 +258,17 @@ class ControlLoop:
                 self.requested_mhz[i][c] = float(mhz)
 
     def safe_state(self):
-        """Boards off, fans full: what shutdown and the watchdog leave behind."""
+        """Boards off, fans full: what shutdown leaves behind. True when both writes went through."""
         board = self.rig.board
+        ok = True
         for fn, args in ((board.set_fan_duty, (None, 100)), (board.set_enabled, (None, False))):
             try:
                 fn(*args)
             except Exception as e:
+                ok = False
                 log.error('safe state: %s%s failed: %s', fn.__name__, args, e)
         self.enabled = [False] * len(self.enabled)
+        return ok
 
     def get_status(self):
         return {'caps_pct': list(self.caps_pct), 'enabled': list(self.enabled),

@@ -124,8 +124,11 @@ def main(argv):
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
 
     def spawn(name, argv_):
-        log = open(os.path.join(work, name + '.log'), 'wb')
-        proc = subprocess.Popen(argv_, stdout=log, stderr=subprocess.STDOUT)
+        with open(os.path.join(work, name + '.log'), 'wb') as log:
+            # Own session: Ctrl-C reaches only the demo, which then stops the agent first
+            # (it leaves the rig safe) and the simulator and broker after it.
+            proc = subprocess.Popen(argv_, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         procs.append((name, proc))
         return proc
 

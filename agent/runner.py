@@ -80,6 +80,10 @@ class SafeStateWriter:
             log.error('watchdog: writing the safe state failed: %s', e)
             return False
 
+    def close(self):
+        if self.transport is not None:
+            self.transport.close()
+
 
 class CommandInbox:
     """Looks like a queue to the MQTT link; hands each command to the control thread."""
@@ -89,15 +93,18 @@ class CommandInbox:
         self.handler = handler
         self.pending = 0
         self.max_pending = max_pending
+        self._lock = threading.Lock()
 
     def put_nowait(self, item):
-        if self.pending >= self.max_pending:
-            raise queue.Full
-        self.pending += 1
+        with self._lock:
+            if self.pending >= self.max_pending:
+                raise queue.Full
+            self.pending += 1
         self.scheduler.call_soon(self._run, item)
 
     def _run(self, item):
-        self.pending -= 1
+        with self._lock:
+            self.pending -= 1
         self.handler(*item)
 
 
@@ -206,7 +213,8 @@ class Agent:
             sysfs_safe = self._sysfs_board()
         self.safe_writer = SafeStateWriter(board_url, sysfs_safe)
         self.control = ControlLoop(self.rig, self.supervisor, self.clock, on_event=self._on_event,
-                                   start_freq_mhz=cfg['rig']['freq_mhz'] or None)
+                                   start_freq_mhz=cfg['rig']['freq_mhz'] or None,
+                                   chain_baud=self.baud)
         self.inbox = CommandInbox(self.scheduler, self._on_command)
         try:
             self.link = MqttLink(mqtt_settings(cfg, self.model, self.state_dir), self.inbox)
@@ -217,11 +225,18 @@ class Agent:
         self.hooks = HookRunner(hooks_dir, cfg['hooks']['timeout_s']) if hooks_dir else None
         self.tuner = None
         self.tuner_saved = False
-        self._tuner_timer = False
+        self.tuner_gen = 0
+        self.active_alarms = set()
+        if cfg['tuner']['profile']:
+            try:
+                tune_profile.load(cfg['tuner']['profile'])
+            except config.ConfigError as e:
+                raise config.ConfigError('tuner.profile: %s' % e)
         self.started_wall = time.monotonic()
         self.identify_until_s = None
         self.published = 0
         self.polls = 0
+        self._tick_ok = True
         self._wd_stop = threading.Event()
 
     def _sysfs_board(self):
@@ -238,6 +253,16 @@ class Agent:
         log.error('control task %s failed: %r', getattr(fn, '__name__', fn), exc, exc_info=exc)
 
     def _on_event(self, ev):
+        aid, action = ev.get('id'), ev.get('action')
+        # Each alarm is raised once and cleared once, whoever reports it.
+        if action == 'raise':
+            if aid in self.active_alarms:
+                return
+            self.active_alarms.add(aid)
+        elif action == 'clear':
+            if aid not in self.active_alarms:
+                return
+            self.active_alarms.discard(aid)
         level = logging.WARNING if ev.get('severity') != 'info' else logging.INFO
         log.log(level, 'alarm %s %s: %s', ev.get('id'), ev.get('action'), ev.get('message'))
         try:
@@ -259,7 +284,8 @@ class Agent:
         lim = self.rig.limits
         return {'boards': self.model['boards'], 'chips_per_board': self.model['chips_per_board'],
                 'freq_min_mhz': lim.freq_min_mhz, 'freq_max_mhz': lim.freq_max_mhz,
-                'fan_min_pct': 0, 'power_min_w': round(0.2 * self.model['nameplate_w']),
+                'fan_min_pct': self.cfg['fan']['min_pct'],
+                'power_min_w': round(0.2 * self.model['nameplate_w']),
                 'power_max_w': self.supervisor.cfg['power_limit_w']}
 
     def _on_command(self, op, data):
@@ -295,21 +321,32 @@ class Agent:
             self._publish_meta()
             self.link.rebirth() if hasattr(self.link, 'rebirth') else None
         elif op == 'identify':
+            # No LED on the simulated controller: an info alarm that clears after the duration
+            # is what a fleet view shows (a real port maps it to the board LED).
             self.identify_until_s = self.clock.monotonic() + a['duration_s']
             self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
                             'message': 'identify requested for %.0f s' % a['duration_s']})
+            self.scheduler.add_timer(self._identify_end, self.identify_until_s)
         elif op == 'reset_safety':
             return {'reset_boards': self.supervisor.reset(a['board'], self.clock.monotonic())}
         elif op == 'autotune':
             if a['action'] == 'stop':
                 was = self.tuner is not None
                 self.tuner = None   # chips keep the frequencies they have now
+                self.tuner_gen += 1
                 return {'stopped': was}
             return self.start_tuner(a['profile'], a.get('mode'), a.get('target'))
         elif op == 'set_power_target':
             name = self.tuner.prof['name'] if self.tuner is not None else 'balanced'
             return self.start_tuner(name, 'power', a['w'])
         return None
+
+    def _identify_end(self, now):
+        if self.identify_until_s is not None and now >= self.identify_until_s:
+            self.identify_until_s = None
+            self._on_event({'id': 'rig.identify', 'action': 'clear', 'severity': 'info',
+                            'message': 'identify ended'})
+        return NEVER
 
     # -- autotune (control thread) ------------------------------------------------------------
     def _results_dir(self):
@@ -328,23 +365,34 @@ class Agent:
             prof = dict(prof, mode=mode)
         if target is None:
             target = tune_profile.resolve_target(prof, self.model)
+        if prof['mode'] == 'power':
+            lo, hi = round(0.2 * self.model['nameplate_w']), self.supervisor.cfg['power_limit_w']
+            unit = 'W'
+        else:
+            nominal_ths = tune_profile.resolve_target(dict(prof, target=0.0, target_rel=1.0), self.model)
+            lo, hi, unit = 0.05 * nominal_ths, 1.5 * nominal_ths, 'TH/s'
+        if not lo <= target <= hi:
+            raise ValueError('%s target %.1f %s outside %.1f..%.1f %s'
+                             % (prof['mode'], target, unit, lo, hi, unit))
         io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
                            power_limit_w=self.supervisor.cfg['power_limit_w'])
         saved = tune_store.load_saved(self._results_dir(), io.board_ids())
         self.tuner = Tuner(io, prof, target, saved=saved)
         self.tuner_saved = False
-        if not self._tuner_timer:
-            self._tuner_timer = True
-            self.scheduler.add_timer(self._tune_tick, self.clock.monotonic())
+        self._on_event({'id': 'rig.tune_done', 'action': 'clear', 'severity': 'info',
+                        'message': 'a new autotune run started'})
+        # A new generation: the timer of an earlier run ends itself instead of being reused.
+        self.tuner_gen += 1
+        gen = self.tuner_gen
+        self.scheduler.add_timer(lambda now: self._tune_tick(now, gen), self.clock.monotonic())
         log.info('autotune: profile %s, %s target %.1f%s', prof['name'], prof['mode'], target,
                  ' (reusing saved results)' if saved else '')
         return {'profile': prof['name'], 'mode': prof['mode'], 'target': target,
                 'reused': bool(saved)}
 
-    def _tune_tick(self, now):
+    def _tune_tick(self, now, gen):
         tuner = self.tuner
-        if tuner is None:
-            self._tuner_timer = False
+        if tuner is None or gen != self.tuner_gen:
             return NEVER
         nxt = tuner.step(now)
         if tuner.stage == 'done' and not self.tuner_saved:
@@ -366,9 +414,21 @@ class Agent:
         return now + max(period_s, MIN_WALL_PERIOD_S * self.clock.time_scale)
 
     def _tick(self, now):
-        if self.watchdog.kick(now):
-            self.supervisor.note_stall(now, self.watchdog.stalled_s(now))
+        stalled_s = self.watchdog.stalled_s(now)
+        if self.watchdog.tripped:
+            # Our watchdog thread switched every board off: not a power loss to report.
+            self.control.enabled = [False] * len(self.control.enabled)
+            self.supervisor.note_stall(now, stalled_s)
+            self.watchdog.kick(now)
+        elif self._tick_ok:
+            self.watchdog.kick(now)   # alive at the start of a tick, if the last one completed
+        self._tick_ok = False
         self.control.tick(now)
+        self._tick_ok = True          # a tick that keeps raising stops feeding the watchdog
+        self.watchdog.kick(self.clock.monotonic())
+        if 'rig.hw_watchdog' in self.active_alarms:
+            self._on_event({'id': 'rig.hw_watchdog', 'action': 'clear', 'severity': 'info',
+                            'message': 'the agent controls the rig again'})
         sd_notify.watchdog()
         return self._period(now, CONTROL_PERIOD_S)
 
@@ -412,11 +472,18 @@ class Agent:
     def _watchdog_loop(self):
         # Poll at 1/20 of the timeout (wall time) so the trip lands close to the timeout.
         period_s = min(0.2, self.clock.to_wall(self.watchdog.timeout_s) / 20.0)
+        last_apply = 0.0
         while not self._wd_stop.wait(period_s):
-            if self.watchdog.check(self.clock.monotonic()) == 'trip':
-                log.critical('control loop stalled for %.1f s: hardware to safe state',
-                             self.watchdog.stalled_s(self.clock.monotonic()))
+            now = self.clock.monotonic()
+            first = self.watchdog.check(now) == 'trip'
+            if first or (self.watchdog.expired(now) and time.monotonic() - last_apply >= 1.0):
+                # Hardware first, words after: logging may block on the same handler lock
+                # the stalled thread holds. Repeated every second while the stall lasts.
                 self.safe_writer.apply()
+                last_apply = time.monotonic()
+                if first:
+                    log.critical('control loop stalled for %.1f s: hardware to safe state',
+                                 self.watchdog.stalled_s(now))
 
     # -- life cycle -----------------------------------------------------------------------------------
     def start(self):
@@ -454,8 +521,8 @@ class Agent:
         if self.cfg['tuner']['profile']:
             try:
                 self.start_tuner(self.cfg['tuner']['profile'])
-            except ValueError as e:
-                raise config.ConfigError('tuner.profile: %s' % e)
+            except ValueError as e:   # e.g. a target out of range for this rig: mine untuned
+                log.error('tuner.profile %s not started: %s', self.cfg['tuner']['profile'], e)
         sd_notify.ready('mining')
 
     def run(self):
@@ -466,7 +533,8 @@ class Agent:
         sd_notify.stopping('stopping')
         self._wd_stop.set()
         log.info('stopping: boards off, fans 100 %')
-        self.control.safe_state()
+        if not self.control.safe_state():
+            self.safe_writer.apply()
         self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': 'info',
                         'message': 'agent stopped; boards off, fans 100 %'})
         if self.hooks is not None:
@@ -474,6 +542,7 @@ class Agent:
             self.hooks.close(wait_s=2.0)
         self.link.stop()
         self.rig.close()
+        self.safe_writer.close()
 
 
 def build_parser():
@@ -500,8 +569,7 @@ def main(argv):
         return 1
 
     def on_signal(signum, frame):
-        log.info('signal %d: stopping', signum)
-        agent.scheduler.stop()
+        agent.scheduler.request_stop()   # a flag only: nothing here may take a lock
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -37,6 +37,11 @@ class Scheduler:
         self._stop.set()
         self._inbox.put(None)
 
+    def request_stop(self):
+        """Safe from a signal handler: only sets a flag (the loop looks at least every 0.5 s;
+        a Queue.put here could deadlock on the queue's lock held by the interrupted thread)."""
+        self._stop.set()
+
     @property
     def stopped(self):
         return self._stop.is_set()

@@ -348,15 +348,20 @@ class ChainDriver:
         nsteps = max(len(p) for p in plans.values())
         for k in range(nsteps):
             if same:
-                self.write(families.REG_PLL0, pll.solve(fam, plans[sel[0].addr][k])['reg'])
+                step = pll.solve(fam, plans[sel[0].addr][k])
+                self.write(families.REG_PLL0, step['reg'])
+                for c in sel:
+                    c.freq_mhz = step['freq_mhz']
                 nbytes = 11
             else:
                 out = bytearray()
                 for c in sel:
                     p = plans[c.addr]
                     if k < len(p):
-                        out += codec.write_reg(families.REG_PLL0, pll.solve(fam, p[k])['reg'],
-                                               c.addr)
+                        step = pll.solve(fam, p[k])
+                        out += codec.write_reg(families.REG_PLL0, step['reg'], c.addr)
+                        # Known after every step: a move that fails midway resumes from here.
+                        c.freq_mhz = step['freq_mhz']
                 self.transport.write(bytes(out))
                 nbytes = len(out)
             if k + 1 < nsteps:
