@@ -72,11 +72,19 @@ def report(name, **figures):
 
 def scenario(tmp_path, faults, time_scale, extra_cfg=''):
     truth_path = str(tmp_path / 'truth.jsonl')
-    sim = start_sim('S21', time_scale=time_scale, seed=5, truth=truth_path, faults=faults)
-    broker = Broker().start()
-    rec = Recorder(broker, 'lab', 'safety')
-    agent = AgentProcess(tmp_path, sim.ports_file, broker, rig='safety', telemetry_s=5,
-                         chips_s=60, extra_cfg=extra_cfg)
+    made = []
+    try:
+        sim = start_sim('S21', time_scale=time_scale, seed=5, truth=truth_path, faults=faults)
+        made.append(sim)
+        broker = Broker().start()
+        made.append(broker)
+        rec = Recorder(broker, 'lab', 'safety')
+        made.append(rec)
+        agent = AgentProcess(tmp_path, sim.ports_file, broker, rig='safety', telemetry_s=5,
+                             chips_s=60, extra_cfg=extra_cfg)
+    except BaseException:
+        close(*reversed(made))   # nothing started here outlives a failed set-up
+        raise
     return sim, broker, rec, agent, Truth(truth_path)
 
 
