@@ -89,18 +89,16 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.returncode = self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        if self._tmpdir is not None:
-            self._tmpdir.cleanup()
-            self._tmpdir = None
+        self._cleanup()
         return self.returncode
 
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self._cleanup()
+
+    def _cleanup(self):
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -61,20 +61,26 @@ def test_sigint_also_exits_cleanly(tmp_path):
     sim.stop()
 
 
+def discover(path):
+    """Broadcast chip-ID read on a chain; the answer frames until 0.4 s of silence."""
+    port = serial.serial_for_url(path, timeout=0.02)
+    port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
+    fr = framer.ResponseFramer(9)
+    got = []
+    last = time.monotonic()
+    while time.monotonic() - last < 0.4:
+        data = port.read(4096)
+        if data:
+            last = time.monotonic()
+            got += fr.feed(data)
+    port.close()
+    return got
+
+
 @pytest.mark.parametrize('model, chips, chip_id', [('GAMMA', 1, 0x1370), ('S19JPRO', 126, 0x1362)])
 def test_other_models_enumerate(model, chips, chip_id):
     with start_sim(model) as sim:
-        port = serial.serial_for_url(sim.ports['chains'][-1], timeout=0.02)
-        port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
-        fr = framer.ResponseFramer(9)
-        got = []
-        last = time.monotonic()
-        while time.monotonic() - last < 0.4:
-            data = port.read(4096)
-            if data:
-                last = time.monotonic()
-                got += fr.feed(data)
-        port.close()
+        got = discover(sim.ports['chains'][-1])
         ids = [codec.decode_response(f)['value'] >> 16 for f in got]
         assert ids == [chip_id] * chips
 
@@ -100,17 +106,7 @@ def test_population_options_reach_the_chips(tmp_path):
     extra = ['--chip', 'board=0,chip=0,dead=1', '--chip', 'board=1,chip=7,speed=0.7,leak=3',
              '--lot', 'fraction=0.5,speed=0.9', '--sigma-f', '0.02']
     with start_sim('S21', truth=truth, extra=extra) as sim:
-        port = serial.serial_for_url(sim.ports['chains'][0], timeout=0.02)
-        port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
-        fr = framer.ResponseFramer(9)
-        got = []
-        last = time.monotonic()
-        while time.monotonic() - last < 0.4:
-            data = port.read(4096)
-            if data:
-                last = time.monotonic()
-                got += fr.feed(data)
-        port.close()
+        got = discover(sim.ports['chains'][0])
         head = sim.truth_lines()[0]
     assert len(got) == 107
     assert head['chips'][0][0]['dead'] is True
