@@ -156,16 +156,23 @@ def test_scenario_board_sensor_stuck_low_does_not_slow_fans(tmp_path):
                                               extra_cfg='\n[safety]\ncontrol_source = "board"\n')
     try:
         lines = truth.wait_until(t0 + 200, 120, agent)
-        duty_before = min(f['duty_pct'] for f in [l for l in lines if l['t_s'] < t0][-1]['fans'])
-        after = [l for l in lines if l['t_s'] >= t0]
-        lowest_after = min(f['duty_pct'] for l in after for f in l['fans'])
-        assert lowest_after >= duty_before - 2, 'fans slowed from %s to %s %%' % (duty_before, lowest_after)
+
+        def lowest(a, b):
+            return min(f['duty_pct'] for l in lines if a <= l['t_s'] < b for f in l['fans'])
+        # Until the detector has seen 60 s of a frozen value the fans may only wander as much as
+        # they did before the fault (PID regulation); once the sensor is distrusted it counts
+        # as hot, so the fans run at 100 %.
+        duty_before = lowest(t0 - 60, t0)
+        lowest_after = lowest(t0, t0 + 70)
+        assert lowest_after >= duty_before - 3, 'fans slowed from %s to %s %%' % (duty_before, lowest_after)
+        flagged = lowest(t0 + 90, t0 + 200)
+        assert flagged >= 99, 'fans at %s %% with a distrusted sensor' % flagged
         ids = [a['id'] for a in rec.of('alarm') if a and a['event'] == 'raise']
         assert any(i.startswith('board1.sensor1') for i in ids), ids
         peak = max(l['hottest_c'] for l in lines)
         assert peak <= HOT_C + 0.5
         report('sensor_stuck_30c', peak_die_c=round(peak, 1), fan_pct_before=duty_before,
-               fan_pct_min_after=lowest_after, alarms=sorted(set(i for i in ids if 'sensor' in i)),
+               fan_pct_min_after=lowest_after, fan_pct_min_once_flagged=flagged, alarms=sorted(set(i for i in ids if 'sensor' in i)),
                time_to_safe_state_s=None)
     finally:
         close(agent, rec, broker, sim)
@@ -259,8 +266,11 @@ def test_scenario_frozen_agent_board_controller_makes_rig_safe(tmp_path):
         back = [l for l in lines if l['t_s'] > t_cont and not any(not b['enabled'] for b in l['boards'])
                 and l['good_ths'] > 100]
         assert back, 'the agent did not bring the rig back'
-        ids = [a['id'] for a in rec.of('alarm') if a and a['event'] == 'raise']
-        assert any(i.endswith('.power_lost') for i in ids), ids
+        # Whichever notices first after SIGCONT explains it: the power loss the controller
+        # caused, or the agent's own watchdog reporting the stall.
+        raised = [a for a in rec.of('alarm') if a and a['event'] == 'raise']
+        assert any(a['id'].endswith('.power_lost') or 'stalled' in a['message'] for a in raised), \
+            [a['id'] for a in raised]
         peak = max(l['hottest_c'] for l in lines)
         report('agent_frozen', peak_die_c=round(peak, 1), heartbeat_s=hw_s,
                time_to_safe_state_s=round(t_safe, 1),
