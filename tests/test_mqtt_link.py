@@ -96,12 +96,7 @@ class Sub:
         return [(consumer.decode(t, p), r) for t, p, r in msgs if t.endswith('/' + suffix)]
 
     def wait(self, pred, timeout_s=20.0):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            time.sleep(0.05)
-        return pred()
+        return wait_for(pred, timeout_s)
 
     def close(self):
         self.c.disconnect()
