@@ -22,17 +22,18 @@ STAMP := $(VENV)/.hashpilot-setup
 
 setup: $(STAMP)
 
-# Debian packages the tests use: the broker, the init-script checkers, Node for MicroPython.
-TEST_DEBS := mosquitto mosquitto-clients shellcheck devscripts busybox systemd nodejs npm
-TEST_TOOLS := mosquitto mosquitto_sub shellcheck checkbashisms busybox systemd-analyze node npm
+# Debian packages the tests use, as command:package pairs; only the missing commands' packages
+# are installed (a Node.js from elsewhere that bundles npm must not pull Debian's npm).
+TEST_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients shellcheck:shellcheck \
+	checkbashisms:devscripts busybox:busybox systemd-analyze:systemd node:nodejs npm:npm
 
 $(STAMP): setup.cfg pyproject.toml tests/mpy/package.json
-	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for tp in $(TEST_TOOLS); do command -v $${tp%%:*} >/dev/null 2>&1 || missing="$$missing $${tp#*:}"; done; \
 	if [ -n "$$missing" ]; then \
-		echo "setup: installing Debian packages (missing:$$missing)"; \
-		$(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS) || \
+		echo "setup: installing Debian packages:$$missing"; \
+		$(SUDO) apt-get install -y --no-install-recommends $$missing || \
 		{ $(SUDO) apt-get update && \
-		  $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); }; \
+		  $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
 	fi
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
