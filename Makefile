@@ -25,7 +25,8 @@ setup: $(STAMP)
 # Debian packages the tests use, as command:package pairs; only the missing commands' packages
 # are installed (a Node.js from elsewhere that bundles npm must not pull Debian's npm).
 TEST_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients shellcheck:shellcheck \
-	checkbashisms:devscripts busybox:busybox systemd-analyze:systemd node:nodejs npm:npm
+	checkbashisms:devscripts busybox:busybox systemd-analyze:systemd node:nodejs npm:npm \
+	chromium:chromium prometheus:prometheus tmux:tmux
 
 $(STAMP): setup.cfg pyproject.toml tests/mpy/package.json
 	@missing=""; for tp in $(TEST_TOOLS); do command -v $${tp%%:*} >/dev/null 2>&1 || missing="$$missing $${tp#*:}"; done; \
@@ -36,7 +37,7 @@ $(STAMP): setup.cfg pyproject.toml tests/mpy/package.json
 		  $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
 	fi
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test,fleet]'
 	cd tests/mpy && npm install --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready ($$($(VENV)/bin/python --version)); run make test"

@@ -54,6 +54,11 @@ def _tune():
     return m.main
 
 
+def _fleet():
+    from fleet import cli as m
+    return m.main
+
+
 def _firmware():
     from firmware_hooks import cli as m
     return m.main
@@ -70,6 +75,7 @@ COMMANDS = {
     'schema': (_schema, 'MQTT schema: decode payloads, write the reference doc'),
     'tune': (_tune, 'autotune from the command line; render a saved result'),
     'firmware': (_firmware, 'install into a root, upgrade/rollback, event hooks'),
+    'fleet': (_fleet, 'operator tools: watch, dashboard, metrics, Home Assistant, curtail'),
 }
 
 
