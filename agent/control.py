@@ -9,7 +9,7 @@ import logging
 
 from hal import families, pll
 from hal.chain import RAMP_STEP_MHZ
-from hal.rig import run_parallel
+from hal.parallel import run_parallel
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from hal import codec, families, pll
 from hal.clock import Clock
 from hal.framer import ResponseFramer
 from hal.pipeline import ReadPipeline
-from hal.transport import TransportError
+from hal.errors import TransportError
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,22 @@
 import time
 
 
+def _ticks_source():
+    """MicroPython has no time.monotonic: ms ticks, unwrapped with ticks_diff (ESP32 ticks wrap)."""
+    state = [time.ticks_ms(), 0.0]
+
+    def now_s():
+        t = time.ticks_ms()
+        state[1] += time.ticks_diff(t, state[0]) / 1000.0
+        state[0] = t
+        return state[1]
+    return now_s
+
+
+# The clock adapter: CPython's monotonic clock, or MicroPython's wrapping ms ticks.
+_monotonic = getattr(time, 'monotonic', None) or _ticks_source()
+
+
 class Clock:
     """monotonic() in (possibly scaled) seconds; sleep() takes the same seconds.
 
@@ -14,14 +30,14 @@ class Clock:
         if not time_scale > 0:
             raise ValueError('time_scale must be > 0')
         self.time_scale = float(time_scale)
-        self._t0_wall = time.monotonic()
+        self._t0_wall = _monotonic()
 
     def monotonic(self):
-        return (time.monotonic() - self._t0_wall) * self.time_scale
+        return (_monotonic() - self._t0_wall) * self.time_scale
 
     def wall(self):
         """Unscaled monotonic seconds (serial timeouts stay in real time)."""
-        return time.monotonic()
+        return _monotonic()
 
     def sleep(self, seconds):
         if seconds > 0:
@@ -30,5 +46,3 @@ class Clock:
     def to_wall(self, seconds):
         return seconds / self.time_scale
 
-
-REAL = Clock(1.0)

@@ -5,36 +5,14 @@ Built from a simulator ports file or explicit URLs; chains are started and polle
 """
 
 import json
-import threading
 
 from hal import families, models
 from hal.board_sim import SimBoardController
 from hal.chain import ChainDriver
 from hal.clock import Clock
 from hal.limits import HardwareLimits
+from hal.parallel import run_parallel  # noqa: F401  (re-exported)
 from hal.transport import Transport
-
-
-def run_parallel(fns):
-    """Run callables in threads; return their results in order, re-raise the first error."""
-    results = [None] * len(fns)
-    errors = [None] * len(fns)
-
-    def wrap(i):
-        try:
-            results[i] = fns[i]()
-        except BaseException as exc:    # reported to the caller below
-            errors[i] = exc
-
-    threads = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for e in errors:
-        if e is not None:
-            raise e
-    return results
 
 
 class Rig:

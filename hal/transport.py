@@ -11,15 +11,13 @@ import time
 
 import serial
 
+from hal.errors import TransportError  # noqa: F401  (defined in a pure module, re-exported)
+
 log = logging.getLogger(__name__)
 
 # Fixed pyserial timeout: changing it reconfigures the port (tcsetattr) on every call, so reads
 # that wait for a deadline use select() on the descriptor, or loop on this short timeout.
 _POLL_S = 0.005
-
-
-class TransportError(IOError):
-    pass
 
 
 class Transport:

@@ -12,7 +12,7 @@ import logging
 import time
 
 from hal import families
-from hal.rig import run_parallel
+from hal.parallel import run_parallel
 from agent.autotune.io import TunerIO
 
 log = logging.getLogger(__name__)
