@@ -59,6 +59,11 @@ def _fleet():
     return m.main
 
 
+def _work():
+    from agent import work_cli as m
+    return m.main
+
+
 def _firmware():
     from firmware_hooks import cli as m
     return m.main
@@ -74,6 +79,7 @@ COMMANDS = {
     'config': (_config, 'print an example config / check a config file'),
     'schema': (_schema, 'MQTT schema: decode payloads, write the reference doc'),
     'tune': (_tune, 'autotune from the command line; render a saved result'),
+    'work': (_work, 'Stratum jobs -> chip job frames, nonce frames -> shares, header hashes'),
     'firmware': (_firmware, 'install into a root, upgrade/rollback, event hooks'),
     'fleet': (_fleet, 'operator tools: watch, dashboard, metrics, Home Assistant, curtail'),
 }

@@ -1,0 +1,1 @@
+"""Stratum V1 client: protocol session (pure), pool connections and failover (threads)."""
