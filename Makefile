@@ -1,5 +1,6 @@
 # hashpilot: developer and firmware-build entry points.
-#   make setup        .venv with `pip install -e .[test]`, Mosquitto from Debian if missing (idempotent)
+#   make setup        .venv with `pip install -e .[test]`, Mosquitto from Debian if missing, the
+#                     MicroPython Unix port + mpy-cross from build/micropython (cached; idempotent)
 #   make test         setup, then the test suite
 #   make demo         setup, then `hashpilot demo`
 #   make build        PyInstaller one-folder + one-file for this machine, then test the binaries
@@ -23,12 +24,12 @@ STAMP := $(VENV)/.hashpilot-setup
 setup: $(STAMP)
 
 # Debian packages the tests use, as command:package pairs; only the missing commands' packages
-# are installed (a Node.js from elsewhere that bundles npm must not pull Debian's npm).
+# are installed. gcc builds the MicroPython Unix port (build/micropython/build.sh).
 TEST_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients shellcheck:shellcheck \
-	checkbashisms:devscripts busybox:busybox systemd-analyze:systemd node:nodejs npm:npm \
+	checkbashisms:devscripts busybox:busybox systemd-analyze:systemd gcc:gcc \
 	chromium:chromium prometheus:prometheus tmux:tmux
 
-$(STAMP): setup.cfg pyproject.toml tests/mpy/package.json
+$(STAMP): setup.cfg pyproject.toml build/micropython/build.sh build/micropython/micropython-1.27.0-unix-src.tar.xz
 	@missing=""; for tp in $(TEST_TOOLS); do command -v $${tp%%:*} >/dev/null 2>&1 || missing="$$missing $${tp#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing Debian packages:$$missing"; \
@@ -38,7 +39,7 @@ $(STAMP): setup.cfg pyproject.toml tests/mpy/package.json
 	fi
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test,fleet]'
-	cd tests/mpy && npm install --no-audit --no-fund --loglevel=error
+	build/micropython/build.sh
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready ($$($(VENV)/bin/python --version)); run make test"
 

@@ -2,13 +2,12 @@
 drives a deterministic one-chip plant (hal/sim/physics.py) in both interpreters; results match."""
 
 import os
-import shutil
 import subprocess
 
-import pytest
+
+from tests import mpyunix
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPY_DIR = os.path.join(ROOT, 'tests', 'mpy')
 MODULES = ['hal/__init__.py', 'hal/pll.py', 'hal/families.py', 'hal/models.py',
            'hal/sim/__init__.py', 'hal/sim/physics.py', 'agent/__init__.py',
            'agent/autotune/__init__.py', 'agent/autotune/maths.py', 'agent/autotune/tuner.py']
@@ -79,17 +78,12 @@ print(t.stage, io.mv, round(io.f, 3), io.bits, int(io.t), maths.ticket_bits(1e13
 
 
 def test_tuner_runs_the_same_under_micropython(tmp_path):
-    if not shutil.which('node') or not os.path.isdir(
-            os.path.join(MPY_DIR, 'node_modules', '@micropython')):
-        pytest.skip('MicroPython (node + tests/mpy) not installed')
     path = tmp_path / 'tuner_check.py'
     path.write_text(SCRIPT)
     cp = subprocess.run(['python', str(path)], cwd=ROOT, capture_output=True, text=True,
                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.startswith('done ')
-    mp = subprocess.run(['node', os.path.join(MPY_DIR, 'run_mpy.mjs'), str(path)] + MODULES,
-                        cwd=MPY_DIR, env=dict(os.environ, HASHPILOT_ROOT=ROOT),
-                        capture_output=True, text=True, timeout=300)
+    mp = mpyunix.run(path, MODULES, tmp_path / 'lib', vendor=False)
     assert mp.returncode == 0, mp.stderr + mp.stdout
     assert mp.stdout.strip() == cp.stdout.strip()

@@ -1,17 +1,14 @@
-"""The pure core runs unchanged under a real MicroPython 1.27 (WebAssembly build under Node).
+"""The pure core runs unchanged under a real MicroPython 1.27 (the Unix port `make setup` builds).
 
 Each check is an expression evaluated in CPython and in MicroPython; the printed results must
 match. Modules are copied into the interpreter's /lib, as they would be on an ESP32 board.
 """
 
 import os
-import shutil
-import subprocess
 
-import pytest
+from tests import mpyunix
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPY_DIR = os.path.join(ROOT, 'tests', 'mpy')
 
 # Modules that must stay MicroPython-safe (docs/ARCHITECTURE.md, "Pure core").
 PURE_MODULES = [
@@ -48,15 +45,6 @@ CHECKS = [
 ]
 
 
-def _node():
-    return shutil.which('node')
-
-
-def _mpy_installed():
-    return os.path.isdir(os.path.join(MPY_DIR, 'node_modules', '@micropython',
-                                      'micropython-webassembly-pyscript'))
-
-
 def _script(checks):
     lines = ['from hal import crc, codec, framer, pll, families, models, limits, board_protocol']
     for mod, expr in checks:
@@ -65,10 +53,6 @@ def _script(checks):
 
 
 def test_pure_core_matches_cpython(tmp_path):
-    if not _node():
-        pytest.fail('node is required for the MicroPython check (install nodejs)')
-    if not _mpy_installed():
-        pytest.fail('run `make setup` (npm install in tests/mpy) to get MicroPython 1.27')
     script = _script(CHECKS)
     ns = {}
     exec(script.replace('print(repr(', '_out.append(repr(').replace('))\n', '))\n'),
@@ -77,9 +61,7 @@ def test_pure_core_matches_cpython(tmp_path):
     path = tmp_path / 'checks.py'
     path.write_text(script)
     mods = PURE_MODULES + [m for m in OPTIONAL_PURE if os.path.exists(os.path.join(ROOT, m))]
-    proc = subprocess.run(['node', os.path.join(MPY_DIR, 'run_mpy.mjs'), str(path)] + mods,
-                          cwd=MPY_DIR, env=dict(os.environ, HASHPILOT_ROOT=ROOT),
-                          capture_output=True, text=True, timeout=120)
+    proc = mpyunix.run(path, mods, tmp_path / 'lib', vendor=False, timeout=120)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     got = proc.stdout.splitlines()
     assert len(got) == len(expected), proc.stdout

@@ -771,24 +771,14 @@ MPY_MODULES = ['hal/__init__.py', 'hal/models.py', 'agent/__init__.py', 'agent/f
 
 def test_pure_core_same_under_micropython(tmp_path):
     import io
-    import os
-    import shutil
-    import subprocess
     from contextlib import redirect_stdout
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    mpy_dir = os.path.join(root, 'tests', 'mpy')
-    if not shutil.which('node'):
-        pytest.fail('node is required for the MicroPython check (install nodejs)')
-    if not os.path.isdir(os.path.join(mpy_dir, 'node_modules', '@micropython')):
-        pytest.fail('run `make setup` (npm install in tests/mpy) to get MicroPython 1.27')
+    from tests import mpyunix
     buf = io.StringIO()
     with redirect_stdout(buf):
         exec(MPY_SCRIPT, {})
     path = tmp_path / 'safety_mpy.py'
     path.write_text(MPY_SCRIPT)
-    proc = subprocess.run(['node', os.path.join(mpy_dir, 'run_mpy.mjs'), str(path)] + MPY_MODULES,
-                          cwd=mpy_dir, env=dict(os.environ, HASHPILOT_ROOT=root),
-                          capture_output=True, text=True, timeout=300)
+    proc = mpyunix.run(path, MPY_MODULES, tmp_path / 'lib', vendor=False)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     want = buf.getvalue().splitlines()
     assert 'fans_lost' in buf.getvalue() and 'dead_chips' in buf.getvalue()   # the scenario bites

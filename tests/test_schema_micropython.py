@@ -2,14 +2,13 @@
 a real MicroPython 1.27 (tests/mpy, WebAssembly build under Node) and CPython."""
 
 import os
-import shutil
 import subprocess
 import sys
 
-import pytest
+
+from tests import mpyunix
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPY_DIR = os.path.join(ROOT, 'tests', 'mpy')
 PURE = ['mqtt_schema/__init__.py', 'mqtt_schema/fields.py', 'mqtt_schema/topics.py',
         'mqtt_schema/payloads.py']
 
@@ -41,15 +40,11 @@ print(len(payloads.new_session()['boot_id']))
 
 
 def test_payload_builders_match_under_micropython(tmp_path):
-    if not shutil.which('node') or not os.path.isdir(os.path.join(MPY_DIR, 'node_modules')):
-        pytest.fail('node and tests/mpy/node_modules (MicroPython 1.27) are required')
     path = tmp_path / 'check.py'
     path.write_text(SCRIPT)
     cpy = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
     assert cpy.returncode == 0, cpy.stderr
-    mpy = subprocess.run(['node', os.path.join(MPY_DIR, 'run_mpy.mjs'), str(path)] + PURE, cwd=MPY_DIR,
-                         env=dict(os.environ, HASHPILOT_ROOT=ROOT), capture_output=True, text=True,
-                         timeout=120)
+    mpy = mpyunix.run(path, PURE, tmp_path / 'lib', vendor=False, timeout=120)
     assert mpy.returncode == 0, mpy.stderr + mpy.stdout
     assert mpy.stdout.splitlines() == cpy.stdout.splitlines()
