@@ -1,5 +1,5 @@
 """The pure payload builders (mqtt_schema fields/topics/payloads) give identical wire dicts under
-a real MicroPython 1.27 (tests/mpy, WebAssembly build under Node) and CPython."""
+a real MicroPython 1.27 (the Unix port `make setup` builds) and CPython."""
 
 import os
 import subprocess
