@@ -24,11 +24,17 @@ def _curtail():
     return m.main
 
 
+def _loadgen():
+    from fleet import loadgen as m
+    return m.main
+
+
 COMMANDS = {
     'watch': (_watch, 'live fleet view in the terminal (rows per rig, site totals, heat maps)'),
     'serve': (_serve, 'web dashboard with live heat maps, alarm log, charts and /metrics'),
     'homeassistant': (_homeassistant, 'Home Assistant MQTT discovery bridge'),
     'curtail': (_curtail, 'bring a site under a power cap (and --restore)'),
+    'loadgen': (_loadgen, 'virtual rigs publishing real payloads (load, Wills, reconnect storms)'),
 }
 
 
