@@ -1,16 +1,14 @@
 """The work path's pure core (hal/work) gives the same frames, hashes and submits under a real
-MicroPython 1.27 (tests/mpy, WebAssembly build under Node) as under CPython."""
+MicroPython 1.27 (Unix port, tests/mpyunix.py) as under CPython."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-import pytest
+from tests import mpyunix
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPY_DIR = os.path.join(ROOT, 'tests', 'mpy')
 PURE = ['hal/__init__.py', 'hal/crc.py', 'hal/codec.py', 'hal/work/__init__.py',
         'hal/work/sha256.py', 'hal/work/jobs.py', 'hal/work/chipjobs.py',
         'agent/__init__.py', 'agent/stratum/__init__.py', 'agent/stratum/protocol.py']
@@ -37,8 +35,6 @@ print(sorted(s.handle({'id': None, 'method': 'mining.set_difficulty', 'params': 
 
 
 def test_work_core_matches_under_micropython(tmp_path):
-    if not shutil.which('node') or not os.path.isdir(os.path.join(MPY_DIR, 'node_modules')):
-        pytest.fail('node and tests/mpy/node_modules (MicroPython 1.27) are required')
     with open(os.path.join(ROOT, 'tests', 'data', 'work_capture_bm1370_notify.json')) as f:
         params = json.load(f)['params']
     path = tmp_path / 'check.py'
@@ -46,9 +42,7 @@ def test_work_core_matches_under_micropython(tmp_path):
     cpy = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
     assert cpy.returncode == 0, cpy.stderr
-    mpy = subprocess.run(['node', os.path.join(MPY_DIR, 'run_mpy.mjs'), str(path)] + PURE,
-                         cwd=MPY_DIR, env=dict(os.environ, HASHPILOT_ROOT=ROOT),
-                         capture_output=True, text=True, timeout=120)
+    mpy = mpyunix.run(path, PURE, tmp_path / 'lib', vendor=False, timeout=120)
     assert mpy.returncode == 0, mpy.stderr + mpy.stdout
     assert mpy.stdout.splitlines() == cpy.stdout.splitlines()
     assert '7552034c' in cpy.stdout
