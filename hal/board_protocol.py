@@ -27,15 +27,19 @@ SET_WATCHDOG = 0x24  # timeout_ds u16 (0.1 s; 0 = off) -> trips u16. Heartbeat: 
                      # restarts it; on expiry every board is switched off and every fan set to 100 %
 GET_TEMPS = 0x30     # board u8 -> n u8, n * (ok u8, centi_c s16)
 GET_POWER = 0x40     # -> input_dw u32 (deci-watts)
+I2C_XFER = 0x50      # addr u8, nread u8, write bytes -> nread bytes read after a repeated start
+                     # (Bitaxe-class boards: the board's own I2C parts, hal/bitaxe/)
 
 ST_OK = 0
 ST_UNKNOWN_CMD = 1
 ST_BAD_ARG = 2
 ST_OUT_OF_RANGE = 3
 ST_UNSUPPORTED = 4
+ST_NACK = 5          # I2C_XFER: no device answered at that address
 
 STATUS_TEXT = {ST_OK: 'ok', ST_UNKNOWN_CMD: 'unknown command', ST_BAD_ARG: 'bad argument',
-               ST_OUT_OF_RANGE: 'out of range', ST_UNSUPPORTED: 'unsupported'}
+               ST_OUT_OF_RANGE: 'out of range', ST_UNSUPPORTED: 'unsupported',
+               ST_NACK: 'no I2C device (NACK)'}
 
 
 def encode(seq, cmd, payload=b''):

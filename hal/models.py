@@ -27,6 +27,10 @@ MODELS = {
         'board_mv_min': 1000, 'board_mv_max': 1300, 'freq_max_mhz': 800.0,
         'temp_target_c': 65.0, 'temp_hot_c': 75.0, 'temp_danger_c': 85.0,
         'power_limit_w': 30.0,
+        # Board parts on I2C (docs/bitaxe-parts.md); the simulator's board controller serves
+        # them through I2C_XFER. power_offset_w: the board beyond the regulator's output
+        # (ESP-Miner FamilyConfig Gamma power_offset), added to VOUT x IOUT.
+        'i2c_parts': ('EMC2101', 'TPS546'), 'power_offset_w': 5.0,
     },
 }
 

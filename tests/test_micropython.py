@@ -14,10 +14,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PURE_MODULES = [
     'hal/__init__.py', 'hal/crc.py', 'hal/codec.py', 'hal/framer.py', 'hal/pll.py',
     'hal/families.py', 'hal/models.py', 'hal/limits.py', 'hal/board_protocol.py',
+    'hal/bitaxe/__init__.py', 'hal/bitaxe/pmbus.py', 'hal/bitaxe/emc2101.py',
+    'hal/bitaxe/ds4432u.py', 'hal/bitaxe/tps546.py', 'hal/bitaxe/ina260.py',
 ]
 OPTIONAL_PURE = ['hal/sim/__init__.py', 'hal/sim/physics.py']
 # Pure by design too, checked for CPython-only imports (their own tests run them under MicroPython).
-GUARDED = ['agent/fan.py', 'agent/safety/__init__.py', 'agent/safety/board.py',
+GUARDED = ['hal/board_bitaxe.py', 'hal/board_i2c.py', 'hal/errors.py', 'hal/clock.py',
+           'agent/fan.py', 'agent/safety/__init__.py', 'agent/safety/board.py',
            'agent/safety/config.py', 'agent/safety/detectors.py', 'agent/safety/supervisor.py',
            'agent/safety/watchdog.py', 'agent/commands.py', 'agent/autotune/maths.py',
            'agent/autotune/tuner.py', 'agent/autotune/io.py', 'mqtt_schema/fields.py',
@@ -42,11 +45,15 @@ CHECKS = [
     ('hal.models', "[models.chips_total(models.get(m)) for m in ('S19JPRO', 'S21', 'GAMMA')]"),
     ('hal.limits', "limits.HardwareLimits(models.get('S21'), families.get('BM1368')).check_board_mv(14400)"),
     ('hal.board_protocol', "board_protocol.Framer().feed(b'\\xb5' + board_protocol.encode(7, 0x10, b'\\xff\\x3c'))"),
+    ('hal.bitaxe.pmbus', "[pmbus.float_to_linear11(v) for v in (3.2, 4.97, 25.0, -1.5)] + [pmbus.float_to_ulinear16(1.15, 0x17), int(pmbus.linear11_to_float(0xD340) * 64)]"),
+    ('hal.bitaxe.emc2101', "[emc2101.c_to_ext(61.25), emc2101.c_to_ext(-10.5), emc2101.ext_to_c(0x7F, 0x00), emc2101.rpm_to_tach(4000), emc2101.duty_to_setting(37)]"),
+    ('hal.bitaxe.ds4432u', "[ds4432u.code_for_v(v / 100.0) for v in (100, 115, 130, 150)]"),
 ]
 
 
 def _script(checks):
-    lines = ['from hal import crc, codec, framer, pll, families, models, limits, board_protocol']
+    lines = ['from hal import crc, codec, framer, pll, families, models, limits, board_protocol',
+             'from hal.bitaxe import pmbus, emc2101, ds4432u']
     for mod, expr in checks:
         lines.append('print(repr(%s))' % expr)
     return '\n'.join(lines) + '\n'

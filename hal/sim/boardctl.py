@@ -5,6 +5,7 @@ enable, board sensors, PSU power, board identity). Reference: docs/board-protoco
 import hashlib
 
 from hal import board_protocol as bp
+from hal.sim import i2cparts
 from hal.sim.uart import Pty
 
 VP_CODE = {'rig': 0, 'board': 1}
@@ -35,8 +36,10 @@ class BoardController:
             bp.SET_VOLTAGE: self._set_voltage, bp.GET_VOLTAGE: self._get_voltage,
             bp.SET_ENABLE: self._set_enable, bp.GET_BOARD_ID: self._board_id,
             bp.GET_TEMPS: self._temps, bp.GET_POWER: self._power,
-            bp.SET_WATCHDOG: self._set_watchdog,
+            bp.SET_WATCHDOG: self._set_watchdog, bp.I2C_XFER: self._i2c_xfer,
         }
+        # Bitaxe-class boards: their I2C parts (fan controller, regulator...), hal/sim/i2cparts.py
+        self.i2c = i2cparts.build_bus(rig, rng, rig.model.get('i2c_parts', ()))
 
     def wants_read(self, now):
         return True
@@ -192,6 +195,12 @@ class BoardController:
             return bp.ST_BAD_ARG, b''
         w = self.rig.wall_w() * (1.0 + self.rng.uniform(-0.01, 0.01))
         return bp.ST_OK, bp.u32(max(0, int(round(w * 10))))
+
+    def _i2c_xfer(self, p):
+        if len(p) < 2 or p[1] > bp.MAX_PAYLOAD - 1 or (len(p) == 2 and not p[1]):
+            return bp.ST_BAD_ARG, b''
+        ok, data = i2cparts.transfer(self.i2c, p[0], p[1], p[2:])
+        return (bp.ST_OK, data) if ok else (bp.ST_NACK, b'')
 
     def get_status(self):
         return {'path': self.pty.path, 'requests': self.requests,
