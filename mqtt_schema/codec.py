@@ -1,11 +1,42 @@
-"""Wire encoding: the only module that calls cbor2/json, so micropython-lib cbor2 can replace it."""
+"""Wire encoding: the only module that calls cbor2/json, so micropython-lib cbor2 can replace it.
+
+Maps go out with their keys in canonical CBOR order (RFC 8949 4.2.3: shorter key first, then
+bytewise), whatever order the builder made them in: MicroPython's dicts do not keep insertion
+order, so this is what makes the CPython agent's and the MicroPython agent's payloads the same
+bytes (tests/test_mpy_agent.py compares them).
+"""
 
 import json
+from collections import OrderedDict
 
 try:
     import cbor2 as _cbor
 except ImportError:  # pragma: no cover - JSON-only build
     _cbor = None
+
+# micropython-lib's cbor2 picks encoders by exact type: teach it that an OrderedDict is a map.
+# (CPython's cbor2 encodes dict subclasses as maps already.)
+_table = getattr(getattr(_cbor, '_encoder', None), 'cbor_encoders', None)
+if _table is not None and OrderedDict not in _table:
+    _table[OrderedDict] = _table[dict]
+
+
+def _key_order(k):
+    if isinstance(k, str):
+        return (0, len(k.encode()), k)
+    return (1, 0, repr(k))
+
+
+def canonical(obj):
+    """Nested dicts -> OrderedDicts with keys in canonical order (lists and scalars as they are)."""
+    if isinstance(obj, dict):
+        out = OrderedDict()
+        for k in sorted(obj, key=_key_order):
+            out[k] = canonical(obj[k])
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [canonical(x) for x in obj]
+    return obj
 
 FORMATS = ('cbor', 'json')
 
@@ -15,9 +46,9 @@ def encode(payload, fmt='cbor'):
     if fmt == 'cbor':
         if _cbor is None:
             raise ValueError('cbor2 is not available; use fmt json')
-        return _cbor.dumps(payload)
+        return _cbor.dumps(canonical(payload))
     if fmt == 'json':
-        return json.dumps(payload, separators=(',', ':')).encode()
+        return json.dumps(canonical(payload), separators=(',', ':')).encode()
     raise ValueError('unknown payload format %r (use cbor or json)' % (fmt,))
 
 
