@@ -16,8 +16,11 @@ Usage:
 """
 
 import collections
+import logging
 import queue
 import random
+import ssl
+import sys
 import threading
 import time
 
@@ -45,6 +48,12 @@ _TYPES = {
     'firmware': str, 'model': str, 'service_period_s': (int, float), 'replay_wait_s': (int, float),
 }
 QOS1_KINDS = ('telemetry', 'chips', 'alarm', 'cmd/result')
+SESSION_TAKEN_OVER = 142     # MQTT 5 DISCONNECT reason: another client connected with our id
+SHORT_SESSION_S = 5.0        # sessions this short, repeatedly, look like an id takeover (3.1.1)
+TAKEOVER_AFTER = 3           # short sessions in a row before a takeover is declared
+TAKEOVER_BACKOFF_ATTEMPT = 6 # back-off step held while taken over (min_s * 2**6, capped)
+
+log = logging.getLogger(__name__)
 
 
 def check_settings(settings):
@@ -73,6 +82,8 @@ def check_settings(settings):
         raise ValueError("mqtt: setting 'password' needs 'username'")
     if (cfg['cert_file'] is None) != (cfg['key_file'] is None):
         raise ValueError("mqtt: settings 'cert_file' and 'key_file' go together")
+    if cfg['tls_insecure'] and not (cfg['tls'] or cfg['ca_file'] or cfg['cert_file']):
+        raise ValueError("mqtt: 'tls_insecure' without TLS")
     if cfg['keepalive_s'] < 1 or cfg['inflight_window'] < 1:
         raise ValueError("mqtt: 'keepalive_s' and 'inflight_window' must be >= 1")
     return cfg
@@ -118,18 +129,28 @@ class MqttLink:
         self.cmd_dropped = 0
         self.rejected = 0
         self.replayed = 0
+        self.bad_topic = 0          # outbox records refused on replay (not one of our topics)
+        self.takeovers = 0          # sessions ended by another client using our id
+        self.taken_over = False
+        self._short_sessions = 0
+        self._logged_error = None
         self.last_error = None
+        self.tls = bool(cfg['tls'] or cfg['ca_file'] or cfg['cert_file'])
+        if cfg['password'] is not None and not self.tls:
+            log.warning('mqtt: password sent in plaintext to %s:%d (configure TLS: mqtt.tls_ca)',
+                        cfg['host'], cfg['port'])
         self.client = self._make_client()
 
     # --- set-up -----------------------------------------------------------------------------
     def _make_client(self):
         cfg = self.cfg
         proto = mqtt.MQTTv5 if cfg['protocol'] == 5 else mqtt.MQTTv311
-        cid = cfg['client_id'] or 'hashpilot-%s-%s' % (cfg['site'], cfg['rig'])
+        cid = self.client_id = cfg['client_id'] or 'hashpilot-%s-%s' % (cfg['site'], cfg['rig'])
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=proto)
         if cfg['username'] is not None:
             c.username_pw_set(cfg['username'], cfg['password'])
         if cfg['tls'] or cfg['ca_file'] or cfg['cert_file']:
+            # No CA file: the system's CA store verifies the broker (never plaintext).
             c.tls_set(ca_certs=cfg['ca_file'], certfile=cfg['cert_file'], keyfile=cfg['key_file'])
             if cfg['tls_insecure']:
                 c.tls_insecure_set(True)
@@ -150,8 +171,10 @@ class MqttLink:
         c.will_set(self.status_topic, codec.encode(will, self.fmt), qos=1, retain=True)
 
     def _set_delay(self, c):
-        d = backoff_delay_s(self._attempt, self.cfg['backoff_min_s'], self.cfg['backoff_max_s'],
-                            self._rnd)
+        lo, hi = self.cfg['backoff_min_s'], self.cfg['backoff_max_s']
+        d = backoff_delay_s(self._attempt, lo, hi, self._rnd)
+        if self.taken_over:   # never a quick return into a fight over the client id
+            d = max(d, 0.5 * min(hi, lo * 2 ** self._attempt))
         c.reconnect_delay_set(d, d)   # paho's own doubling starts over from this jittered value
 
     def set_meta(self, meta_payload):
@@ -254,6 +277,7 @@ class MqttLink:
     def service(self):
         """Apply PUBACKs, flush the outbox batch when due, replay the backlog (in order)."""
         with self._lock:
+            self._log_error_change()
             while self._acks:
                 mid = self._acks.popleft()
                 rid = self._mid_to_id.pop(mid, None)
@@ -276,12 +300,28 @@ class MqttLink:
                 rec = self._outbox.get(rid)
                 if rec is None or rid in self._id_to_mid:
                     continue
+                if not self._own_topic(rec[0]):
+                    # A crafted or foreign record in the state dir: never published anywhere.
+                    self._outbox.ack(rid)
+                    self.bad_topic += 1
+                    continue
                 try:
                     data = codec.mark_historical(rec[1])
                 except ValueError:
                     data = rec[1]    # not ours to judge: deliver as stored
                 if self._send(rid, rec[0], data):
                     self.replayed += 1
+
+    def _own_topic(self, topic):
+        return topic.startswith(self.root) and topic[len(self.root):] in QOS1_KINDS
+
+    def _log_error_change(self):
+        """Connection errors are logged here, off the paho thread, once per change."""
+        err = self.last_error
+        if err != self._logged_error:
+            self._logged_error = err
+            if err is not None and not err.startswith('disconnected: Success'):
+                log.warning('mqtt %s:%d: %s', self.cfg['host'], self.cfg['port'], err)
 
     def _service_loop(self):
         period = self.cfg['service_period_s']
@@ -304,7 +344,8 @@ class MqttLink:
             client.subscribe(cmd, options=SubscribeOptions(qos=1, noLocal=True))
         else:
             client.subscribe(cmd, qos=1)
-        self._attempt = 0
+        if not self.taken_over:
+            self._attempt = 0
         self.connects += 1
         self._connected_at = time.monotonic()
         self._live_since_connect = False
@@ -324,14 +365,35 @@ class MqttLink:
             self.reconnects += 1
             self._session_seq += 1
             self._set_will(client)   # the next session's Will carries its own session_seq
+            self._note_session_end(reason_code)
         else:
             self._attempt += 1
         self.last_error = 'disconnected: %s' % reason_code
+        if self.taken_over:
+            self.last_error += ' (client id %r taken over by another client: backing off)' % self.client_id
         self._set_delay(client)
+
+    def _note_session_end(self, reason_code):
+        """MQTT 5 says so (reason 142); on 3.1.1 a run of very short sessions gives it away."""
+        short = time.monotonic() - self._connected_at < SHORT_SESSION_S
+        self._short_sessions = self._short_sessions + 1 if short else 0
+        if getattr(reason_code, 'value', None) == SESSION_TAKEN_OVER or \
+                self._short_sessions >= TAKEOVER_AFTER:
+            self.takeovers += 1
+            self.taken_over = True
+            self._attempt = max(self._attempt, TAKEOVER_BACKOFF_ATTEMPT)
+        elif not short:
+            self.taken_over = False
 
     def _on_connect_fail(self, client, userdata):
         self._attempt += 1
-        self.last_error = 'connect failed'
+        exc = sys.exc_info()[1]    # paho calls us inside its `except OSError`
+        if isinstance(exc, ssl.SSLError):
+            self.last_error = 'TLS handshake failed: %s' % exc
+        elif exc is not None:
+            self.last_error = 'connect failed: %s' % exc
+        else:
+            self.last_error = 'connect failed'
         self._set_delay(client)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
@@ -368,4 +430,8 @@ class MqttLink:
                 'cmd_dropped': self.cmd_dropped, 'session_seq': self._session_seq,
                 'boot_id': self.session['boot_id'], 'attempt': self._attempt,
                 'outbox_flushes': ob['flushes'], 'outbox_write_errors': ob['write_errors'],
+                'outbox_failing': ob['failing'], 'outbox_lost': ob['lost'],
+                'outbox_persistent': ob['persistent'], 'outbox_problems': ob['problems'],
+                'outbox_last_error': ob['last_error'], 'bad_topic': self.bad_topic,
+                'takeovers': self.takeovers, 'taken_over': self.taken_over, 'tls': self.tls,
                 'last_error': self.last_error}

@@ -41,6 +41,7 @@ log = logging.getLogger('hashpilot')
 CONTROL_PERIOD_S = 1.0        # physics seconds between safety ticks (all fans stopping heats dies ~9 °C/s)
 MIN_WALL_PERIOD_S = 0.1       # no loop runs faster than this in wall time (time-warped tests)
 CMD_MAX_AGE_S = 60.0
+LINK_CHECK_S = 2.0            # storage / broker trouble checked this often (physics s)
 # The board controller's own heartbeat watchdog backs up the in-process one: it fires when the
 # whole agent is gone (kill -9, frozen, crashed before systemd restarts it).
 HW_WATCHDOG_FACTOR = 2.0
@@ -179,9 +180,11 @@ def mqtt_settings(cfg, model, state_dir):
                     out['password'] = fh.read().strip()
             except OSError as e:
                 raise config.ConfigError('mqtt.password_file: %s' % e)
-    if m['tls_ca']:
+    if m['tls_ca'] or m['tls_cert']:
+        # A client certificate alone means TLS verified by the system CA store, never plaintext.
         out['tls'] = True
-        out['ca_file'] = m['tls_ca']
+        if m['tls_ca']:
+            out['ca_file'] = m['tls_ca']
         if m['tls_cert']:
             out['cert_file'] = m['tls_cert']
             out['key_file'] = m['tls_key']
@@ -198,7 +201,11 @@ class Agent:
         self.baud = chain_baud(cfg, self.family)
         self.clock = Clock(scale)
         self.state_dir = cfg['state']['state_dir']
-        os.makedirs(self.state_dir, exist_ok=True)
+        self.state_problems = []
+        try:
+            os.makedirs(self.state_dir, exist_ok=True)
+        except OSError as e:   # mine anyway: persistence is what suffers, not control
+            self.state_problems.append('state dir %s unusable: %s' % (self.state_dir, e))
         self.scheduler = Scheduler(self.clock, on_error=self._task_failed)
         try:
             self.supervisor = Supervisor(self.model, safety_settings(cfg))
@@ -237,6 +244,7 @@ class Agent:
         self.published = 0
         self.polls = 0
         self._tick_ok = True
+        self._lost_reported = False
         self._wd_stop = threading.Event()
 
     def _sysfs_board(self):
@@ -448,9 +456,41 @@ class Agent:
         self.link.publish('telemetry', payloads.build_telemetry(self.status(), self.link.session))
         self.published += 1
         if self.link.is_connected():
-            health_file.write_health(self.state_dir, __version__, healthy=True,
-                                     published=self.published)
+            try:
+                health_file.write_health(self.state_dir, __version__, healthy=True,
+                                         published=self.published)
+            except OSError as e:
+                self._storage_alarm('rig.health_file', True, 'health file not written: %s' % e)
         return self._period(now, self.cfg['telemetry']['telemetry_s'])
+
+    def _storage_alarm(self, aid, on, message, severity='warning'):
+        self._on_event({'id': aid, 'action': 'raise' if on else 'clear',
+                        'severity': severity if on else 'info', 'message': message})
+
+    def _check_link(self, now):
+        """Storage and broker troubles become alarms (raised and cleared once, logged)."""
+        st = self.link.get_status()
+        problems = self.state_problems + st.get('outbox_problems', [])
+        if problems and 'rig.state_dir' not in self.active_alarms:
+            extra = '' if st.get('outbox_persistent', True) else '; outbox in RAM only (no persistence)'
+            self._storage_alarm('rig.state_dir', True, 'state dir: %s%s' % ('; '.join(problems[:4]), extra))
+        if st.get('outbox_lost') and not self._lost_reported:
+            self._lost_reported = True
+            self._storage_alarm('rig.outbox_lost', True, 'outbox: %d unsent records lost to state dir '
+                                'corruption (recovered %d)' % (st['outbox_lost'], st['queued']))
+        failing = bool(st.get('outbox_failing'))
+        if failing != ('rig.outbox_write' in self.active_alarms):
+            self._storage_alarm('rig.outbox_write', failing,
+                                'outbox writes failing (%s): unsent data kept in RAM, %d dropped so far'
+                                % (st.get('outbox_last_error'), st.get('dropped', 0)) if failing else
+                                'outbox writes work again (%d dropped)' % st.get('dropped', 0))
+        taken = bool(st.get('taken_over'))
+        if taken != ('rig.mqtt_takeover' in self.active_alarms):
+            self._storage_alarm('rig.mqtt_takeover', taken,
+                                'another client uses our MQTT client id %r: backing off (see the '
+                                'broker ACL: use_username_as_clientid)' % self.link.client_id
+                                if taken else 'MQTT session kept again', severity='critical')
+        return self._period(now, LINK_CHECK_S)
 
     def _chips(self, now):
         self.link.publish('chips', payloads.build_chips(self.status(), self.link.session))
@@ -517,6 +557,7 @@ class Agent:
         self.scheduler.add_timer(self._poll, now)
         self.scheduler.add_timer(self._telemetry, now + min(3.0, self.cfg['telemetry']['telemetry_s']))
         self.scheduler.add_timer(self._chips, now + min(10.0, self.cfg['telemetry']['chips_s']))
+        self.scheduler.add_timer(self._check_link, now)
         threading.Thread(target=self._watchdog_loop, name='watchdog', daemon=True).start()
         if self.cfg['tuner']['profile']:
             try:

@@ -1,6 +1,7 @@
 """Test helper: a real Mosquitto on a free loopback port with a temp config (and optional password).
 
     with Broker() as b:                 # or Broker(username='u', password='p') / Broker(tls=True)
+                                        # or Broker(users={'u': 'p', ...}, extra=['acl_file F'])
         b.host, b.port
         b.stop(); b.start()             # b.restart() = stop + start on the same port
 Persistence is on (retained messages and persistent sessions survive restart()), queues are
@@ -65,7 +66,7 @@ def _user():
 
 class Broker:
     def __init__(self, port=None, username=None, password=None, persistence=True, verbose=False,
-                 tls=False):
+                 tls=False, users=None, extra=()):
         self.host = '127.0.0.1'
         self.port = port or free_port()
         self.username = username
@@ -83,10 +84,14 @@ class Broker:
             lines.append('log_type all')
         if persistence:
             lines += ['persistence true', 'persistence_location %s/' % self.dir, 'autosave_interval 1']
+        users = dict(users or {})
         if username is not None:
+            users[username] = password or ''
+        if users:
             pw = os.path.join(self.dir, 'passwd')
-            subprocess.run([MOSQUITTO_PASSWD, '-b', '-c', pw, username, password or ''], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, (name, secret) in enumerate(sorted(users.items())):
+                subprocess.run([MOSQUITTO_PASSWD, '-b'] + (['-c'] if i == 0 else []) + [pw, name, secret],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             lines += ['allow_anonymous false', 'password_file %s' % pw]
         else:
             lines.append('allow_anonymous true')
@@ -95,6 +100,7 @@ class Broker:
             self._make_certs()
             lines += ['cafile %s' % self.ca_file, 'certfile %s' % os.path.join(self.dir, 'server.crt'),
                       'keyfile %s' % os.path.join(self.dir, 'server.key'), 'require_certificate true']
+        lines += list(extra)
         self.conf = os.path.join(self.dir, 'mosquitto.conf')
         with open(self.conf, 'w') as f:
             f.write('\n'.join(lines) + '\n')
@@ -148,10 +154,10 @@ class Broker:
         self.stop()
         return self.start()
 
-    def log(self):
+    def log(self, tail=2000):
         try:
             with open(self.log_path) as f:
-                return f.read()[-2000:]
+                return f.read()[-tail:] if tail else f.read()
         except OSError:
             return ''
 

@@ -44,4 +44,4 @@ def test_password_and_client_certificate_from_config(tmp_path):
             # it mines and keeps trying, but never gets in (so never reports healthy)
             assert wait_health(bad_agent.state_dir, 12) is None
             assert bad_agent.alive()
-        assert 'rig7' in broker.log()
+        assert 'rig7' in broker.log(tail=None)
