@@ -477,7 +477,7 @@ class Agent:
         if st.get('outbox_lost') and not self._lost_reported:
             self._lost_reported = True
             self._storage_alarm('rig.outbox_lost', True, 'outbox: %d unsent records lost to state dir '
-                                'corruption (recovered %d)' % (st['outbox_lost'], st['queued']))
+                                'corruption' % st['outbox_lost'])
         failing = bool(st.get('outbox_failing'))
         if failing != ('rig.outbox_write' in self.active_alarms):
             self._storage_alarm('rig.outbox_write', failing,
