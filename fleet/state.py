@@ -324,7 +324,7 @@ class FleetState:
                 return None
             return {'row': self._full_row(r, now_s), 'meta': r.meta, 'telemetry': r.tel,
                     'chips': r.chips, 'alarms': [_alarm_entry(r.site, r.rig, a) for a in r.alarms.values()],
-                    'history': r.hist.points()}
+                    'history': r.hist.points(), 'results': list(r.results.values())[-10:]}
 
     def result(self, key, cmd_id):
         with self.lock:
