@@ -61,6 +61,8 @@ class FleetCollector:
             'hot': _g('hashpilot_rig_temperature_max_celsius', 'Hottest die of the rig', RIG_LABELS),
             'fan': _g('hashpilot_rig_fan_duty_ratio', 'Highest fan duty (0..1)', RIG_LABELS),
             'al': _g('hashpilot_rig_alarms_active', 'Active alarms', RIG_LABELS),
+            'thot': _g('hashpilot_rig_temperature_hot_celsius', 'Throttle temperature of the model (meta)', RIG_LABELS),
+            'tdan': _g('hashpilot_rig_temperature_danger_celsius', 'Shutdown temperature of the model (meta)', RIG_LABELS),
         }
         for r in rows:
             lab = [r['site'], r['rig'], r.get('model') or '']
@@ -70,6 +72,11 @@ class FleetCollector:
                                     ('jth', 'jth', 1), ('hot_c', 'hot', 1), ('fan_pct', 'fan', 0.01)):
                 if r.get(key) is not None:
                     fams[fam].add_metric(lab, r[key] * scale)
+            rig = self.state.rig(r['key'])
+            meta = rig.meta if rig is not None else None
+            for key, fam in (('temp_hot_c', 'thot'), ('temp_danger_c', 'tdan')):
+                if meta and isinstance(meta.get(key), (int, float)):
+                    fams[fam].add_metric(lab, meta[key])
         return list(fams.values())
 
     def _boards(self, rows):
