@@ -57,6 +57,7 @@ class FleetClient:
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.reconnect_delay_set(0.5, 5.0)
+        self.extra_subscriptions = []   # (filter, fn(topic, payload)) for tools with own topics
 
     def filters(self):
         site = self.site or '+'
@@ -66,6 +67,9 @@ class FleetClient:
     def _on_connect(self, client, userdata, flags, rc, props=None):
         for f in self.filters():
             client.subscribe(f, qos=1)
+        for f, fn in self.extra_subscriptions:
+            client.subscribe(f, qos=1)
+            client.message_callback_add(f, lambda c, u, m, fn=fn: fn(m.topic, m.payload))
         self.connected.set()
 
     def _on_message(self, client, userdata, msg):
