@@ -19,7 +19,7 @@ ARM ?= armhf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.hashpilot-setup
 
-.PHONY: setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
+.PHONY: fuzz-api setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
 
 setup: $(STAMP)
 
@@ -69,6 +69,10 @@ build-arm:
 package:
 	@[ -f build/out/$(ARCH)/build-info.json ] || $(MAKE) build
 	$(PYTHON) build/package.py --arch $(ARCH) --mode $(MODE)
+
+# cgminer API fuzz, long form: 20000 malformed requests plus the flood (docs/cgminer-api.md)
+fuzz-api: setup
+	HASHPILOT_API_FUZZ_N=20000 nice -n 10 $(VENV)/bin/python -m pytest -q -s tests/test_api_e2e.py -k fuzz
 
 bench: setup
 	$(VENV)/bin/hashpilot bench sweep --model S21

@@ -85,6 +85,18 @@ SCHEMA = {
         'dir': _opt('str', '', 'event hooks directory; empty = none'),
         'timeout_s': _opt('float', 10.0, 'a hook is killed after', 0.5, 600.0),
     },
+    'api': {
+        'listen': _opt('str', '', 'cgminer/bmminer-compatible RPC for farm tools, host:port '
+                       '(e.g. "0.0.0.0:4028"); empty = off (docs/cgminer-api.md)'),
+        'allow': _opt('list', ['0/0'], 'cgminer api-allow list: "NET[/PREFIX]" may read, '
+                      '"W:NET[/PREFIX]" may also write; other addresses are ignored'),
+        'writes': _opt('bool', False, 'allow the write commands (restart, switchpool, '
+                       'powertarget) from W: addresses'),
+        'max_connections': _opt('int', 32, 'open RPC connections; more get a busy status', 1, 4096),
+        'max_request_bytes': _opt('int', 4096, 'longest request', 64, 65536),
+        'timeout_s': _opt('float', 2.0, 'a client must send its request and take the reply '
+                          'within', 0.1, 60.0),
+    },
     'tuner': {
         'profile': _opt('str', '', 'autotune profile to run at start; empty = none'),
         'results_dir': _opt('str', '', 'tune results; empty = <state_dir>/tune'),
@@ -214,6 +226,20 @@ def _validate_whole(cfg, where):
     host, _, port = m['broker'].rpartition(':')
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError('%s: mqtt.broker = %r: expected host:port' % (where('mqtt', 'broker'), m['broker']))
+    _validate_api(cfg['api'], where)
+
+
+def _validate_api(a, where):
+    from agent.api.server import parse_allow, parse_listen
+    if a['listen']:
+        try:
+            parse_listen(a['listen'])
+        except ValueError as e:
+            raise ConfigError('%s: api.listen = %r: %s (numeric address)' % (where('api', 'listen'), a['listen'], e))
+    try:
+        parse_allow(a['allow'])
+    except ValueError as e:
+        raise ConfigError('%s: api.allow: %s' % (where('api', 'allow'), e))
 
 
 def load_file(path):

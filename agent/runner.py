@@ -16,6 +16,7 @@ import threading
 import time
 
 from agent import __version__, commands, config, telemetry
+from agent import api as cgminer_api
 from agent.autotune import profile as tune_profile
 from agent.autotune import store as tune_store
 from agent.autotune.halio import ControlLoopIO
@@ -42,6 +43,7 @@ CONTROL_PERIOD_S = 1.0        # physics seconds between safety ticks (all fans s
 MIN_WALL_PERIOD_S = 0.1       # no loop runs faster than this in wall time (time-warped tests)
 CMD_MAX_AGE_S = 60.0
 LINK_CHECK_S = 2.0            # storage / broker trouble checked this often (physics s)
+EXIT_RESTART = 75             # restart requested (cgminer API): non-zero so init systems restart us
 # The board controller's own heartbeat watchdog backs up the in-process one: it fires when the
 # whole agent is gone (kill -9, frozen, crashed before systemd restarts it).
 HW_WATCHDOG_FACTOR = 2.0
@@ -246,6 +248,11 @@ class Agent:
         self._tick_ok = True
         self._lost_reported = False
         self._wd_stop = threading.Event()
+        self.exit_code = 0
+        try:
+            self.api = cgminer_api.attach(self)   # None unless [api] listen is set
+        except ValueError as e:
+            raise config.ConfigError('api: %s' % e)
 
     def _sysfs_board(self):
         path = self.cfg['rig']['sysfs_map']
@@ -307,17 +314,32 @@ class Agent:
             log.warning('command %s refused: %s', op, err)
             return self._result(cid, op, False, err)
         err = commands.expired(cmd.get('ts_ms'), time.time(), CMD_MAX_AGE_S)
-        if err is None:
-            checked, err = commands.validate(op, cmd['id'], cmd['args'], self._cmd_ctx())
         if err is not None:
             log.warning('command %s %s refused: %s', op, cmd['id'], err)
             return self._result(cmd['id'], op, False, err)
+        self.run_command(op, cmd['id'], cmd['args'], 'mqtt')
+
+    def run_command(self, op, cid, args, source):
+        """Validate and apply one command (control thread), whoever sent it (MQTT, cgminer API);
+        the outcome goes to cmd/result. Returns (ok, error, result)."""
+        checked, err = commands.validate(op, cid, args, self._cmd_ctx())
+        if err is not None:
+            log.warning('command %s %s (%s) refused: %s', op, cid, source, err)
+            self._result(cid, op, False, err)
+            return False, err, None
         try:
             result = self._apply_command(checked)
         except ValueError as e:   # still refused by a lower layer (limits, safety): nothing changed
-            return self._result(cmd['id'], op, False, str(e))
-        log.info('command %s %s applied', op, cmd['id'])
-        return self._result(cmd['id'], op, True, result=result)
+            self._result(cid, op, False, str(e))
+            return False, str(e), None
+        log.info('command %s %s (%s) applied', op, cid, source)
+        self._result(cid, op, True, result=result)
+        return True, None, result
+
+    def request_restart(self):
+        """Stop safely and exit with EXIT_RESTART: the init system starts the agent again."""
+        self.exit_code = EXIT_RESTART
+        self.scheduler.request_stop()
 
     def _apply_command(self, cmd):
         op, a = cmd['op'], cmd['args']
@@ -559,6 +581,8 @@ class Agent:
         self.scheduler.add_timer(self._chips, now + min(10.0, self.cfg['telemetry']['chips_s']))
         self.scheduler.add_timer(self._check_link, now)
         threading.Thread(target=self._watchdog_loop, name='watchdog', daemon=True).start()
+        if self.api is not None:
+            self.api.start(now)
         if self.cfg['tuner']['profile']:
             try:
                 self.start_tuner(self.cfg['tuner']['profile'])
@@ -576,6 +600,8 @@ class Agent:
         log.info('stopping: boards off, fans 100 %')
         if not self.control.safe_state():
             self.safe_writer.apply()
+        if self.api is not None:
+            self.api.close()
         self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': 'info',
                         'message': 'agent stopped; boards off, fans 100 %'})
         if self.hooks is not None:
@@ -618,4 +644,4 @@ def main(argv):
         agent.run()
     finally:
         agent.shutdown()
-    return 0
+    return agent.exit_code
