@@ -82,6 +82,7 @@ class ChainDriver:
         self.initialised = False
         self.ticket_bits = None
         self.last_read_stats = {}
+        self.nonce_sink = None     # fn(driver, chip or None, decoded): the work path checks nonces
         # BM1368-class nonces carry the chip address; compare it with our addresses.
         self._layout = family['nonce_layout'] if family else None
 
@@ -101,6 +102,8 @@ class ChainDriver:
             self.nonces_unattributed += 1
         else:
             chip.nonces += 1
+        if self.nonce_sink is not None:
+            self.nonce_sink(self, chip, d)
 
     def _on_stray(self, d):
         self.stray_answers += 1

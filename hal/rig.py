@@ -17,7 +17,8 @@ from hal.transport import Transport
 
 class Rig:
     def __init__(self, model, chain_urls, board_url=None, clock=None, baud=115200,
-                 address_rule='pow2', limit_overrides=None, board=None, window=None):
+                 address_rule='pow2', limit_overrides=None, board=None, window=None,
+                 work_check_bits=None):
         self.model = models.get(model) if isinstance(model, str) else model
         self.family = families.get(self.model['chip'])
         self.clock = clock or Clock(1.0)
@@ -31,6 +32,9 @@ class Rig:
             board = SimBoardController(Transport(board_url, 115200), self.limits,
                                        clock=self.clock)
         self.board = board
+        # Simulated chips solve nonces to this many zero bits, not 32+N (ports file; see
+        # docs/simulator.md "Work"); None on real chains: the ticket mask decides.
+        self.work_check_bits = work_check_bits
         self.board_status = None
         self.started = False
 
@@ -40,6 +44,7 @@ class Rig:
             ports = json.load(f)
         if clock is None:
             clock = Clock(float(ports.get('time_scale', 1.0)))
+        kw.setdefault('work_check_bits', ports.get('work_check_bits'))
         return cls(ports['model'], ports['chains'], ports.get('board'), clock=clock,
                    baud=int(ports.get('baud', 115200)), **kw)
 

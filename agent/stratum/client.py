@@ -285,7 +285,7 @@ class PoolManager:
                 'en2_size': s.en2_size, 'mask': s.version_mask, 'difficulty': s.difficulty}
 
     def _emit_job(self, conn, job, clean):
-        ev = {'event': 'job', 'job': job, 'clean': clean}
+        ev = {'event': 'job', 'job': job, 'clean': clean, 't_rx_wall': conn.last_rx}
         ev.update(self._ctx(conn))
         self.on_event(ev)
 

@@ -10,6 +10,7 @@ fraction) is pushed in by hal/sim/rig.py at every physics step. See docs/simulat
 from hal import codec, families, pll
 from hal.crc import crc5
 from hal.sim.physics import chip_err, poisson
+from hal.sim.work import SimWork
 
 F = families
 TWO32 = 4294967296.0
@@ -215,6 +216,7 @@ class Chain:
         self.ignored = 0
         self.nonces = 0
         self._route = None
+        self.work = SimWork(family, rng)     # job frames -> real solutions (hal/sim/work.py)
 
     def _routing(self):
         # (live chips, {addr: [chips]}), cached: rebuilt after address, power or dead changes
@@ -258,6 +260,9 @@ class Chain:
         hdr = frame[2]
         length = frame[3]
         op = hdr & 0x0F
+        if hdr == codec.TYPE_JOB | codec.OP_WRITE and len(frame) == length + 2:
+            self.work.on_job(frame)
+            return []
         if hdr & 0x60 != codec.TYPE_CMD or len(frame) != length + 2 \
                 or length != (9 if op == codec.OP_WRITE else 5) or op > codec.OP_INACTIVE:
             self.ignored += 1          # jobs are accepted and ignored; malformed frames too
@@ -294,6 +299,17 @@ class Chain:
                 'commands': self.commands, 'ignored': self.ignored, 'nonces': self.nonces,
                 'addressed': sum(1 for c in self.chips if c.assigned)}
 
+    def _nonce_frame(self, c, layout, real, bad_frac):
+        rng = self.rng
+        if real:
+            roll16 = (c.regs.get(F.REG_VERSION_ROLLING, 0) & 0xFFFF) if c.rolling else 0
+            return self.work.nonce_frame(c.addr, roll16, c.frame_len(), rng.random() < bad_frac)
+        # no job frame seen yet: random nonce bits (not solutions)
+        nonce, header = codec.encode_nonce_fields(
+            layout, rng.getrandbits(32), rng.randrange(16) * 8, rng.randrange(16), c.addr)
+        version = rng.getrandbits(16) if c.rolling else 0
+        return codec.nonce_response(nonce, rng.randrange(4), header, version, c.frame_len())
+
     def nonce_frames(self, dt_s, room_bytes=1 << 30):
         """Nonce frames found in the last dt_s of hashing: Poisson at each chip's ticket
         difficulty (one per 2^(32+N) good hashes), only after the host fed work (0x14 written).
@@ -313,16 +329,17 @@ class Chain:
             c = chips[(first + k) % n]
             if not c.work_fed or not c.hashing():
                 continue
-            lam = c.rate_units() * (1.0 - c.err()) * dt_s / (1 << c.ticket_bits)
+            real = self.work.has_job()
+            # with jobs: every nonce reported is a real solution, or a wrong one at the error rate
+            lam = c.rate_units() * (1.0 if real else 1.0 - c.err()) * dt_s / (1 << c.ticket_bits)
+            bad_frac = max(c.err(), c.silicon.get('bad_nonce_frac', 0.0))
             for _ in range(poisson(rng, lam)):
                 if room_bytes < 0:
                     dropped += 1
                     continue
-                nonce, header = codec.encode_nonce_fields(
-                    layout, rng.getrandbits(32), rng.randrange(16) * 8, rng.randrange(16), c.addr)
-                version = rng.getrandbits(16) if c.rolling else 0
-                fr = codec.nonce_response(nonce, rng.randrange(4), header, version, c.frame_len())
-                room_bytes -= len(fr)
-                out.append(fr)
+                fr = self._nonce_frame(c, layout, real, bad_frac)
+                if fr is not None:
+                    room_bytes -= len(fr)
+                    out.append(fr)
         self.nonces += len(out)
         return out, dropped

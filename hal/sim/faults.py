@@ -12,6 +12,8 @@ KINDS = {
     'corrupt': {'rate': (float, True, None), 'chain': (int, False, None), 'at': (float, False, 0.0)},
     'chip-dead': {'board': (int, True, None), 'chip': (int, True, None), 'at': (float, False, 0.0)},
     'fan-stop': {'fan': (int, True, None), 'at': (float, False, 0.0)},
+    'bad-nonces': {'board': (int, True, None), 'chip': (int, True, None),
+                   'frac': (float, False, 1.0), 'at': (float, False, 0.0)},
     'sensor-stuck': {'board': (int, True, None), 'sensor': (int, True, None),
                      'value_c': (float, True, None), 'at': (float, False, 0.0)},
     'sensor-absent': {'board': (int, True, None), 'sensor': (int, True, None),
@@ -66,6 +68,8 @@ def parse(spec):
     out = parse_kv('fault ' + kind, rest, KINDS[kind], {'kind': kind})
     if out['at'] < 0:
         raise FaultError('fault %s: at must be >= 0' % kind)
+    if kind == 'bad-nonces' and not 0.0 <= out['frac'] <= 1.0:
+        raise FaultError('fault bad-nonces: frac must be within 0..1')
     if kind == 'corrupt' and not 0.0 <= out['rate'] <= 1.0:
         raise FaultError('fault corrupt: rate must be within 0..1')
     if kind == 'ambient' and out['ramp_s'] < 0:
@@ -153,6 +157,8 @@ class FaultSet:
                 rig.chains[f['board']].chips[f['chip']].accrue(t_s)
                 rig.pop[f['board']][f['chip']]['dead'] = True
                 rig.chains[f['board']].invalidate()
+            elif kind == 'bad-nonces':
+                rig.pop[f['board']][f['chip']]['bad_nonce_frac'] = f['frac']
             elif kind == 'fan-stop':
                 rig.fan_stopped[f['fan']] = True
             elif kind == 'sensor-stuck':

@@ -20,6 +20,7 @@ from hal.sim.faults import parse_kv
 from hal.sim.rig import SimRig
 from hal.sim.truth import TruthWriter
 from hal.sim.uart import ChainPort
+from hal.sim.work import DEFAULT_CHECK_BITS as SIM_CHECK_BITS
 
 
 def _positive(kind):
@@ -77,6 +78,9 @@ def build_parser():
     p.add_argument('--fault', action='append', default=[], metavar='SPEC',
                    help='e.g. chip-dead:board=0,chip=5,at=30 (repeatable; see docs/simulator.md)')
     p.add_argument('--ports-file', metavar='FILE', help='write the pty paths here as JSON')
+    p.add_argument('--work-check-bits', type=int, default=SIM_CHECK_BITS, choices=range(1, 25),
+                   metavar='N', help='leading zero bits of the simulated chips\' nonce solutions '
+                   '(reduced difficulty, default %d; see docs/simulator.md "Work")' % SIM_CHECK_BITS)
     p.add_argument('--fan-duty-pct', type=_pct, default=100.0, help='initial fan duty (100)')
     p.add_argument('--chip', action='append', default=[], metavar='SPEC',
                    help='per-chip silicon override, e.g. board=0,chip=3,speed=0.8[,leak=2]'
@@ -133,6 +137,8 @@ class Simulator:
                           overrides=args.chip_overrides, lots=args.lots)
         self.faults = FaultSet(faults, self.rig, args.seed)
         self.wall0 = time.monotonic()
+        for ch in self.rig.chains:
+            ch.work.check_bits = args.work_check_bits
         self.ports = [ChainPort(ch, self.sim_time, self.faults.corruptor(i))
                       for i, ch in enumerate(self.rig.chains)]
         self.board = BoardController(self.rig, random.Random(args.seed * 13 + 3), self.sim_time)
@@ -151,7 +157,8 @@ class Simulator:
     def info(self):
         return {'model': self.rig.model['name'], 'chains': [p.pty.path for p in self.ports],
                 'board': self.board.pty.path, 'baud': 115200, 'time_scale': self.time_scale,
-                'pid': os.getpid(), 'seed': self.args.seed}
+                'pid': os.getpid(), 'seed': self.args.seed,
+                'work_check_bits': self.args.work_check_bits}
 
     def step(self, now):
         t_s = self.sim_time(now)

@@ -1,0 +1,73 @@
+"""Simulated chips' work: take the host's real job frames and answer with nonces that are real
+solutions (SHA-256d checked by the host), at a documented reduced difficulty.
+
+A real chip reports a nonce when the header hash has >= 32+N leading zero bits (ticket mask
+2^N). Finding one costs ~2^(32+N) hashes, far beyond a simulator, so simulated chips report at the
+*rate* the ticket mask and the physics give (Poisson, unchanged) but grind only until the hash has
+`check_bits` leading zero bits (default 10, ~1000 SHA-256d per nonce). The simulator writes
+`work_check_bits` into the ports file; an agent reading that file checks nonces against it, the
+way it takes the time scale (docs/simulator.md, "Work"). Wrong nonces (at the chip's error
+fraction, or always for a `bad-nonces` fault) are random nonces that fail that check.
+
+Only the full job format (BM1362/66/68/70) is hashed; a midstate (BM1397) job is counted and
+ignored (the header cannot be rebuilt from a midstate).
+"""
+
+from hal import codec
+from hal.work import chipjobs, jobs
+
+DEFAULT_CHECK_BITS = 10
+MAX_TRIES = 1 << 20        # never spin forever on a pathological check_bits
+
+
+class SimWork:
+    """Job frames seen on one chain and solutions for its chips."""
+
+    def __init__(self, family, rng, check_bits=DEFAULT_CHECK_BITS):
+        self.family = family
+        self.rng = rng
+        self.check_bits = check_bits
+        self.fmt = chipjobs.FORMATS.get(family['name'])
+        self.layout = family['nonce_layout']
+        self.jobs = {}              # chip job id -> (version, header bytes 4..76)
+        self.latest = None          # chip job id the chips hash now
+        self.jobs_seen = 0
+        self.unsupported = 0
+        self.hashes = 0             # SHA-256d done grinding (CPU budget check)
+
+    def on_job(self, frame):
+        """A job command frame (55 AA 21 LEN payload CRC16, CRC already checked)."""
+        payload = bytes(frame[4:-2])
+        if self.fmt is None or self.fmt['format'] != 'full' or len(payload) != 82:
+            self.unsupported += 1
+            return False
+        job_id = payload[0]
+        body = (jobs.reverse_words(payload[46:78]) + jobs.reverse_words(payload[14:46])
+                + payload[10:14] + payload[6:10])          # prev, merkle root, ntime, nbits
+        self.jobs[job_id] = (int.from_bytes(payload[78:82], 'little'), body)
+        self.latest = job_id
+        self.jobs_seen += 1
+        return True
+
+    def has_job(self):
+        return self.latest is not None
+
+    def nonce_frame(self, chip_addr, roll_mask16, frame_len, bad=False):
+        """One nonce response for the current job: a real solution, or a wrong nonce if bad."""
+        job_id = self.latest
+        version0, body = self.jobs[job_id]
+        rng = self.rng
+        for _ in range(MAX_TRIES):
+            nonce, hdr = codec.encode_nonce_fields(self.layout, rng.getrandbits(32), job_id,
+                                                   rng.randrange(16), chip_addr)
+            v16 = rng.getrandbits(16) & roll_mask16
+            version = jobs.roll_version(version0, v16) if roll_mask16 else version0
+            h = jobs.sha256d(version.to_bytes(4, 'little') + body + nonce.to_bytes(4, 'big'))
+            self.hashes += 1
+            if jobs.meets_bits(h, self.check_bits) != bad:
+                return codec.nonce_response(nonce, rng.randrange(4), hdr, v16, frame_len)
+        return None
+
+    def get_status(self):
+        return {'jobs': self.jobs_seen, 'unsupported_jobs': self.unsupported,
+                'check_bits': self.check_bits, 'hashes': self.hashes}
