@@ -88,6 +88,9 @@ SCHEMA = {
     'api': {
         'listen': _opt('str', '', 'cgminer/bmminer-compatible RPC for farm tools, host:port '
                        '(e.g. "0.0.0.0:4028"); empty = off (docs/cgminer-api.md)'),
+        'web_listen': _opt('str', '', 'read-only Antminer-style /cgi-bin/*.cgi pages (stats, '
+                           'summary, system info) for tools such as pyasic, host:port '
+                           '(e.g. "0.0.0.0:80"); empty = off'),
         'allow': _opt('list', ['0/0'], 'cgminer api-allow list: "NET[/PREFIX]" may read, '
                       '"W:NET[/PREFIX]" may also write; other addresses are ignored'),
         'writes': _opt('bool', False, 'allow the write commands (restart, switchpool, '
@@ -231,11 +234,15 @@ def _validate_whole(cfg, where):
 
 def _validate_api(a, where):
     from agent.api.server import parse_allow, parse_listen
-    if a['listen']:
-        try:
-            parse_listen(a['listen'])
-        except ValueError as e:
-            raise ConfigError('%s: api.listen = %r: %s (numeric address)' % (where('api', 'listen'), a['listen'], e))
+    for key in ('listen', 'web_listen'):
+        if a[key]:
+            try:
+                parse_listen(a[key])
+            except ValueError as e:
+                raise ConfigError('%s: api.%s = %r: %s (numeric address)' % (where('api', key), key, a[key], e))
+    if a['web_listen'] and not a['listen']:
+        raise ConfigError('%s: api.web_listen needs api.listen (the pages are served by the RPC '
+                          'server)' % where('api', 'web_listen'))
     try:
         parse_allow(a['allow'])
     except ValueError as e:

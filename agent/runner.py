@@ -236,6 +236,7 @@ class Agent:
         self.tuner_saved = False
         self.tuner_gen = 0
         self.active_alarms = set()
+        self.alarm_info = {}          # active alarm id -> id, severity, message
         if cfg['tuner']['profile']:
             try:
                 tune_profile.load(cfg['tuner']['profile'])
@@ -274,10 +275,13 @@ class Agent:
             if aid in self.active_alarms:
                 return
             self.active_alarms.add(aid)
+            self.alarm_info[aid] = {'id': aid, 'severity': ev.get('severity', 'warning'),
+                                    'message': ev.get('message', '')}
         elif action == 'clear':
             if aid not in self.active_alarms:
                 return
             self.active_alarms.discard(aid)
+            self.alarm_info.pop(aid, None)
         level = logging.WARNING if ev.get('severity') != 'info' else logging.INFO
         log.log(level, 'alarm %s %s: %s', ev.get('id'), ev.get('action'), ev.get('message'))
         try:

@@ -30,22 +30,25 @@ FUZZ_N = int(os.environ.get('HASHPILOT_API_FUZZ_N', '300'))
 PORT = 4028
 
 
+def _free(host, port):
+    s = socket.socket()
+    try:
+        s.bind((host, port))
+        return s.getsockname()[1]
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
 def loopback_host():
-    """A random 127.a.b.c where port 4028 is free (and nothing serves HTTP for pyasic's probe)."""
+    """A random 127.a.b.c with port 4028 free, and the web port: 80 where we may bind it (pyasic
+    reads some web pages from port 80 only), else a free port."""
     rnd = random.Random()
     for _ in range(50):
         host = '127.%d.%d.%d' % (rnd.randint(64, 250), rnd.randint(0, 255), rnd.randint(2, 250))
-        ok = True
-        for port in (PORT, 80, 443):
-            s = socket.socket()
-            try:
-                s.bind((host, port))
-            except OSError:
-                ok = False   # taken (or a wildcard listener on 80/443 would answer pyasic)
-            finally:
-                s.close()
-        if ok:
-            return host
+        if _free(host, PORT) and _free(host, 443):   # a wildcard 443 would answer pyasic's probe
+            return host, _free(host, 80) or _free(host, 0)
     pytest.skip('no free loopback address for port 4028')
 
 
@@ -82,15 +85,16 @@ def ask_json(host, data, **kw):
 @pytest.fixture(scope='module')
 def rig(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('api')
-    host = loopback_host()
-    extra = ('[api]\nlisten = "%s:%d"\nallow = ["W:127.0.0.1", "R:127.0.0.2"]\nwrites = true\n'
-             'max_connections = 32\ntimeout_s = 1.0\n' % (host, PORT))
+    host, web_port = loopback_host()
+    extra = ('[api]\nlisten = "%s:%d"\nweb_listen = "%s:%d"\n'
+             'allow = ["W:127.0.0.1", "R:127.0.0.2"]\nwrites = true\n'
+             'max_connections = 32\ntimeout_s = 1.0\n' % (host, PORT, host, web_port))
     with start_sim('S21', time_scale=5, seed=21) as sim, Broker() as broker:
         rec = Recorder(broker, 'lab', 'api1')
         with AgentProcess(tmp, sim.ports_file, broker, rig='api1', extra_cfg=extra) as agent:
             rec.wait_for(lambda: rec.count('telemetry') >= 3, 60, 'telemetry')
-            yield {'host': host, 'agent': agent, 'rec': rec, 'sim': sim, 'broker': broker,
-                   'tmp': tmp}
+            yield {'host': host, 'web_port': web_port, 'agent': agent, 'rec': rec, 'sim': sim,
+                   'broker': broker, 'tmp': tmp}
         rec.close()
 
 
@@ -149,11 +153,12 @@ def test_read_commands_carry_the_telemetry_values(rig):
 
 # -- pyasic ----------------------------------------------------------------------------------------
 
-def pyasic_data(host):
+def pyasic_data(host, web_port):
     import pyasic
 
     async def go():
         miner = await pyasic.get_miner(host)
+        miner.web.port = web_port   # honoured by single web commands, not by web multicommands
         data = await miner.get_data()
         return miner, data
     return asyncio.run(go())
@@ -162,7 +167,9 @@ def pyasic_data(host):
 def test_pyasic_identifies_the_rig_and_reads_its_data(rig):
     pytest.importorskip('pyasic')
     host, rec = rig['host'], rig['rec']
-    miner, data = pyasic_data(host)
+    n = rec.count('telemetry')
+    rec.wait_for(lambda: rec.count('telemetry') > n, 30, 'fresh telemetry')
+    miner, data = pyasic_data(host, rig['web_port'])
     tele = latest(rec)
     assert type(miner).__name__ == 'BMMinerS21', type(miner).__mro__
     assert (data.make, data.model) == ('AntMiner', 'S21')
@@ -173,16 +180,53 @@ def test_pyasic_identifies_the_rig_and_reads_its_data(rig):
     assert data.uptime == pytest.approx(tele['uptime_s'], abs=15)
     assert data.fw_ver == 'hashpilot %s' % __import__('agent').__version__
     assert data.pools == []          # no work path yet: the RPC says 'No pools'
-    assert data.errors == []         # read from the Antminer web API only (gap, see docs)
+    # boards: from the web page stats.cgi (pyasic 0.79.0 reads them there, not over the RPC)
+    boards = data.hashboards
+    assert [h.chips for h in boards] == [b['chips_ok'] for b in tele['boards']]
+    assert data.total_chips == sum(b['chips_ok'] for b in tele['boards'])
+    for h, b in zip(boards, tele['boards']):
+        assert not h.missing
+        assert float(h.hashrate) * 1000.0 == pytest.approx(b['hashrate_ghs'], rel=0.05)
+        assert h.temp == pytest.approx(sum(b['temps_c']) / len(b['temps_c']), abs=2)
+        assert h.chip_temp <= b['temp_max_c'] + 2 and h.chip_temp >= b['temp_max_c'] - 10
+        assert h.serial_number and h.serial_number.startswith('S21-')
     alarms = [a for a in rec.of('alarm') if a['action'] == 'raise' and a['severity'] != 'info']
-    assert alarms == []
-    # gaps of pyasic's Antminer S21 backend over an RPC alone (docs/cgminer-api.md):
-    assert data.wattage is None      # the backend never reads power for stock Antminers
-    print('pyasic get_data: hashrate %.2f TH/s, fans %s, uptime %s, pools %s, errors %s, '
-          'wattage %s, boards %s | telemetry: %.2f TH/s, fans %s, uptime %s, power %s W'
-          % (float(data.hashrate), [f.speed for f in data.fans], data.uptime, data.pools,
-             data.errors, data.wattage, [(h.chips, h.temp) for h in data.hashboards],
-             tele['hashrate_ghs'] / 1000.0, tele['fan_rpm'], tele['uptime_s'], tele['power_w']))
+    assert alarms == [] and data.errors == []
+    if rig['web_port'] == 80:   # pyasic reads summary/system info pages from port 80 only
+        assert data.serial_number == 'api1' and data.hostname == socket.gethostname()
+        assert data.is_mining is True
+    # the gap of pyasic's Antminer S21 backend (docs/cgminer-api.md): it never reads power
+    assert data.wattage is None
+    print('pyasic get_data: hashrate %.2f TH/s, chips %s (total %s), board temp %s, chip temp %s, '
+          'fans %s, uptime %s, pools %s, errors %s, wattage %s, serial %s'
+          % (float(data.hashrate), [h.chips for h in boards], data.total_chips,
+             [h.temp for h in boards], [h.chip_temp for h in boards], [f.speed for f in data.fans],
+             data.uptime, data.pools, data.errors, data.wattage, data.serial_number))
+    print('telemetry:       hashrate %.2f TH/s, chips_ok %s, board temps %s, temp_max %s, '
+          'fan_rpm %s, uptime %s, power %s W, alarms %s'
+          % (tele['hashrate_ghs'] / 1000.0, [b['chips_ok'] for b in tele['boards']],
+             [b['temps_c'] for b in tele['boards']], [b['temp_max_c'] for b in tele['boards']],
+             tele['fan_rpm'], tele['uptime_s'], tele['power_w'], alarms))
+
+
+def test_web_pages_are_read_only_and_bounded(rig):
+    host, port = rig['host'], rig['web_port']
+
+    def get(raw):
+        s = socket.create_connection((host, port), 5)
+        s.sendall(raw)
+        out = read_all(s)
+        s.close()
+        return out
+    ok = get(b'GET /cgi-bin/summary.cgi HTTP/1.1\r\nHost: x\r\n\r\n')
+    assert ok.startswith(b'HTTP/1.1 200 ')
+    body = json.loads(ok.split(b'\r\n\r\n', 1)[1])
+    assert {i['type'] for i in body['SUMMARY'][0]['status']} == {'rate', 'network', 'fans', 'temp'}
+    assert get(b'GET /nope HTTP/1.1\r\n\r\n').startswith(b'HTTP/1.1 404 ')
+    assert get(b'POST /cgi-bin/summary.cgi HTTP/1.1\r\n\r\n').startswith(b'HTTP/1.1 405 ')
+    assert get(b'GET /' + b'a' * 10000 + b' HTTP/1.1\r\n\r\n').startswith(b'HTTP/1.1 413 ')
+    assert get(b'garbage\r\n\r\n').startswith(b'HTTP/1.1 400 ')
+    assert get(b'GET /cgi-bin/stats.cgi HTTP/1.1\r\n').startswith(b'HTTP/1.1 408 ')   # no blank line
 
 
 # -- writes ----------------------------------------------------------------------------------------

@@ -214,3 +214,28 @@ def test_views_cover_every_read_command():
     for name in views.READ:
         secs = views.read_reply(name, st, None, {})
         assert secs[0][0] == 'STATUS'
+
+
+# -- web pages ------------------------------------------------------------------------------------
+
+def test_web_pages_map_alarms_and_state():
+    from agent.api import web
+    st = make_state()
+    st['alarms'] = [{'id': 'board1.fan_failed', 'severity': 'critical', 'message': 'fan 2 stopped'},
+                    {'id': 'rig.identify', 'severity': 'info', 'message': 'identify'},
+                    {'id': 'board0.chips_missing', 'severity': 'warning', 'message': '100 of 108'}]
+    items = web.alarm_items(st['alarms'])
+    errs = [(i['type'], i['msg']) for i in items if i['status'] == 'e']
+    assert errs == [('fans', 'board1.fan_failed: fan 2 stopped'),
+                    ('rate', 'board0.chips_missing: 100 of 108')]
+    assert {i['type'] for i in items if i['status'] == 's'} == {'network', 'temp'}
+    out = web.respond(b'GET /cgi-bin/get_blink_status.cgi HTTP/1.1\r\n\r\n', st, {})
+    assert out.startswith(b'HTTP/1.1 200 OK\r\n') and out.endswith(b'{"blink":true}')
+    out = web.respond(b'GET /cgi-bin/stats.cgi?x=1 HTTP/1.1\r\n\r\n', st, {})
+    stats = json.loads(out.split(b'\r\n\r\n', 1)[1])
+    assert [c['asic_num'] for c in stats['STATS'][0]['chain']] == [108, 108, 108]
+    conf = json.loads(web.respond(b'GET /cgi-bin/get_miner_conf.cgi HTTP/1.0\r\n\r\n',
+                                  make_state(board_off={0, 1, 2}), {}).split(b'\r\n\r\n', 1)[1])
+    assert conf['bitmain-work-mode'] == '1'   # every board off: pyasic says not mining
+    head = web.respond(b'HEAD /cgi-bin/summary.cgi HTTP/1.1\r\n\r\n', st, {})
+    assert head.endswith(b'\r\n\r\n') and b'Content-Length: ' in head

@@ -10,6 +10,8 @@ never waits on a client. Write commands come back to the control thread through
 import collections
 import itertools
 import logging
+import os
+import socket
 import time
 
 from agent import __version__
@@ -76,14 +78,16 @@ class ApiFrontEnd:
                                 allow=cfg['allow'], writes=cfg['writes'],
                                 max_connections=cfg['max_connections'],
                                 max_request_bytes=cfg['max_request_bytes'],
-                                timeout_s=cfg['timeout_s'])
+                                timeout_s=cfg['timeout_s'], web_listen=cfg.get('web_listen', ''),
+                                host_info=host_info())
 
     # -- control thread -------------------------------------------------------------------------
     def start(self, now):
         self.snapshot(now)
         self.server.start()
-        log.info('cgminer API listening on %s:%d (writes %s)', self.server.host, self.server.port,
-                 'enabled' if self.cfg['writes'] else 'disabled')
+        log.info('cgminer API listening on %s:%d (writes %s)%s', self.server.host, self.server.port,
+                 'enabled' if self.cfg['writes'] else 'disabled',
+                 ', web pages on port %d' % self.server.web_port if self.server.web_port else '')
         self.agent.scheduler.add_timer(self._timer, now + 1.0)
 
     def _timer(self, now):
@@ -121,7 +125,8 @@ class ApiFrontEnd:
                       'chain_urls': [getattr(getattr(c, 'transport', None), 'url', '')
                                      for c in a.rig.chains],
                       'ghs_av': self.rates.average(), 'ghs_30m': self.rates.window(),
-                      'pools': pool_list(a), 'alarms': sorted(a.active_alarms),
+                      'pools': pool_list(a),
+                      'alarms': [dict(a.alarm_info[k]) for k in sorted(a.alarm_info)],
                       'config': self._config()}
         return self.state
 
@@ -144,6 +149,23 @@ class ApiFrontEnd:
 
     def close(self):
         self.server.close()
+
+
+def host_info():
+    """Host name, MAC and kernel for get_system_info.cgi (read once at start)."""
+    info = {'hostname': socket.gethostname(), 'kernel': os.uname().release}
+    try:
+        for dev in sorted(os.listdir('/sys/class/net')):
+            if dev == 'lo':
+                continue
+            with open('/sys/class/net/%s/address' % dev) as f:
+                mac = f.read().strip()
+            if mac and mac != '00:00:00:00:00:00':
+                info['netdevice'], info['macaddr'] = dev, mac.upper()
+                break
+    except OSError:
+        pass
+    return info
 
 
 def pool_list(agent):

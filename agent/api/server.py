@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 
-from agent.api import handler, wire
+from agent.api import handler, web, wire
 
 log = logging.getLogger('hashpilot.api')
 
@@ -81,9 +81,10 @@ def access_for(allow, peer_ip):
 
 
 class _Conn:
-    __slots__ = ('sock', 'peer', 'access', 'buf', 'out', 'deadline', 'phase', 'job')
+    __slots__ = ('kind', 'sock', 'peer', 'access', 'buf', 'out', 'deadline', 'phase', 'job')
 
-    def __init__(self, sock, peer, access, deadline):
+    def __init__(self, kind, sock, peer, access, deadline):
+        self.kind = kind        # 'rpc' or 'web'
         self.sock = sock
         self.peer = peer
         self.access = access
@@ -120,8 +121,10 @@ def json_complete(buf):
 
 class ApiServer:
     def __init__(self, listen, get_state, submit, allow=('0/0',), writes=False,
-                 max_connections=32, max_request_bytes=4096, timeout_s=2.0):
+                 max_connections=32, max_request_bytes=4096, timeout_s=2.0, web_listen='',
+                 host_info=None):
         self.host, self.port = parse_listen(listen) if isinstance(listen, str) else listen
+        self.host_info = host_info or {}
         self.get_state = get_state
         self.submit = submit
         self.allow = parse_allow(allow)
@@ -135,19 +138,35 @@ class ApiServer:
         self._thread = None
         self.counters = {'accepted': 0, 'busy': 0, 'ignored': 0, 'replies': 0, 'errors': 0,
                          'timeouts': 0, 'writes': 0}
-        fam = socket.AF_INET6 if ':' in self.host else socket.AF_INET
-        self.sock = socket.socket(fam, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.host, self.port))
+        self.sel = selectors.DefaultSelector()
+        self.listeners = []
+        self.sock = self._listen('rpc', self.host, self.port)
         self.port = self.sock.getsockname()[1]
-        self.sock.listen(BACKLOG)
-        self.sock.setblocking(False)
+        self.web_port = None
+        if web_listen:
+            host, port = parse_listen(web_listen)
+            self.web_port = self._listen('web', host, port).getsockname()[1]
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.sock, selectors.EVENT_READ, 'listen')
         self.sel.register(self._wake_r, selectors.EVENT_READ, 'wake')
+
+    def _listen(self, kind, host, port):
+        fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+        sock = socket.socket(fam, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            for other in self.listeners:
+                other.close()
+            raise
+        self.listeners.append(sock)
+        self.sel.register(sock, selectors.EVENT_READ, ('listen', kind))
+        return sock
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self):
@@ -198,19 +217,20 @@ class ApiServer:
             self._close_all()
 
     def _stop_listening(self):
-        try:
-            self.sel.unregister(self.sock)
-        except (KeyError, ValueError):
-            pass
-        self.sock.close()
+        for sock in self.listeners:
+            try:
+                self.sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            sock.close()
         for c in list(self.conns.values()):
             if c.phase == 'read':
                 self._drop(c)
 
     def _event(self, key, ev):
         tag = key.data
-        if tag == 'listen':
-            self._accept()
+        if isinstance(tag, tuple):
+            self._accept(key.fileobj, tag[1])
         elif tag == 'wake':
             try:
                 while self._wake_r.recv(512):
@@ -225,10 +245,10 @@ class ApiServer:
             elif ev & selectors.EVENT_WRITE and c.phase == 'write':
                 self._write(c)
 
-    def _accept(self):
+    def _accept(self, lsock, kind):
         for _ in range(ACCEPTS_PER_WAKE):
             try:
-                sock, addr = self.sock.accept()
+                sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -244,12 +264,20 @@ class ApiServer:
                 continue
             if len(self.conns) >= self.max_connections:
                 self.counters['busy'] += 1
-                self._send_and_close(sock, self._status_bytes('busy', True, self.max_connections))
+                self._send_and_close(sock, self._error_bytes(kind, 'busy', True, self.max_connections))
                 continue
             self.counters['accepted'] += 1
-            c = _Conn(sock, addr[0], access, time.monotonic() + self.timeout_s)
+            c = _Conn(kind, sock, addr[0], access, time.monotonic() + self.timeout_s)
             self.conns[sock.fileno()] = c
             self.sel.register(sock, selectors.EVENT_READ, c)
+
+    HTTP_ERRORS = {'busy': 503, 'toolarge': 413, 'timeout': 408}
+
+    def _error_bytes(self, kind, key, is_json, *args):
+        if kind == 'web':
+            code, sev, msg = wire.CODES[key]
+            return web.http_error(self.HTTP_ERRORS.get(key, 400), msg % args if args else msg)
+        return self._status_bytes(key, is_json, *args)
 
     def _status_bytes(self, key, is_json, *args):
         state = self.get_state()
@@ -278,8 +306,12 @@ class ApiServer:
         c.buf += data
         if len(c.buf) > self.max_request_bytes:
             self.counters['errors'] += 1
-            return self._reply(c, self._status_bytes('toolarge', c.buf[:1] == b'{',
-                                                     self.max_request_bytes))
+            return self._reply(c, self._error_bytes(c.kind, 'toolarge', c.buf[:1] == b'{',
+                                                    self.max_request_bytes))
+        if c.kind == 'web':
+            if web.request_complete(c.buf):
+                self._process(c)
+            return   # wait for the end of the headers
         head = c.buf.lstrip()
         if head[:1] == b'{' and not json_complete(head):
             return   # wait for the rest of the JSON object (bounded by size and timeout)
@@ -288,6 +320,13 @@ class ApiServer:
     def _process(self, c):
         is_json = c.buf.lstrip()[:1] == b'{'
         state = self.get_state()
+        if c.kind == 'web':
+            try:
+                out = web.respond(c.buf, state, self.host_info)
+            except Exception:
+                log.exception('api: web reply failed')
+                out = web.http_error(400, 'bad request')
+            return self._reply(c, out)
         try:
             req = wire.parse_request(bytes(c.buf))
             c.buf = bytearray()
@@ -354,8 +393,8 @@ class ApiServer:
         for c in [c for c in self.conns.values() if c.deadline <= now]:
             self.counters['timeouts'] += 1
             if c.phase == 'read':
-                self._reply(c, self._status_bytes('timeout', c.buf.lstrip()[:1] == b'{',
-                                                  self.timeout_s))
+                self._reply(c, self._error_bytes(c.kind, 'timeout', c.buf.lstrip()[:1] == b'{',
+                                                 self.timeout_s))
             elif c.phase == 'wait':
                 self._reply(c, self._status_bytes('pending', c.job['json'], c.job['cmd'],
                                                   WRITE_WAIT_S))
@@ -379,7 +418,7 @@ class ApiServer:
     def _close_all(self):
         for c in list(self.conns.values()):
             self._drop(c)
-        for s in (self.sock, self._wake_r, self._wake_w):
+        for s in self.listeners + [self._wake_r, self._wake_w]:
             try:
                 s.close()
             except OSError:
