@@ -1,10 +1,14 @@
-"""Payload size benchmark: `python -m mqtt_schema.bench` prints chips/telemetry sizes for a full rig."""
+"""Payload benchmarks: `python -m mqtt_schema.bench` prints chips/telemetry sizes for a full rig;
+`python -m mqtt_schema.bench --decode` the decode rates (JSON)."""
 
+import json
 import random
 import sys
+import time
 
 from hal import models
-from mqtt_schema import codec, payloads
+from mqtt_schema import codec, consumer, payloads
+from mqtt_schema import fields as F
 
 CHIPS_TARGET_BYTES = 4096
 TELEMETRY_TARGET_BYTES = 400
@@ -58,8 +62,86 @@ def measure(model_name='S21', seed=1):
             'telemetry_json': len(codec.encode(tele, 'json'))}
 
 
+def _reference_value(ftype, dec, val):
+    if val is None:
+        return None
+    if ftype == 'num':
+        return consumer._unscale(val, dec)
+    if ftype == 'list:num' and isinstance(val, list):
+        return [consumer._unscale(x, dec) for x in val]
+    if ftype == 'list:pair' and isinstance(val, list):
+        out = []
+        for pair in val:
+            if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int) \
+                    and 0 <= pair[1] < len(F.CHIP_STATES):
+                out.append([pair[0], F.CHIP_STATES[pair[1]]])
+            else:
+                out.append(pair)
+        return out
+    if ftype.startswith('map:') and isinstance(val, dict):
+        return reference_unpack(F.TABLES[ftype[4:]], val)
+    if ftype.startswith('list:map:') and isinstance(val, list):
+        table = F.TABLES[ftype[9:]]
+        return [reference_unpack(table, x) if isinstance(x, dict) else x for x in val]
+    return val
+
+
+def reference_unpack(defs, wire):
+    """The decoder as it was before the compiled one (per-element round): the oracle and the
+    'before' figure of decode_rates()."""
+    known = dict((f[0], f) for f in defs)
+    out = {}
+    for key, val in wire.items():
+        f = known.get(key)
+        if f is None:
+            out[key] = val
+        else:
+            out[f[1]] = _reference_value(f[2], f[4], val)
+    return out
+
+
+def _rate(fn, min_s):
+    """Calls per second of fn(), best of 5 runs of at least min_s / 5 each."""
+    best = 0.0
+    for _ in range(5):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            for _ in range(20):
+                fn()
+            n += 20
+            dt = time.perf_counter() - t0
+            if dt >= min_s / 5:
+                break
+        best = max(best, n / dt)
+    return best
+
+
+def decode_rates(model_name='S21', min_s=1.0):
+    """Messages/s for telemetry and chips: hashpilot decode (compiled), the previous decoder,
+    cbor2.loads and json.loads of the same payload, measured in one run."""
+    status = sample_status(model_name, 1)
+    session = payloads.new_session()
+    out = {'model': model_name}
+    for kind, build in (('telemetry', payloads.build_telemetry), ('chips', payloads.build_chips)):
+        wire = build(status, session, 1795000000000)
+        cb, js = codec.encode(wire, 'cbor'), codec.encode(wire, 'json')
+        defs = F.fields_for(kind)
+        r = {'decode': _rate(lambda: consumer.decode(kind, cb), min_s),
+             'previous_decode': _rate(lambda: reference_unpack(defs, codec.loads(cb)), min_s),
+             'cbor2_loads': _rate(lambda: codec._cbor.loads(cb), min_s),
+             'json_loads': _rate(lambda: json.loads(js), min_s)}
+        r = dict((k, round(v)) for k, v in r.items())
+        r['speedup'] = round(r['decode'] / r['previous_decode'], 2)
+        r['bytes_cbor'] = len(cb)
+        out[kind] = r
+    return out
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['--decode']:
+        print(json.dumps(decode_rates(*(argv[1:2] or ['S21'])), indent=1))
+        return 0
     names = argv or ['S21', 'S19JPRO', 'GAMMA']
     for name in names:
         r = measure(name)

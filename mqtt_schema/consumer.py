@@ -7,28 +7,12 @@ MAX_CMD_BYTES = 8192
 MAX_ID = 64
 
 
-def _value(ftype, dec, val):
-    if val is None:
-        return None
-    if ftype == 'num':
-        return _unscale(val, dec)
-    if ftype == 'list:num' and isinstance(val, list):
-        return [_unscale(x, dec) for x in val]
-    if ftype == 'list:pair' and isinstance(val, list):
-        out = []
-        for pair in val:
-            if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int) \
-                    and 0 <= pair[1] < len(F.CHIP_STATES):
-                out.append([pair[0], F.CHIP_STATES[pair[1]]])
-            else:
-                out.append(pair)
-        return out
-    if ftype.startswith('map:') and isinstance(val, dict):
-        return unpack(F.TABLES[ftype[4:]], val)
-    if ftype.startswith('list:map:') and isinstance(val, list):
-        table = F.TABLES[ftype[9:]]
-        return [unpack(table, x) if isinstance(x, dict) else x for x in val]
-    return val
+# Decoding is the fleet consumer's hot path (thousands of messages per second): each field table
+# is compiled once into {wire key: (name, converter)}, scaled integers go through a per-decimals
+# int -> float cache read with map() at C speed, and the reference rule (`_unscale`) stays the
+# definition every fast path must agree with (tests/test_fleet_decode.py compares them).
+_CACHE_LIMIT = 1 << 24
+_CACHE_MAX = 1 << 16
 
 
 def _unscale(x, dec):
@@ -39,19 +23,135 @@ def _unscale(x, dec):
     return round(x / (10 ** dec), dec)
 
 
+class _Scaled(dict):
+    """Wire int -> float for one number of decimals, filled on first use.
+
+    0 and 1 are never cached: they equal False and True as dict keys, and a bool must come back
+    as it was (junk is returned unchanged, as `_unscale` does).
+    """
+
+    def __init__(self, dec):
+        dict.__init__(self)
+        self.dec = dec
+
+    def __missing__(self, x):
+        v = _unscale(x, self.dec)
+        if x.__class__ is int and (1 < x < _CACHE_LIMIT or -_CACHE_LIMIT < x < 0) \
+                and len(self) < _CACHE_MAX:
+            self[x] = v
+        return v
+
+
+_SCALED = {}
+
+
+def _scaled_table(dec):
+    t = _SCALED.get(dec)
+    if t is None:
+        t = _SCALED[dec] = _Scaled(dec)
+    return t
+
+
+def _num_fn(dec):
+    get = _scaled_table(dec).__getitem__
+
+    def num(val):
+        try:
+            return get(val)
+        except TypeError:     # unhashable junk: unchanged
+            return val
+    return num
+
+
+def _list_num_fn(dec):
+    get = _scaled_table(dec).__getitem__
+
+    def list_num(val):
+        if val.__class__ is not list:
+            return val
+        try:
+            return list(map(get, val))
+        except TypeError:
+            return [_unscale(x, dec) for x in val]
+    return list_num
+
+
+def _list_pair(val):
+    if not isinstance(val, list):
+        return val
+    out = []
+    states = F.CHIP_STATES
+    for pair in val:
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int) \
+                and 0 <= pair[1] < len(states):
+            out.append([pair[0], states[pair[1]]])
+        else:
+            out.append(pair)
+    return out
+
+
+def _map_fn(defs):
+    def as_map(val):
+        return _unpack(_compiled(defs), val) if isinstance(val, dict) else val
+    return as_map
+
+
+def _list_map_fn(defs):
+    def as_list(val):
+        if not isinstance(val, list):
+            return val
+        table = _compiled(defs)
+        return [_unpack(table, x) if isinstance(x, dict) else x for x in val]
+    return as_list
+
+
+def _converter(ftype, dec):
+    """None when the wire value is already the decoded value."""
+    if ftype == 'num':
+        return _num_fn(dec) if dec else None
+    if ftype == 'list:num':
+        return _list_num_fn(dec) if dec else None
+    if ftype == 'list:pair':
+        return _list_pair
+    if ftype.startswith('map:'):
+        return _map_fn(F.TABLES[ftype[4:]])
+    if ftype.startswith('list:map:'):
+        return _list_map_fn(F.TABLES[ftype[9:]])
+    return None
+
+
+_COMPILED = {}
+
+
+def _compiled(defs):
+    """defs -> (rename {wire key: name}, [(wire key, name, converter)] for fields that convert)."""
+    table = _COMPILED.get(id(defs))
+    if table is None or table[0] is not defs:
+        rename = {}
+        convs = []
+        for f in defs:
+            rename[f[0]] = f[1]
+            fn = _converter(f[2], f[4])
+            if fn is not None:
+                convs.append((f[0], f[1], fn))
+        table = _COMPILED[id(defs)] = (defs, (rename, convs))
+    return table[1]
+
+
+def _unpack(table, wire):
+    rename, convs = table
+    out = dict(zip(map(rename.get, wire, wire), wire.values()))   # unknown keys keep their name
+    get = wire.get
+    for key, name, fn in convs:
+        val = get(key)
+        if val is not None:
+            out[name] = fn(val)
+    return out
+
+
 def unpack(defs, wire):
     """Wire dict -> long names, scaled ints back to floats. Unknown keys are kept as they are."""
-    known = {}
-    for f in defs:
-        known[f[0]] = f
-    out = {}
-    for key, val in wire.items():
-        f = known.get(key)
-        if f is None:
-            out[key] = val
-        else:
-            out[f[1]] = _value(f[2], f[4], val)
-    return out
+    return _unpack(_compiled(defs), wire)
 
 
 def decode(topic, data):
@@ -68,7 +168,7 @@ def decode(topic, data):
     payload = codec.loads(data)
     if not isinstance(payload, dict):
         raise ValueError('payload is not a map')
-    return unpack(defs, payload)
+    return _unpack(_compiled(defs), payload)
 
 
 def parse_command(op, data):
