@@ -43,6 +43,8 @@ class Client(asyncio.Protocol):
         self._suback = {}
         self._ping = None
         self._last_tx = 0.0
+        self.manual_ack = False      # True: PUBACKs wait in ack_pending until send_acks()
+        self.ack_pending = []
 
     # --- connection -------------------------------------------------------------------------
     async def connect(self, host, port, timeout_s=10.0, local_addr=None):
@@ -194,4 +196,12 @@ class Client(asyncio.Protocol):
         if self.on_message is not None:
             self.on_message(topic, payload, retain, dup)
         if qos == 1:
-            self.transport.write(W.puback(pid))
+            if self.manual_ack:
+                self.ack_pending.append(pid)
+            else:
+                self.transport.write(W.puback(pid))
+
+    def send_acks(self, pids):
+        """PUBACKs for messages the owner has made durable (in receive order)."""
+        if self.connected and pids:
+            self.transport.write(b''.join([W.puback(p) for p in pids]))

@@ -1,0 +1,337 @@
+"""`hashpilot fleet ingest`: the scalable consumer of hashpilot telemetry.
+
+- MQTT 5 shared subscription (`--group G` -> `$share/G/hashpilot/v1/+/+/<kind>`): several ingest
+  processes split the load; without a group every message comes to this one.
+- Persistent session (clean start off, `--session-expiry-s`): while a consumer restarts, the
+  broker queues its share and delivers it on return. Messages are acknowledged only after the
+  store has them (`fleet/store.py` writer thread), so a crash loses nothing; what comes twice is
+  dropped by `Sequencer` here and by the store's (site, rig, boot_id, seq) keys across consumers.
+- Decoding with `mqtt_schema.consumer` (compiled tables); per-kind end-to-end latency (receive
+  time minus the payload's ts) and loss by sequence gaps.
+
+Runs until SIGTERM/SIGINT or `--duration-s`, then prints one JSON report (or `--report FILE`);
+`--seen FILE` also dumps every (topic, boot_id) -> received seqs, so a benchmark can merge what
+several consumers got.
+"""
+
+import argparse
+import array
+import asyncio
+import json
+import marshal
+import random
+import resource
+import signal
+import sys
+import time
+
+from fleet.aiomqtt import Client, MqttError
+from mqtt_schema import consumer
+
+KINDS = ('telemetry', 'chips', 'status', 'alarm')
+
+
+class Sequencer:
+    """Per stream (topic, boot_id): highest seq and the holes below it.
+
+    check() -> 'new' (next or later: a jump opens holes), 'late' (fills a hole: out of order but
+    new) or 'dup' (seen already). Memory stays small: a hole set only exists while there are holes.
+    """
+
+    __slots__ = ('streams', 'dups', 'late', 'seen', 'keep_seen')
+
+    def __init__(self, keep_seen=False):
+        self.streams = {}
+        self.dups = 0
+        self.late = 0
+        self.keep_seen = keep_seen
+        self.seen = {}
+
+    def check(self, topic, boot_id, seq):
+        key = (topic, boot_id)
+        st = self.streams.get(key)
+        if st is None:
+            st = self.streams[key] = [0, None]
+        hi = st[0]
+        if seq == hi + 1:
+            st[0] = seq
+            verdict = 'new'
+        elif seq > hi:
+            holes = st[1]
+            if holes is None:
+                holes = st[1] = set()
+            holes.update(range(hi + 1, seq))
+            st[0] = seq
+            verdict = 'new'
+        else:
+            holes = st[1]
+            if holes is not None and seq in holes:
+                holes.discard(seq)
+                if not holes:
+                    st[1] = None
+                self.late += 1
+                verdict = 'late'
+            else:
+                self.dups += 1
+                return 'dup'
+        if self.keep_seen:
+            a = self.seen.get(key)
+            if a is None:
+                a = self.seen[key] = array.array('I')
+            a.append(seq)
+        return verdict
+
+    def gaps(self):
+        """Seqs missing below each stream's highest (a lone consumer: lost or still in flight)."""
+        return sum(len(st[1]) for st in self.streams.values() if st[1])
+
+
+def percentiles(values, ps=(50, 99)):
+    if not values:
+        return dict(('p%d_ms' % p, None) for p in ps)
+    s = sorted(values)
+    out = dict(('p%d_ms' % p, s[min(len(s) - 1, int(len(s) * p / 100.0))]) for p in ps)
+    out['max_ms'] = s[-1]
+    return out
+
+
+class Ingest:
+    def __init__(self, args, writer=None):
+        self.args = args
+        self.writer = writer
+        self.version = 5 if args.protocol == 5 else 4
+        self.brokers = [parse_broker(b) for b in args.broker]
+        self.seq = Sequencer(keep_seen=bool(args.seen))
+        self.lat = dict((k, array.array('i')) for k in KINDS)
+        self.count = dict.fromkeys(KINDS, 0)
+        self.other = 0
+        self.errors = 0
+        self.bytes = 0
+        self.connects = 0
+        self.client = None
+        self.rnd = random.Random()
+        self.stopping = False
+        self.feed = None
+        self.t_first = None
+        self.t_last = None
+        self.loop = None
+
+    def filters(self):
+        kinds = self.args.kinds.split(',')
+        base = ['hashpilot/v1/+/+/%s' % k for k in kinds]
+        if self.args.group:
+            return [('$share/%s/%s' % (self.args.group, f), 1) for f in base]
+        return [(f, 1) for f in base]
+
+    def on_message(self, topic, payload, retain, dup):
+        now_ms = time.time() * 1000.0
+        self.bytes += len(payload)
+        kind = topic[topic.rfind('/') + 1:]
+        try:
+            msg = consumer.decode(topic, payload)
+        except ValueError:
+            self.errors += 1           # junk: counted, acknowledged, never redelivered forever
+            return None
+        if kind not in self.count:
+            self.other += 1
+            return None
+        if self.t_first is None:
+            self.t_first = now_ms
+        self.t_last = now_ms
+        self.count[kind] += 1
+        ts = msg.get('ts_ms')
+        if isinstance(ts, int) and not retain:
+            self.lat[kind].append(int(now_ms - ts))
+        boot, seq = msg.get('boot_id'), msg.get('seq')
+        if kind in ('telemetry', 'chips', 'alarm') and isinstance(seq, int):
+            if self.seq.check(topic, boot, seq) == 'dup':
+                return None
+        if self.feed is not None:
+            self.feed(topic, msg)
+        if self.writer is not None and kind in ('telemetry', 'chips'):
+            parts = topic.split('/')
+            if kind == 'telemetry':
+                self.writer.put('telemetry', (parts[2], parts[3], msg))
+            else:
+                self.writer.put('chips', (parts[2], parts[3], boot, seq, ts, msg))
+        return None
+
+    async def connect_loop(self):
+        a = self.args
+        attempt = 0
+        index = 0
+        while not self.stopping:
+            host, port = self.brokers[index % len(self.brokers)]
+            c = Client(a.client_id, version=self.version, keepalive_s=30,
+                       clean=not a.persistent, session_expiry_s=a.session_expiry_s if a.persistent else None,
+                       receive_max=65535, on_message=self.on_message, on_lost=self._on_lost,
+                       username=a.username, password=a.password)
+            if self.writer is not None:
+                c.manual_ack = True
+            try:
+                present = await c.connect(host, port, timeout_s=10.0)
+                self.client = c
+                self.connects += 1
+                if not present or not a.persistent:
+                    codes = await c.subscribe(self.filters())
+                    if any(code >= 0x80 for code in codes):
+                        raise MqttError('subscription refused: %s' % codes)
+                attempt = 0
+                self._lost = asyncio.get_running_loop().create_future()
+                await self._lost
+            except (OSError, MqttError, asyncio.TimeoutError) as e:
+                print('ingest: %s:%d: %s' % (host, port, e), file=sys.stderr)
+            if self.stopping:
+                return
+            index += 1 if len(self.brokers) > 1 else 0
+            attempt += 1
+            await asyncio.sleep(min(5.0, 0.2 * attempt) * (0.5 + self.rnd.random()))
+
+    def _on_lost(self, client, exc):
+        fut = getattr(self, '_lost', None)
+        if fut is not None and not fut.done():
+            fut.set_result(exc)
+
+    def attach_writer(self, store, args):
+        vm = store.VictoriaMetrics(args.vm_url) if args.vm_url else None
+        chips = store.ChipStore(args.chips_db) if args.chips_db else None
+        self.writer = store.Writer(vm, chips, args.flush_s, on_commit=self._committed,
+                                   on_error=lambda e: print('ingest: store: %s' % e, file=sys.stderr))
+
+    def mark(self):
+        """Queue the PUBACKs received so far behind the writer's pending items."""
+        c = self.client
+        if c is not None and c.ack_pending:
+            self.writer.put(None, None, (c, c.ack_pending))
+            c.ack_pending = []
+
+    def _committed(self, tokens):    # writer thread
+        self.loop.call_soon_threadsafe(self._send_acks, tokens)
+
+    def _send_acks(self, tokens):
+        for client, pids in tokens:
+            if client is self.client:   # a new connection gets those messages again
+                client.send_acks(pids)
+
+    def report(self):
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        out = {'client_id': self.args.client_id, 'group': self.args.group,
+               'messages': dict(self.count), 'other': self.other, 'decode_errors': self.errors,
+               'bytes': self.bytes, 'duplicates': self.seq.dups, 'late': self.seq.late,
+               'gaps': self.seq.gaps(), 'streams': len(self.seq.streams), 'connects': self.connects,
+               'cpu_s': round(ru.ru_utime + ru.ru_stime, 2), 'rss_mb': round(ru.ru_maxrss / 1024.0, 1),
+               'first_rx_ms': self.t_first, 'last_rx_ms': self.t_last, 'latency': {}}
+        total = sum(self.count.values())
+        if total:
+            out['cpu_us_per_msg'] = round(out['cpu_s'] * 1e6 / total, 1)
+        for kind in ('telemetry', 'chips'):
+            out['latency'][kind] = percentiles(self.lat[kind])
+        if self.writer is not None:
+            out['store'] = {'written': dict(self.writer.written), 'errors': self.writer.errors}
+        return out
+
+    def dump_seen(self, path):
+        data = {}
+        for (topic, boot), seqs in self.seq.seen.items():
+            data['%s|%s' % (topic, boot)] = seqs.tobytes()
+        with open(path, 'wb') as f:
+            marshal.dump(data, f)
+
+
+def load_seen(path):
+    """{'topic|boot': array('I') of seqs} from an ingest --seen file."""
+    with open(path, 'rb') as f:
+        data = marshal.load(f)
+    out = {}
+    for key, raw in data.items():
+        a = array.array('I')
+        a.frombytes(raw)
+        out[key] = a
+    return out
+
+
+def parse_broker(text):
+    host, _, port = text.rpartition(':')
+    if not host or not port.isdigit():
+        raise ValueError('broker must be host:port, got %r' % text)
+    return host, int(port)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='hashpilot fleet ingest', description=__doc__.split('\n')[0])
+    p.add_argument('--broker', action='append', required=True, help='host:port (repeat: failover)')
+    p.add_argument('--group', default=None, help='shared subscription group ($share/GROUP/...)')
+    p.add_argument('--client-id', default='hashpilot-ingest')
+    p.add_argument('--kinds', default='telemetry,chips,status,alarm')
+    p.add_argument('--protocol', type=int, choices=(5, 311), default=5)
+    p.add_argument('--clean', dest='persistent', action='store_false',
+                   help='no persistent session (default: persistent)')
+    p.add_argument('--session-expiry-s', type=int, default=3600)
+    p.add_argument('--username', default=None)
+    p.add_argument('--password', default=None)
+    p.add_argument('--vm-url', default=None, help='VictoriaMetrics, e.g. http://127.0.0.1:8428')
+    p.add_argument('--chips-db', default=None, help='SQLite file for per-chip snapshot arrays')
+    p.add_argument('--flush-s', type=float, default=0.5)
+    p.add_argument('--duration-s', type=float, default=None)
+    p.add_argument('--idle-exit-s', type=float, default=None,
+                   help='stop when nothing arrived for this long (after the first message)')
+    p.add_argument('--report', default=None)
+    p.add_argument('--seen', default=None, help='dump received seqs per stream here (marshal)')
+    return p
+
+
+async def _main(args, ing):
+    loop = ing.loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = loop.create_task(ing.connect_loop())
+    t0 = time.monotonic()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 0.2)
+        except asyncio.TimeoutError:
+            pass
+        if ing.writer is not None:
+            ing.mark()
+        if args.duration_s is not None and time.monotonic() - t0 >= args.duration_s:
+            break
+        if args.idle_exit_s is not None and ing.t_last is not None and \
+                time.time() * 1000.0 - ing.t_last > args.idle_exit_s * 1000.0:
+            break
+    ing.stopping = True
+    if ing.writer is not None:
+        ing.mark()
+        await loop.run_in_executor(None, ing.writer.close)
+        await asyncio.sleep(0.1)     # the last batch's PUBACKs
+    if ing.client is not None:
+        ing.client.disconnect()
+    task.cancel()
+    await asyncio.sleep(0.05)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        ing = Ingest(args)
+    except ValueError as e:
+        print('hashpilot fleet ingest: %s' % e, file=sys.stderr)
+        return 2
+    if args.vm_url or args.chips_db:
+        from fleet import store
+        ing.attach_writer(store, args)
+    asyncio.run(_main(args, ing))
+    rep = ing.report()
+    if args.seen:
+        ing.dump_seen(args.seen)
+    text = json.dumps(rep, sort_keys=True)
+    if args.report:
+        with open(args.report, 'w') as f:
+            f.write(text + '\n')
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
