@@ -150,6 +150,9 @@ def build_parser():
     s.add_argument('--json', action='store_true')
     from agent import bench_autotune
     bench_autotune.add_arguments(sub.add_parser('autotune', help='autotuner vs the oracle'))
+    from fleet import bench as fleet_bench
+    fleet_bench.add_arguments(sub.add_parser('fleet', help='broker + load generator + consumers: '
+                                                           'msgs/s, latency, loss, CPU/RSS (JSON)'))
     return p
 
 
@@ -179,4 +182,7 @@ def main(argv=None):
     if args.what == 'autotune':
         from agent import bench_autotune
         return bench_autotune.run_cli(args)
+    if args.what == 'fleet':
+        from fleet import bench as fleet_bench
+        return fleet_bench.run_cli(args)
     return 2

@@ -34,12 +34,18 @@ def _ingest():
     return m.main
 
 
+def _broker_config():
+    from fleet import brokerconf as m
+    return m.main
+
+
 COMMANDS = {
     'watch': (_watch, 'live fleet view in the terminal (rows per rig, site totals, heat maps)'),
     'serve': (_serve, 'web dashboard with live heat maps, alarm log, charts and /metrics'),
     'homeassistant': (_homeassistant, 'Home Assistant MQTT discovery bridge'),
     'curtail': (_curtail, 'bring a site under a power cap (and --restore)'),
     'ingest': (_ingest, 'scalable consumer: shared subscription, dedup, time-series store'),
+    'broker-config': (_broker_config, 'Mosquitto config for large sites: limits, per-rig ACLs'),
     'loadgen': (_loadgen, 'virtual rigs publishing real payloads (load, Wills, reconnect storms)'),
 }
 

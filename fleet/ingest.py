@@ -86,6 +86,11 @@ class Sequencer:
         return sum(len(st[1]) for st in self.streams.values() if st[1])
 
 
+def _cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def percentiles(values, ps=(50, 99)):
     if not values:
         return dict(('p%d_ms' % p, None) for p in ps)
@@ -114,6 +119,7 @@ class Ingest:
         self.feed = None
         self.t_first = None
         self.t_last = None
+        self.cpu_first = 0.0
         self.loop = None
 
     def filters(self):
@@ -137,6 +143,7 @@ class Ingest:
             return None
         if self.t_first is None:
             self.t_first = now_ms
+            self.cpu_first = _cpu_s()
         self.t_last = now_ms
         self.count[kind] += 1
         ts = msg.get('ts_ms')
@@ -176,6 +183,8 @@ class Ingest:
                     codes = await c.subscribe(self.filters())
                     if any(code >= 0x80 for code in codes):
                         raise MqttError('subscription refused: %s' % codes)
+                if a.ready_file:
+                    open(a.ready_file, 'w').close()
                 attempt = 0
                 self._lost = asyncio.get_running_loop().create_future()
                 await self._lost
@@ -222,8 +231,8 @@ class Ingest:
                'cpu_s': round(ru.ru_utime + ru.ru_stime, 2), 'rss_mb': round(ru.ru_maxrss / 1024.0, 1),
                'first_rx_ms': self.t_first, 'last_rx_ms': self.t_last, 'latency': {}}
         total = sum(self.count.values())
-        if total:
-            out['cpu_us_per_msg'] = round(out['cpu_s'] * 1e6 / total, 1)
+        if total > 1:
+            out['cpu_us_per_msg'] = round((_cpu_s() - self.cpu_first) * 1e6 / (total - 1), 1)
         for kind in ('telemetry', 'chips'):
             out['latency'][kind] = percentiles(self.lat[kind])
         if self.writer is not None:
@@ -234,20 +243,25 @@ class Ingest:
         data = {}
         for (topic, boot), seqs in self.seq.seen.items():
             data['%s|%s' % (topic, boot)] = seqs.tobytes()
+        for kind, lat in self.lat.items():
+            data['__lat__' + kind] = lat.tobytes()
         with open(path, 'wb') as f:
             marshal.dump(data, f)
 
 
 def load_seen(path):
-    """{'topic|boot': array('I') of seqs} from an ingest --seen file."""
+    """({'topic|boot': array('I') of seqs}, {kind: array('i') of latencies in ms}) from --seen."""
     with open(path, 'rb') as f:
         data = marshal.load(f)
-    out = {}
+    seen, lat = {}, {}
     for key, raw in data.items():
-        a = array.array('I')
+        a = array.array('i' if key.startswith('__lat__') else 'I')
         a.frombytes(raw)
-        out[key] = a
-    return out
+        if key.startswith('__lat__'):
+            lat[key[7:]] = a
+        else:
+            seen[key] = a
+    return seen, lat
 
 
 def parse_broker(text):
@@ -276,6 +290,7 @@ def build_parser():
     p.add_argument('--idle-exit-s', type=float, default=None,
                    help='stop when nothing arrived for this long (after the first message)')
     p.add_argument('--report', default=None)
+    p.add_argument('--ready-file', default=None, help='created once subscribed')
     p.add_argument('--seen', default=None, help='dump received seqs per stream here (marshal)')
     return p
 

@@ -139,6 +139,7 @@ class Conn:
         self.attempt = 0
         self.session_seq += 1
         g.stats['connects'] += 1
+        g.connect_times.append(time.monotonic())
         if self.down_since is not None:
             g.outage_s.append(time.monotonic() - self.down_since)
             self.down_since = None
@@ -196,6 +197,7 @@ class LoadGen:
         self.stopping = False
         self.loop = None
         self.outage_s = []
+        self.connect_times = []
         self.stats = {'connects': 0, 'disconnects': 0, 'connect_failures': 0, 'births': 0,
                       'replayed': 0, 'acked': 0, 'sent': dict.fromkeys(KINDS, 0)}
         self.rigs = []
@@ -305,6 +307,21 @@ class LoadGen:
             n += len(c.pending) + (len(c.client.unacked) if c.client is not None else 0)
         return n
 
+    def storm_report(self, storm):
+        """Reconnects after losing the broker: outage per connection, peak connects per second."""
+        outs = sorted(self.outage_s)
+        late = [t for t in self.connect_times[len(self.conns):]]
+        per_s = {}
+        for t in late:
+            per_s[int(t)] = per_s.get(int(t), 0) + 1
+        return {'connections': len(self.conns), 'dropped_by_generator': storm is not None,
+                'reconnected': len(outs),
+                'outage_p50_s': round(outs[len(outs) // 2], 2) if outs else None,
+                'outage_p99_s': round(outs[min(len(outs) - 1, int(len(outs) * 0.99))], 2) if outs else None,
+                'outage_max_s': round(outs[-1], 2) if outs else None,
+                'reconnect_peak_per_s': max(per_s.values()) if per_s else 0,
+                'jitter': not self.args.no_jitter}
+
     def report(self, ramp_s, run_s, drained, storm):
         last_seq = {}
         for kind in KINDS:
@@ -317,13 +334,8 @@ class LoadGen:
                'expected': last_seq, 'streams': {k: len(self.rigs) for k in KINDS}}
         out.update(self.stats)
         out['sent'] = dict(self.stats['sent'])
-        if storm is not None:
-            outs = sorted(self.outage_s)
-            out['storm'] = {'connections': storm['connections'],
-                            'reconnected': len(outs),
-                            'outage_p50_s': round(outs[len(outs) // 2], 2) if outs else None,
-                            'outage_max_s': round(outs[-1], 2) if outs else None,
-                            'jitter': not self.args.no_jitter}
+        if storm is not None or self.outage_s:
+            out['storm'] = self.storm_report(storm)
         ru = resource.getrusage(resource.RUSAGE_SELF)
         out['cpu_s'] = round(ru.ru_utime + ru.ru_stime, 2)
         out['rss_mb'] = round(ru.ru_maxrss / 1024.0, 1)
