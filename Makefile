@@ -27,7 +27,8 @@ setup: $(STAMP)
 # are installed. gcc builds the MicroPython Unix port (build/micropython/build.sh).
 TEST_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients shellcheck:shellcheck \
 	checkbashisms:devscripts busybox:busybox systemd-analyze:systemd gcc:gcc \
-	chromium:chromium prometheus:prometheus tmux:tmux
+	chromium:chromium prometheus:prometheus tmux:tmux \
+	victoria-metrics:victoria-metrics nats-server:nats-server
 
 $(STAMP): setup.cfg pyproject.toml build/micropython/build.sh build/micropython/micropython-1.27.0-unix-src.tar.xz
 	@missing=""; for tp in $(TEST_TOOLS); do command -v $${tp%%:*} >/dev/null 2>&1 || missing="$$missing $${tp#*:}"; done; \

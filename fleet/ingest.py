@@ -179,7 +179,9 @@ class Ingest:
                 present = await c.connect(host, port, timeout_s=10.0)
                 self.client = c
                 self.connects += 1
-                if not present or not a.persistent:
+                # always (re)subscribe: Mosquitto 2.0 restores a persistent session after a
+                # restart without its shared subscriptions; subscribing again is idempotent
+                if True:
                     codes = await c.subscribe(self.filters())
                     if any(code >= 0x80 for code in codes):
                         raise MqttError('subscription refused: %s' % codes)
@@ -194,7 +196,9 @@ class Ingest:
                 return
             index += 1 if len(self.brokers) > 1 else 0
             attempt += 1
-            await asyncio.sleep(min(5.0, 0.2 * attempt) * (0.5 + self.rnd.random()))
+            # consumers come back quickly (capped at 1 s): after a broker restart they must be
+            # subscribed again before the rigs' jittered reconnects deliver their backlog
+            await asyncio.sleep(min(1.0, 0.05 * attempt) * (0.5 + self.rnd.random()))
 
     def _on_lost(self, client, exc):
         fut = getattr(self, '_lost', None)
