@@ -19,7 +19,7 @@ ARM ?= armhf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.hashpilot-setup
 
-.PHONY: fuzz-api setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
+.PHONY: bench-fleet fuzz-api setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
 
 setup: $(STAMP)
 
@@ -74,6 +74,11 @@ package:
 # cgminer API fuzz, long form: 20000 malformed requests plus the flood (docs/cgminer-api.md)
 fuzz-api: setup
 	HASHPILOT_API_FUZZ_N=20000 nice -n 10 $(VENV)/bin/python -m pytest -q -s tests/test_api_e2e.py -k fuzz
+
+# fleet scale, long form: 50 000 rigs at real rates for 5 minutes, then the 3-node cluster
+# failover under 20 000 rigs (docs/fleet-scale.md)
+bench-fleet: setup
+	HASHPILOT_BENCH_FLEET=1 nice -n 10 $(VENV)/bin/python -m pytest -q -s -m slow tests/test_fleet_bench.py tests/test_fleet_cluster.py
 
 bench: setup
 	$(VENV)/bin/hashpilot bench sweep --model S21

@@ -108,8 +108,9 @@ class Conn:
         g = self.gen
         first = self.rigs[0]
         will = payloads.build_will(first.session, self.session_seq + 1)
-        c = Client('lg-%s-%d' % (g.args.site_prefix, self.cid), version=g.version,
-                   keepalive_s=g.args.keepalive_s, clean=True,
+        user, pw = g.creds.get((first.site, first.name), (None, None))
+        c = Client(user or 'lg-%s-%d' % (g.args.site_prefix, self.cid), version=g.version,
+                   keepalive_s=g.args.keepalive_s, clean=True, username=user, password=pw,
                    will=(first.root + 'status', codec.encode(will, g.args.format), 1, True),
                    on_ack=g.on_ack, on_lost=self.on_lost)
         if self.client is not None:
@@ -194,6 +195,7 @@ class LoadGen:
                                                          payloads.new_session('00000000'),
                                                          ts_ms=0, firmware='loadgen',
                                                          fmt=args.format), args.format)
+        self.creds = load_credentials(args.credentials) if args.credentials else {}
         self.stopping = False
         self.loop = None
         self.outage_s = []
@@ -342,6 +344,13 @@ class LoadGen:
         return out
 
 
+def load_credentials(path):
+    """credentials.csv of `hashpilot fleet broker-config` -> {(site, rig): (username, password)}."""
+    import csv
+    with open(path, newline='') as f:
+        return dict(((r['site'], r['rig']), (r['username'], r['password'])) for r in csv.DictReader(f))
+
+
 def parse_broker(text):
     host, _, port = text.rpartition(':')
     if not host or not port.isdigit():
@@ -381,6 +390,8 @@ def build_parser():
     p.add_argument('--no-meta', action='store_true', help='births without the retained meta')
     p.add_argument('--variants', type=int, default=8)
     p.add_argument('--source-ip', default=None, help='bind to this loopback address (127.0.0.x)')
+    p.add_argument('--credentials', default=None,
+                   help='credentials.csv from broker-config: each connection logs in as its first rig')
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--report', default=None, help='write the JSON report here instead of stdout')
     return p

@@ -47,15 +47,15 @@ def test_generated_site_config_enforces_per_rig_acl(tmp_path):
         sub.on_message = lambda c, u, m: got.append(m.topic)
         sub.subscribe('$share/g/hashpilot/v1/+/+/telemetry', options=SubscribeOptions(qos=1))
         time.sleep(0.3)
-        r0, rc = _client('r0', 'site0.r0', creds['site0.r0'], port)
+        r0, rc = _client('r0', 'site0/r0', creds['site0/r0'], port)
         assert not rc.is_failure
         own = r0.publish('hashpilot/v1/site0/r0/telemetry', b'a', qos=1)
         other = r0.publish('hashpilot/v1/site0/r1/telemetry', b'b', qos=1)
         own.wait_for_publish(5)
         other.wait_for_publish(5)
-        r2, rc = _client('r2', 'site1.r2', creds['site1.r2'], port)
+        r2, rc = _client('r2', 'site1/r2', creds['site1/r2'], port)
         r2.publish('hashpilot/v1/site1/r2/telemetry', b'c', qos=1).wait_for_publish(5)
-        bad, rc = _client('r1', 'site0.r1', 'wrong', port)
+        bad, rc = _client('r1', 'site0/r1', 'wrong', port)
         assert rc is not None and rc.is_failure
         time.sleep(0.5)
         assert sorted(got) == ['hashpilot/v1/site0/r0/telemetry', 'hashpilot/v1/site1/r2/telemetry']
@@ -68,3 +68,10 @@ def test_generated_site_config_enforces_per_rig_acl(tmp_path):
     conf = open(tmp_path / 'mosquitto.conf').read()
     assert 'max_queued_messages 2000000' in conf and 'persistence true' in conf
     assert os.stat(tmp_path / 'passwd').st_mode & 0o077 == 0
+
+
+def test_rig_patterns_are_the_deploy_template():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, 'deploy', 'mosquitto', 'hashpilot.acl')) as f:
+        template = [ln.strip() for ln in f if ln.startswith('pattern ')]
+    assert template == list(brokerconf.RIG_PATTERNS)
