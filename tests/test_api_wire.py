@@ -239,3 +239,23 @@ def test_web_pages_map_alarms_and_state():
     assert conf['bitmain-work-mode'] == '1'   # every board off: pyasic says not mining
     head = web.respond(b'HEAD /cgi-bin/summary.cgi HTTP/1.1\r\n\r\n', st, {})
     assert head.endswith(b'\r\n\r\n') and b'Content-Length: ' in head
+
+
+def test_pools_from_the_stratum_status():
+    from agent.api.frontend import pools_from_status
+    st = {'active': 1, 'gen': 3, 'all_down': False, 'pools': [
+        {'index': 0, 'url': 'stratum+tcp://a.example:3333', 'user': 'w.1', 'state': 'down',
+         'connected': False, 'difficulty': 0, 'accepted': 5, 'rejected': 1, 'stale': 0,
+         'failures': 4, 'last_share_age_s': None},
+        {'index': 1, 'url': 'stratum+tcp://b.example:3333', 'user': 'w.1', 'state': 'active',
+         'connected': True, 'difficulty': 1024, 'accepted': 70, 'rejected': 2, 'stale': 1,
+         'failures': 0, 'last_share_age_s': 3.0}]}
+    pools = pools_from_status(st)
+    r = reply_json('{"command":"pools"}', state=make_state(pools=pools))
+    assert r['STATUS'][0]['Msg'] == '2 Pool(s)'
+    p0, p1 = r['POOLS']
+    assert (p0['Status'], p0['Stratum Active'], p0['Get Failures']) == ('Dead', False, 4)
+    assert (p1['Status'], p1['Stratum Active'], p1['Accepted'], p1['Rejected']) == ('Alive', True, 70, 2)
+    assert p1['URL'] == 'stratum+tcp://b.example:3333' and p1['Stratum URL'] == 'b.example'
+    assert reply_json('{"command":"summary"}', state=make_state(pools=pools))['SUMMARY'][0]['Accepted'] == 75
+    assert pools_from_status(None) == []

@@ -169,13 +169,37 @@ def host_info():
 
 
 def pool_list(agent):
-    """Pools in the RPC's terms from the work path's status, when the agent has one."""
-    work = getattr(agent, 'work', None)
-    if work is None or not hasattr(work, 'get_status'):
-        return []
+    """Pools in the RPC's terms, from the Stratum pool manager's plain status dict
+    (`status()`: active index and per pool url, user, state, connected, difficulty, accepted,
+    rejected, stale, failures, last_share_age_s) when the agent runs a work path; else []."""
+    st = None
     try:
-        st = work.get_status() or {}
-    except Exception:
+        pools = getattr(agent, 'pools', None)
+        if pools is not None and hasattr(pools, 'status'):
+            st = pools.status()
+        else:
+            work = getattr(agent, 'work', None)
+            if work is not None and hasattr(work, 'get_status'):
+                st = (work.get_status() or {}).get('pool')
+    except Exception as e:   # the RPC must answer even if the work path is in trouble
+        log.warning('api: pool status unavailable: %s', e)
         return []
-    return list(st.get('pools') or [])
+    return pools_from_status(st)
 
+
+def pools_from_status(st):
+    if not st:
+        return []
+    active = st.get('active')
+    out = []
+    for k, p in enumerate(st.get('pools') or []):
+        index = p.get('index', k)
+        age = p.get('last_share_age_s')
+        out.append({'url': p.get('url', ''), 'user': p.get('user', ''),
+                    'alive': bool(p.get('connected')), 'active': index == active,
+                    'priority': index, 'accepted': p.get('accepted') or 0,
+                    'rejected': p.get('rejected') or 0, 'stale': p.get('stale') or 0,
+                    'get_failures': p.get('failures') or 0, 'difficulty': p.get('difficulty') or 0,
+                    'last_share_s': int(time.time() - age) if age is not None else 0,
+                    'host': p.get('url', '').split('://')[-1].rsplit(':', 1)[0]})
+    return out
