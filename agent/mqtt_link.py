@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from agent.outbox import Outbox
 from mqtt_schema import codec, payloads, topics
+from mqtt_schema.reconnect import backoff_delay_s  # noqa: F401 (re-exported)
 
 DEFAULTS = {
     'site': None, 'rig': None, 'host': '127.0.0.1', 'port': 1883, 'client_id': None,
@@ -87,13 +88,6 @@ def check_settings(settings):
     if cfg['keepalive_s'] < 1 or cfg['inflight_window'] < 1:
         raise ValueError("mqtt: 'keepalive_s' and 'inflight_window' must be >= 1")
     return cfg
-
-
-def backoff_delay_s(attempt, min_s, max_s, rnd):
-    """Full jitter: uniform in [0, min(max_s, min_s * 2**attempt)], floored at min(0.1, min_s)
-    so a fleet that lost the same broker spreads its returns instead of reconnecting in lockstep."""
-    cap = min(max_s, min_s * (2 ** min(attempt, 32)))
-    return max(min(0.1, min_s), rnd.uniform(0.0, cap))
 
 
 class MqttLink:

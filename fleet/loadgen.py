@@ -9,7 +9,7 @@ one process can feed tens of thousands of rigs.
 
 Like the agent: QoS 1 messages stay in a per-connection outbox until their PUBACK and are sent
 again after a reconnect; messages built while offline wait in the outbox; reconnects back off
-with the agent's full-jitter rule (`agent.mqtt_link.backoff_delay_s`) and rotate over the
+with the agent's full-jitter rule (`mqtt_schema.reconnect.backoff_delay_s`) and rotate over the
 `--broker` list (failover). `--storm-at S` drops every connection at once after S seconds (a
 broker-restart storm seen from the agents' side); `--no-jitter` reconnects in lockstep.
 
@@ -31,16 +31,11 @@ import cbor2
 from fleet.aiomqtt import Client, MqttError
 from mqtt_schema import bench as schema_bench
 from mqtt_schema import codec, payloads, topics
+from mqtt_schema.reconnect import backoff_delay_s
 
 KINDS = ('telemetry', 'chips')
 PERIODS_S = {'telemetry': 10.0, 'chips': 60.0}
 TICK_S = 0.05
-
-
-def agent_backoff_s(attempt, min_s, max_s, rnd):
-    """The agent's own reconnect rule (imported lazily: fleet/ does not need the agent otherwise)."""
-    from agent.mqtt_link import backoff_delay_s
-    return backoff_delay_s(attempt, min_s, max_s, rnd)
 
 
 class Bodies:
@@ -226,7 +221,7 @@ class LoadGen:
         a = self.args
         if a.no_jitter:
             return min(a.backoff_max_s, a.backoff_min_s * (2 ** min(attempt, 32)))
-        return agent_backoff_s(attempt, a.backoff_min_s, a.backoff_max_s, self.rnd)
+        return backoff_delay_s(attempt, a.backoff_min_s, a.backoff_max_s, self.rnd)
 
     def on_ack(self, client, pid):
         self.stats['acked'] += 1
