@@ -209,7 +209,12 @@ class ApiServer:
                 for c in self.conns.values():
                     wait = min(wait, max(0.0, c.deadline - now))
                 for key, ev in self.sel.select(wait):
-                    self._event(key, ev)
+                    try:
+                        self._event(key, ev)
+                    except Exception:   # one bad connection must not end the service
+                        log.exception('api: event on %r failed', key.data)
+                        if isinstance(key.data, _Conn):
+                            self._drop(key.data)
                 self._expire(time.monotonic())
         except Exception:
             log.exception('api server loop failed')
