@@ -90,7 +90,12 @@ class ControlLoop:
                 'enabled': hw_on and not initialising,
                 'sensors_c': temps if temps is not None else [None, None],
                 'die_c': [c.temp_c if c.alive else None for c in chips],
+                # How old each die reading is: a dead poll loop or a hung driver leaves the
+                # last values in place, and safety must not take them for current.
+                'die_age_s': [(now_s - c.temp_at_s) if c.temp_at_s is not None else None
+                              for c in chips],
                 'chips_alive': [c.alive for c in chips],
+                'chips_found': len(chain.chips) if (self.enabled[i] and not self.needs_init[i]) else None,
                 'voltage_mv': v.get('readback_mv'),
             })
         fans = self._safe(board.read_fans)

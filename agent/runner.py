@@ -44,6 +44,7 @@ MIN_WALL_PERIOD_S = 0.1       # no loop runs faster than this in wall time (time
 CMD_MAX_AGE_S = 60.0
 LINK_CHECK_S = 2.0            # storage / broker trouble checked this often (physics s)
 EXIT_RESTART = 75             # restart requested (cgminer API): non-zero so init systems restart us
+POLL_STALE_FACTOR = 3.0       # chip poll silent for this many periods = poll path dead
 # The board controller's own heartbeat watchdog backs up the in-process one: it fires when the
 # whole agent is gone (kill -9, frozen, crashed before systemd restarts it).
 HW_WATCHDOG_FACTOR = 2.0
@@ -151,9 +152,15 @@ def chain_baud(cfg, family):
     return baud
 
 
+def poll_stale_s(cfg):
+    """Die readings (and the chip poll) older than this are stale: a few missed polls."""
+    return min(1800.0, max(10.0, POLL_STALE_FACTOR * cfg['telemetry']['poll_s']))
+
+
 def safety_settings(cfg):
     s, f = cfg['safety'], cfg['fan']
     out = {'control_source': s['control_source'], 'watchdog_s': s['watchdog_s'],
+           'die_stale_s': poll_stale_s(cfg),
            'fan': {'mode': f['mode'], 'manual_duty_pct': f['manual_duty_pct'],
                    'min_pct': f['min_pct'], 'max_pct': f['max_pct']}}
     for key in ('temp_target_c', 'temp_hot_c', 'temp_danger_c', 'power_limit_w'):
@@ -248,6 +255,9 @@ class Agent:
         self.polls = 0
         self._tick_ok = True
         self._lost_reported = False
+        self.poll_stale_s = poll_stale_s(cfg)
+        self.last_poll_s = 0.0
+        self.poll_gen = 0
         self._wd_stop = threading.Event()
         self.exit_code = 0
         try:
@@ -447,27 +457,53 @@ class Agent:
     def _period(self, now, period_s):
         return now + max(period_s, MIN_WALL_PERIOD_S * self.clock.time_scale)
 
+    def _poll_alive(self, now):
+        """The watchdog covers the chip poll too: a poll loop that died (its timer raised) or
+        stopped completing starves the watchdog, which then holds the rig safe."""
+        quiet_s = now - self.last_poll_s
+        alive = quiet_s <= self.poll_stale_s
+        if alive == ('rig.poll_stalled' in self.active_alarms):
+            self._on_event({'id': 'rig.poll_stalled', 'action': 'clear' if alive else 'raise',
+                            'severity': 'info' if alive else 'critical',
+                            'message': 'chip poll running again' if alive else
+                            'no chip poll completed for %.0f s: watchdog not fed, rig to safe state '
+                            'in %.0f s' % (quiet_s, self.watchdog.timeout_s)})
+            if not alive:   # one more chance for a timer that died; an older one ends itself
+                self._start_poll(now)
+        return alive
+
     def _tick(self, now):
         stalled_s = self.watchdog.stalled_s(now)
+        feed = self._poll_alive(now)
         if self.watchdog.tripped:
             # Our watchdog thread switched every board off: not a power loss to report.
             self.control.enabled = [False] * len(self.control.enabled)
-            self.supervisor.note_stall(now, stalled_s)
-            self.watchdog.kick(now)
-        elif self._tick_ok:
+            self.supervisor.note_stall(now, stalled_s, 'control loop' if feed else 'chip poll')
+            if feed:
+                self.watchdog.kick(now)
+        elif self._tick_ok and feed:
             self.watchdog.kick(now)   # alive at the start of a tick, if the last one completed
         self._tick_ok = False
         self.control.tick(now)
         self._tick_ok = True          # a tick that keeps raising stops feeding the watchdog
-        self.watchdog.kick(self.clock.monotonic())
+        if feed:
+            self.watchdog.kick(self.clock.monotonic())
         if 'rig.hw_watchdog' in self.active_alarms:
             self._on_event({'id': 'rig.hw_watchdog', 'action': 'clear', 'severity': 'info',
                             'message': 'the agent controls the rig again'})
         sd_notify.watchdog()
         return self._period(now, CONTROL_PERIOD_S)
 
-    def _poll(self, now):
+    def _start_poll(self, now):
+        self.poll_gen += 1
+        gen = self.poll_gen
+        self.scheduler.add_timer(lambda t: self._poll(t, gen), now)
+
+    def _poll(self, now, gen=None):
+        if gen is not None and gen != self.poll_gen:
+            return NEVER
         self.control.poll_chains()
+        self.last_poll_s = self.clock.monotonic()
         self.polls += 1
         # Two quick polls first: a hashrate needs two counter reads, and the first telemetry
         # should already carry one.
@@ -545,11 +581,12 @@ class Agent:
             if first or (self.watchdog.expired(now) and time.monotonic() - last_apply >= 1.0):
                 # Hardware first, words after: logging may block on the same handler lock
                 # the stalled thread holds. Repeated every second while the stall lasts.
-                self.safe_writer.apply()
+                sent = self.safe_writer.apply()
                 last_apply = time.monotonic()
                 if first:
-                    log.critical('control loop stalled for %.1f s: hardware to safe state',
-                                 self.watchdog.stalled_s(now))
+                    log.critical('control loop stalled for %.1f s: %s', self.watchdog.stalled_s(now),
+                                 'safe-state frames sent (boards off, fans 100 %)' if sent else
+                                 'writing the safe state FAILED')
 
     # -- life cycle -----------------------------------------------------------------------------------
     def start(self):
@@ -579,8 +616,9 @@ class Agent:
         except Exception as e:
             log.warning('board controller heartbeat watchdog not armed: %s', e)
         now = self.clock.monotonic()
+        self.last_poll_s = now
         self.scheduler.add_timer(self._tick, now)
-        self.scheduler.add_timer(self._poll, now)
+        self._start_poll(now)
         self.scheduler.add_timer(self._telemetry, now + min(3.0, self.cfg['telemetry']['telemetry_s']))
         self.scheduler.add_timer(self._chips, now + min(10.0, self.cfg['telemetry']['chips_s']))
         self.scheduler.add_timer(self._check_link, now)
@@ -598,16 +636,27 @@ class Agent:
         self.start()
         self.scheduler.run()
 
+    def _stop_safe_state(self):
+        """Write the safe state and say what actually happened (message, severity)."""
+        if self.control.safe_state():
+            return 'agent stopped; boards off, fans 100 %', 'info'
+        if self.safe_writer.apply():
+            msg = ('agent stopped; the board controller refused the safe state, safe-state frames '
+                   'sent unconfirmed: boards may still be powered')
+        else:
+            msg = 'agent stopped; writing the safe state FAILED: boards may still be powered'
+        log.critical(msg)
+        return msg, 'critical'
+
     def shutdown(self):
         sd_notify.stopping('stopping')
         self._wd_stop.set()
         log.info('stopping: boards off, fans 100 %')
-        if not self.control.safe_state():
-            self.safe_writer.apply()
+        msg, severity = self._stop_safe_state()
+        self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': severity,
+                        'message': msg})
         if self.api is not None:
             self.api.close()
-        self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': 'info',
-                        'message': 'agent stopped; boards off, fans 100 %'})
         if self.hooks is not None:
             self.hooks.fire({'event': 'shutting_down'})
             self.hooks.close(wait_s=2.0)

@@ -38,6 +38,7 @@ class Chip:
         self.addr = None
         self.freq_mhz = None
         self.temp_c = None
+        self.temp_at_s = None      # physics time of the last die temperature read (staleness)
         self.hashrate_ghs = None
         self.err_pct = None
         self.alive = True
@@ -445,6 +446,7 @@ class ChainDriver:
                 t = values.get((c.addr, families.REG_TEMP_READ))
                 if t is not None:
                     c.temp_c = families.temp_c_from_code(t)
+                    c.temp_at_s = phys0
             h = values.get((c.addr, families.REG_TOTAL_HASH))
             e = values.get((c.addr, families.REG_ERROR_COUNT))
             if h is None or e is None:

@@ -24,6 +24,8 @@ DEFAULTS = {
     'enable_grace_s': (60.0, 0.0, 600.0),     # after (re)enable/start: dies may be missing
     'dies_missing_s': (3.0, 0.0, 600.0),      # no die readable that long -> treated as hot
     'dead_chip_s': (10.0, 0.0, 3600.0),       # die missing that long -> dead-chip alarm
+    'die_stale_s': (10.0, 1.0, 1800.0),       # die reading older than this = no reading (hot)
+    'stale_off_s': (30.0, 1.0, 3600.0),       # every die stale that long -> board off
     'die_min_c': (-20.0, -100.0, 50.0),       # die readings outside are not temperatures
     'die_max_c': (150.0, 80.0, 300.0),
     'sensors_per_board': (2, 0, 16),

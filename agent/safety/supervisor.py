@@ -23,8 +23,10 @@ class _BoardWatch:
         self.dead = Debounce()
         self.dies_unreadable = Debounce()
         self.blind = Debounce()
+        self.stale = Debounce()
         self.stuck_on = Debounce()
         self.dead_count = 0
+        self.no_chips = False
         self.die_max_c = None
         self.temp_c = None
         self.sensor_bad = False
@@ -77,12 +79,12 @@ class Supervisor:
         idx = range(self.n_boards) if board is None else [board]
         return [i for i in idx if self.boards[i].reset(t, self.alarms)]
 
-    def note_stall(self, now_s, stalled_s):
+    def note_stall(self, now_s, stalled_s, what='control loop'):
         """The runner's watchdog put the rig in its safe state: boards count as tripped."""
         t = _num(now_s)
         t = t if t is not None else (self.now_s or 0.0)
         s = _num(stalled_s)
-        self.stall_reason = 'control loop stalled %.1f s (watchdog %.0f s)' % (s or 0.0, self.watchdog_s)
+        self.stall_reason = '%s stalled %.1f s (watchdog %.0f s)' % (what, s or 0.0, self.watchdog_s)
         for b in self.boards:
             b.trip(t, 'board %d: %s' % (b.index, self.stall_reason), self.alarms)
 
@@ -200,16 +202,24 @@ class Supervisor:
             self.alarms.clear('board%d.disable_failed' % i, 'board %d: now off as commanded' % i, now)
         raw_dies = _list(e.get('die_c')) or []
         alive = _list(e.get('chips_alive')) or []
+        ages = _list(e.get('die_age_s'))
         dies = []
+        stale = 0
         for k in range(min(len(raw_dies), self.chips)):
             v = _num(raw_dies[k])
             if v is None or v < c['die_min_c'] or v > c['die_max_c']:
                 continue
             if k < len(alive) and alive[k] is False:
                 continue
+            age = _num(ages[k]) if ages is not None and k < len(ages) else 0.0
+            if age is None or age > c['die_stale_s']:
+                stale += 1      # an old value is no reading: unknown, hence hot
+                continue
             dies.append(v)
         if not powered:
             dies = []
+            stale = 0
+        self._stale_and_blind(now, i, e, powered, stale and not dies)
         w.die_max_c = max(dies) if dies else None
         die_min = min(dies) if dies else None
         die_mean = sum(dies) / len(dies) if dies else None
@@ -256,6 +266,21 @@ class Supervisor:
             self.alarms.clear('board%d.dies_unreadable' % i, 'board %d: die temperatures readable again' % i, now)
         w.blind.update(expect_dies and w.temp_c is None, now, c['blind_max_s'], 0.0)
         b.track_rate(now, w.die_max_c)
+
+    def _stale_and_blind(self, now, i, e, powered, all_stale):
+        """Alarms for readings that stopped coming (poll loop or driver stopped) and for a
+        powered board on which no chip was found (it hashes blind: off at once)."""
+        c, w, b = self.cfg, self.watch[i], self.boards[i]
+        expect = powered and not b.in_grace(now)
+        if w.stale.update(expect and all_stale, now, c['stale_off_s'], 0.0) or \
+                w.stale.bad_since is not None:
+            self.alarms.raise_('board%d.dies_stale' % i, 'critical', 'board %d: die readings older '
+                               'than %.0f s (chip poll stopped or driver hung): treated as hot, '
+                               'fans 100 %%, off after %.0f s' % (i, c['die_stale_s'], c['stale_off_s']),
+                               now, i)
+        else:
+            self.alarms.clear('board%d.dies_stale' % i, 'board %d: die readings current again' % i, now)
+        w.no_chips = powered and e.get('chips_found') == 0
 
     def _power(self, now, p):
         c = self.cfg
@@ -312,6 +337,10 @@ class Supervisor:
                         % (i, dm, rate, danger, c['trend_lead_s']))
             elif w.blind.on:
                 trip = 'board %d: no temperature readable for %.0f s' % (i, c['blind_max_s'])
+            elif w.no_chips and b.enable:
+                trip = 'board %d: powered but no chip found (no die temperature to watch)' % i
+            elif w.stale.on and b.enable:
+                trip = 'board %d: die readings stale for %.0f s' % (i, c['stale_off_s'])
             elif self.fans_all_lost and b.enable:
                 trip = 'board %d: all fans lost' % i
             if trip is not None:

@@ -1,0 +1,73 @@
+"""Stale-data scenarios on the simulator (its own process, time-warped), judged from its truth
+log (issue 17): the agent runs in this process so the chip poll can be stopped the two ways the
+issue names: the poll loop dies (its timer never runs again) and the driver hangs (a poll that
+never returns blocks the control thread). Then the intake air gets hot. The boards must be safe
+before any die passes the dangerous limit."""
+
+import threading
+import time
+
+import pytest
+
+from agent import config, runner
+from tests.broker import Broker
+from tests.simproc import start_sim
+from tests.test_safety_scenarios import DANGER_C, Truth, all_off, report
+
+T0 = 120.0          # sim seconds: the poll stops
+HEAT_AT = 125.0     # then the intake air heats up fast
+
+
+def make_agent(tmp_path, ports_file, broker):
+    cfg_path = tmp_path / 'agent.toml'
+    cfg_path.write_text('[rig]\nsite = "lab"\nrig = "stale"\nports_file = "%s"\n\n[mqtt]\n'
+                        'broker = "127.0.0.1:%d"\n\n[telemetry]\npoll_s = 2.0\n\n[state]\n'
+                        'state_dir = "%s"\n' % (ports_file, broker.port, tmp_path / 'state'))
+    args = runner.build_parser().parse_args(['--config', str(cfg_path)])
+    return runner.Agent(config.from_args(args))
+
+
+@pytest.mark.parametrize('how', ['poll loop dies', 'driver hangs'])
+def test_stale_dies_boards_safe_before_dangerous(tmp_path, how):
+    truth_path = str(tmp_path / 'truth.jsonl')
+    faults = ['ambient:to_c=75,at=%g,ramp_s=20' % HEAT_AT]
+    with start_sim('S21', time_scale=10, seed=7, truth=truth_path, faults=faults) as sim, \
+            Broker() as broker:
+        agent = make_agent(tmp_path, sim.ports_file, broker)
+        truth = Truth(truth_path)
+        hang = threading.Event()
+        release = threading.Event()
+        orig_poll = agent.control.poll_chains
+
+        def poll():
+            if agent.clock.monotonic() >= T0 + agent_t0[0]:
+                if how == 'poll loop dies':
+                    raise RuntimeError('poll loop died')   # the timer is not rescheduled
+                hang.set()
+                release.wait()                              # the driver never returns
+            orig_poll()
+        agent_t0 = [agent.clock.monotonic()]
+        agent.control.poll_chains = poll
+        th = threading.Thread(target=agent.run, daemon=True)
+        th.start()
+        try:
+            lines = truth.wait_until(HEAT_AT + 150, 150)
+            if how == 'driver hangs':
+                assert hang.is_set()
+            off = [l for l in lines if l['t_s'] >= T0 and all_off(l)]
+            assert off, 'boards still powered with stale die readings'
+            t_off = off[0]['t_s']
+            danger = [l['t_s'] for l in lines if l['hottest_c'] >= DANGER_C]
+            assert not danger or danger[0] > t_off, 'a die passed %.0f C at %.0f s, boards off at %.0f s' \
+                % (DANGER_C, danger[0], t_off)
+            peak_on = max(l['hottest_c'] for l in lines if l['t_s'] <= t_off)
+            assert peak_on < DANGER_C
+            assert all(all_off(l) for l in lines if l['t_s'] >= t_off + 2), 'powered again while stale'
+            assert max(l['hottest_c'] for l in lines) < DANGER_C
+            report('stale_' + how.replace(' ', '_'), poll_stopped_at_s=T0, boards_off_at_s=t_off,
+                   peak_die_until_off_c=round(peak_on, 1), peak_die_c=round(max(l['hottest_c'] for l in lines), 1))
+        finally:
+            release.set()
+            agent.scheduler.request_stop()
+            th.join(20)
+            agent.shutdown()
