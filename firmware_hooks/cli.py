@@ -25,6 +25,9 @@ def _parser():
     i.add_argument('--site', default='site1', help='site name for a new config')
     i.add_argument('--rig', help='rig name for a new config (default: from the hostname)')
     i.add_argument('--mqtt-user', help='MQTT username (default: hashpilot-<hostname>)')
+    i.add_argument('--run-staging-hooks', action='store_true',
+                   help='with --root other than /: run that root\'s hooks.d on this host anyway '
+                        '(default: not run; they belong to the image)')
     g = i.add_mutually_exclusive_group()
     g.add_argument('--mqtt-password-file', help='provision the password from this file')
     g.add_argument('--generate-credentials', action='store_true',
@@ -80,7 +83,8 @@ def main(argv=None):
         if args.cmd == 'install':
             inst.install(args.root, args.binary or _self_binary(), args.release_version,
                          args.init, args.mqtt_user, args.mqtt_password_file,
-                         args.rotate_credentials, args.site, args.rig)
+                         args.rotate_credentials, args.site, args.rig,
+                         run_staging_hooks=args.run_staging_hooks)
             return 0
         if args.cmd == 'uninstall':
             return inst.uninstall(args.root, args.purge)

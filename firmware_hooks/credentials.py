@@ -45,15 +45,57 @@ def read_password_file(path):
     return pw
 
 
+def create_exclusive(path, mode):
+    """A new file next to `path`, created exclusively and without following links (a link
+    planted at a predictable temp name is never written through); returns (fd, tmp path)."""
+    for _ in range(100):
+        tmp = '%s.tmp-%s' % (path, secrets.token_hex(6))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
+                         mode)
+            return fd, tmp
+        except FileExistsError:
+            continue
+    raise OSError('%s: no free temporary name' % path)
+
+
 def write_secret(path, text, uid=None, gid=None, mode=0o600):
-    """Create/replace a secret file atomically; never readable by others, not even briefly."""
-    tmp = path + '.tmp'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Create/replace a secret file atomically; never readable by others, not even briefly.
+    A symlink at `path` is replaced by the file, its target left alone."""
+    fd, tmp = create_exclusive(path, mode)
     try:
-        os.fchmod(fd, mode)
+        try:
+            os.fchmod(fd, mode)
+            if uid is not None and os.geteuid() == 0:
+                os.fchown(fd, uid, gid)
+            os.write(fd, (text + '\n').encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def fix_secret_owner(path, uid, gid, mode=0o600):
+    """chown/chmod an existing secret through a no-follow handle; ValueError when `path` is a
+    symlink or not a regular file (never change a file someone pointed us at)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0))
+    except OSError as e:
+        if os.path.islink(path):
+            raise ValueError('%s is a symlink: refusing to touch it' % path)
+        raise ValueError('%s: %s' % (path, e))
+    try:
+        import stat
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError('%s is not a regular file: refusing to touch it' % path)
         if uid is not None and os.geteuid() == 0:
             os.fchown(fd, uid, gid)
-        os.write(fd, (text + '\n').encode())
+        os.fchmod(fd, mode)
     finally:
         os.close(fd)
-    os.replace(tmp, path)

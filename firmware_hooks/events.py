@@ -3,7 +3,10 @@
 `HookRunner.fire(event)` never blocks: it queues the event for one background worker thread
 (bounded queue; when full the event is dropped and counted). Hooks run without a shell (argv
 list), in their own session; one that outlives its timeout is killed with its whole process
-group. stdout/stderr are captured and logged, non-zero exits logged.
+tree: its process group, every descendant by parent pid, and every process that carries the
+run's HASHPILOT_HOOK_RUN token in its environment (a child that called setsid, or whose parent
+exited, is still found). The report says how many were killed and whether any survived.
+stdout/stderr are captured and logged, non-zero exits logged.
 
 Hook protocol: argv = [hook, event-name]; stdin = one JSON object with at least
 {"event": name, "ts": unix seconds}; env HASHPILOT_EVENT=name. Files run in name order; only
@@ -57,11 +60,85 @@ def _kill_group(proc):
         pass
 
 
+def _proc_table():
+    """{pid: (ppid, environ bytes)} of every process we can see (Linux /proc)."""
+    out = {}
+    try:
+        names = os.listdir('/proc')
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % name, 'rb') as f:
+                stat_line = f.read()
+            ppid = int(stat_line[stat_line.rindex(b')') + 2:].split()[1])
+            try:
+                with open('/proc/%s/environ' % name, 'rb') as f:
+                    env = f.read()
+            except OSError:
+                env = b''
+            out[int(name)] = (ppid, env)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def tree_pids(root_pid, token):
+    """Pids of root_pid's descendants plus every process whose environment holds token."""
+    table = _proc_table()
+    mark = ('HASHPILOT_HOOK_RUN=%s' % token).encode()
+    found = set(pid for pid, (_ppid, env) in table.items() if mark in env.split(b'\0'))
+    if root_pid in table:
+        found.add(root_pid)
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _env) in table.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                grew = True
+    found.discard(os.getpid())
+    return found
+
+
+def kill_tree(proc, token, rounds=5):
+    """SIGKILL the hook's whole tree (rescanned: a process may fork while we kill).
+    Returns (processes killed, survivors)."""
+    seen = set(p for p in tree_pids(proc.pid, token) if not _zombie(p)) | {proc.pid}
+    _kill_group(proc)
+    left = set()
+    for _ in range(rounds):
+        for pid in seen:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
+        left = set(p for p in tree_pids(proc.pid, token) if not _zombie(p))
+        if not left:
+            break
+        seen |= left
+    return len(seen), len(left)
+
+
+def _zombie(pid):
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            line = f.read()
+        return line[line.rindex(b')') + 2:line.rindex(b')') + 3] in (b'Z', b'X')
+    except (OSError, ValueError):
+        return True
+
+
 def run_hook(path, name, payload, timeout_s, env=None):
     """Run one hook; return a result dict (never raises for hook failures)."""
     t0 = time.monotonic()
     henv = dict(os.environ if env is None else env)
     henv['HASHPILOT_EVENT'] = name
+    token = '%d-%s' % (os.getpid(), os.urandom(8).hex())
+    henv['HASHPILOT_HOOK_RUN'] = token   # marks the hook's whole tree, whatever it detaches
     try:
         proc = subprocess.Popen([path, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
@@ -70,23 +147,29 @@ def run_hook(path, name, payload, timeout_s, env=None):
         LOG.warning('hook %s (%s): cannot start: %s', path, name, e)
         return {'hook': path, 'rc': None, 'error': str(e), 'timed_out': False}
     timed_out = False
+    killed = survivors = 0
     try:
         out, err = proc.communicate(payload, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc)
+        killed, survivors = kill_tree(proc, token)
         try:
             out, err = proc.communicate(timeout=2.0)
         except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
             proc.kill()
             out, err = b'', b''
             proc.wait()
-    res = {'hook': path, 'rc': proc.returncode, 'timed_out': timed_out,
+    res = {'hook': path, 'rc': proc.returncode, 'timed_out': timed_out, 'killed': killed,
+           'survivors': survivors,
            'elapsed_s': round(time.monotonic() - t0, 3),
            'stdout': out[:OUTPUT_LOG_BYTES].decode('utf-8', 'replace'),
            'stderr': err[:OUTPUT_LOG_BYTES].decode('utf-8', 'replace')}
-    if timed_out:
-        LOG.warning('hook %s (%s): killed after %.1f s timeout', path, name, timeout_s)
+    if timed_out and survivors:
+        LOG.error('hook %s (%s): timed out after %.1f s; killed %d processes, %d SURVIVED',
+                  path, name, timeout_s, killed, survivors)
+    elif timed_out:
+        LOG.warning('hook %s (%s): timed out after %.1f s; its whole tree killed (%d processes)',
+                    path, name, timeout_s, killed)
     elif proc.returncode != 0:
         LOG.warning('hook %s (%s): exit %s: %s', path, name, proc.returncode, res['stderr'].strip())
     else:

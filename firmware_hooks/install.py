@@ -16,6 +16,7 @@ import time
 from firmware_hooks import credentials, events, initsys, users
 from firmware_hooks.manifest import sha256_file
 from firmware_hooks import layout as L
+from mqtt_schema import topics
 
 VERSION_RE = re.compile(r'^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$')
 
@@ -123,8 +124,7 @@ def _config(lay, site, rig, mqtt_user, gid):
         text = f.read()
     for key, value in (('@SITE@', site), ('@RIG@', rig), ('@MQTT_USER@', mqtt_user)):
         text = text.replace(key, value.replace('\\', '').replace('"', ''))
-    tmp = path + '.tmp'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    fd, tmp = credentials.create_exclusive(path, 0o640)
     with os.fdopen(fd, 'w') as f:
         os.fchmod(f.fileno(), 0o640)
         if gid is not None and os.geteuid() == 0:
@@ -134,16 +134,17 @@ def _config(lay, site, rig, mqtt_user, gid):
     return True
 
 
-def _credentials(lay, ids, mqtt_user, password_file, rotate, log):
+def _credentials(lay, ids, mqtt_user, password_file, rotate, log, run_staging_hooks=False):
     uid, gid = ids if ids else (None, None)
     pw_path = lay.p(L.MQTT_PASSWORD)
     if password_file:
         password = credentials.read_password_file(password_file)
         source = 'provisioned from %s' % password_file
-    elif os.path.exists(pw_path) and not rotate:
-        if uid is not None and os.geteuid() == 0:
-            os.chown(pw_path, uid, gid)
-        os.chmod(pw_path, 0o600)
+    elif os.path.lexists(pw_path) and not rotate:
+        try:
+            credentials.fix_secret_owner(pw_path, uid, gid)
+        except ValueError as e:
+            raise InstallError('%s (remove it, or pass --rotate-credentials)' % e)
         return None
     else:
         password = credentials.generate_password()
@@ -155,16 +156,34 @@ def _credentials(lay, ids, mqtt_user, password_file, rotate, log):
         % (source, mqtt_user, L.MQTT_PASSWORD, L.MQTT_BROKER_ENTRY))
     log('broker entry: %s' % entry)
     # Hooks push the hashed entry to the broker (stdin JSON; the plaintext stays in the 0600 file).
-    events.run_hooks(lay.p(L.HOOKS), {'event': 'credentials', 'username': mqtt_user,
-                                      'broker_entry': entry, 'password_file': L.MQTT_PASSWORD})
+    # Never the hooks of a staging root: they are the image's, not this build host's to run.
+    if os.path.realpath(lay.root) != '/' and not run_staging_hooks:
+        log('hooks not run for a staging root (%s): they belong to the image '
+            '(--run-staging-hooks runs them here)' % lay.root)
+    else:
+        events.run_hooks(lay.p(L.HOOKS), {'event': 'credentials', 'username': mqtt_user,
+                                          'broker_entry': entry, 'password_file': L.MQTT_PASSWORD})
     return entry
 
 
+def _check_topic_names(site, rig):
+    """--site/--rig become topic levels: refuse what the agent would refuse, before anything
+    is written (no install that exits 0 with a config the agent cannot start with)."""
+    for what, name in (('--site', site), ('--rig', rig)):
+        if name is None and what == '--rig':
+            continue
+        try:
+            topics.root(name if what == '--site' else 'x', name if what == '--rig' else 'x')
+        except (ValueError, TypeError) as e:
+            raise InstallError('%s %r: %s' % (what, name, e))
+
+
 def install(root, binary, version=None, init='auto', mqtt_user=None, password_file=None,
-            rotate_credentials=False, site='site1', rig=None, log=print):
+            rotate_credentials=False, site='site1', rig=None, log=print, run_staging_hooks=False):
     lay = L.Layout(root)
     if password_file and not mqtt_user:
         raise InstallError('--mqtt-password-file needs --mqtt-user')
+    _check_topic_names(site, rig)
     version = version or probe_version(binary)
     kind = initsys.detect(lay) if init == 'auto' else init
     if kind not in initsys.KINDS:
@@ -203,7 +222,7 @@ def install(root, binary, version=None, init='auto', mqtt_user=None, password_fi
         log('config written: %s' % L.CONFIG)
     else:
         log('config kept: %s (existing file is never overwritten)' % L.CONFIG)
-    _credentials(lay, ids, mqtt_user, password_file, rotate_credentials, log)
+    _credentials(lay, ids, mqtt_user, password_file, rotate_credentials, log, run_staging_hooks)
 
     written = initsys.install(lay, kind)
     log('installed hashpilot %s into %s (init: %s: %s)' % (version, lay.root, kind,

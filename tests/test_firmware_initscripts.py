@@ -129,10 +129,17 @@ def sysv(request, tmp_path):
     defaults.write_text('DAEMON=%s\nRUN_AS=\nPIDDIR=%s/run\nLOGFILE=%s/log\nRESPAWN_MAX=2\n'
                         'RESPAWN_DELAY_S=0\nSTOP_TIMEOUT_S=10\nSUPERVISOR_SHELL=%s\n'
                         % (agent, tmp_path, tmp_path, bindir / 'sh'))
-    env = dict(os.environ, HASHPILOT_DEFAULTS=str(defaults))
+    # the script reads only its fixed defaults path: a copy points it at the test's file
+    script = tmp_path / 'hashpilot.sysv'
+    with open(SYSV) as f:
+        text = f.read()
+    assert text.count('DEFAULTS_FILE=/etc/default/hashpilot\n') == 1
+    script.write_text(text.replace('DEFAULTS_FILE=/etc/default/hashpilot\n',
+                                   'DEFAULTS_FILE=%s\n' % defaults))
+    env = dict(os.environ)
 
     def ctl(action):
-        return run([str(bindir / 'sh'), SYSV, action], env=env)
+        return run([str(bindir / 'sh'), str(script), action], env=env)
     yield ctl, tmp_path
     ctl('stop')
 

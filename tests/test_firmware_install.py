@@ -162,7 +162,8 @@ def test_credentials_hook_gets_broker_entry(tmp_path):
     out = tmp_path / 'hook.out'
     (hooks / '10-broker').write_text('#!/bin/sh\ncat > %s\n' % out)
     (hooks / '10-broker').chmod(0o755)
-    install.install(str(root), str(fake_binary(tmp_path / 'hp', '1.0')), log=lambda m: None)
+    install.install(str(root), str(fake_binary(tmp_path / 'hp', '1.0')), log=lambda m: None,
+                    run_staging_hooks=True)   # a staging root's hooks run only when asked
     import json
     ev = json.loads(out.read_text())
     assert ev['event'] == 'credentials' and ev['username'] == 'hashpilot-rig-07'
