@@ -121,6 +121,7 @@ class MqttLink:
         self.reconnects = 0
         self.connects = 0
         self.cmd_dropped = 0
+        self.cmd_retained = 0
         self.rejected = 0
         self.replayed = 0
         self.bad_topic = 0          # outbox records refused on replay (not one of our topics)
@@ -402,6 +403,11 @@ class MqttLink:
         op = msg.topic[len(prefix):]
         if op == 'result' or '/' in op:
             return
+        if msg.retain:
+            # A retained command would be applied again on every connect and after every
+            # restart: never a command, whoever left it there.
+            self.cmd_retained += 1
+            return
         try:
             self.cmd_queue.put_nowait((op, bytes(msg.payload)))
         except queue.Full:
@@ -421,7 +427,8 @@ class MqttLink:
                 'outbox_disk_bytes': ob['disk_bytes'], 'dropped': ob['dropped'],
                 'reconnects': self.reconnects, 'connects': self.connects, 'inflight': inflight,
                 'replay_backlog': backlog, 'replayed': self.replayed, 'rejected': self.rejected,
-                'cmd_dropped': self.cmd_dropped, 'session_seq': self._session_seq,
+                'cmd_dropped': self.cmd_dropped, 'cmd_retained': self.cmd_retained,
+                'session_seq': self._session_seq,
                 'boot_id': self.session['boot_id'], 'attempt': self._attempt,
                 'outbox_flushes': ob['flushes'], 'outbox_write_errors': ob['write_errors'],
                 'outbox_failing': ob['failing'], 'outbox_lost': ob['lost'],

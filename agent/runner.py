@@ -117,11 +117,7 @@ def resolve_rig(cfg):
     rc = cfg['rig']
     ports = {}
     if rc['ports_file']:
-        try:
-            with open(rc['ports_file']) as f:
-                ports = json.load(f)
-        except (OSError, ValueError) as e:
-            raise config.ConfigError('rig.ports_file %s: %s' % (rc['ports_file'], e))
+        ports = read_ports_file(rc['ports_file'])
     model = rc['model'] or ports.get('model')
     if not model:
         raise config.ConfigError('rig.model: not set and no ports file names it')
@@ -129,7 +125,10 @@ def resolve_rig(cfg):
     board = rc['board'] or ports.get('board') or ''
     if not chains:
         raise config.ConfigError('rig.chains: no chain ports (set rig.chains or rig.ports_file)')
-    m = models.get(model)
+    try:
+        m = models.get(model)
+    except KeyError as e:
+        raise config.ConfigError('rig.model: %s' % e.args[0])
     if len(chains) != m['boards']:
         raise config.ConfigError('rig.chains: %s has %d boards, %d chain ports given'
                                  % (model, m['boards'], len(chains)))
@@ -139,6 +138,38 @@ def resolve_rig(cfg):
         board = ''
     scale = rc['time_scale'] or float(ports.get('time_scale', 1.0))
     return m, chains, board, scale
+
+
+PORTS_TYPES = {'model': str, 'chains': list, 'board': str, 'baud': int,
+               'time_scale': (int, float), 'pid': int, 'seed': int}
+
+
+def read_ports_file(path):
+    """The simulator's ports file as a dict, every known field of the right type; anything
+    else (a list, junk, a 5000-deep nest, a huge file) is a clear ConfigError."""
+    where = 'rig.ports_file %s' % path
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read((1 << 20) + 1)
+        if len(raw) > 1 << 20:
+            raise ValueError('larger than 1 MiB')
+        ports = json.loads(raw)
+    except RecursionError:
+        raise config.ConfigError('%s: nested too deeply' % where)
+    except (OSError, ValueError) as e:
+        raise config.ConfigError('%s: %s' % (where, e))
+    if not isinstance(ports, dict):
+        raise config.ConfigError('%s: expected a JSON object, got %s' % (where, type(ports).__name__))
+    for key, kind in PORTS_TYPES.items():
+        v = ports.get(key)
+        if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
+            raise config.ConfigError('%s: %r must be %s' % (where, key, getattr(kind, '__name__', 'a number')))
+    if any(not isinstance(c, str) for c in ports.get('chains') or []):
+        raise config.ConfigError('%s: chains must be port names (strings)' % where)
+    ts = ports.get('time_scale')
+    if ts is not None and not (0.01 <= ts <= 10000.0):   # also refuses nan and inf
+        raise config.ConfigError('%s: time_scale %r outside 0.01..10000' % (where, ts))
+    return ports
 
 
 def chain_baud(cfg, family):
