@@ -153,6 +153,8 @@ def build_parser():
     from fleet import bench as fleet_bench
     fleet_bench.add_arguments(sub.add_parser('fleet', help='broker + load generator + consumers: '
                                                            'msgs/s, latency, loss, CPU/RSS (JSON)'))
+    from agent import bench_work
+    bench_work.add_arguments(sub.add_parser('work', help='work path: latency, CPU, failover'))
     return p
 
 
@@ -179,6 +181,9 @@ def main(argv=None):
                       % (res['model'], res['baud'], mode, r['median_elapsed_s'],
                          r['median_bound_s'], r['median_ratio'], r['bound']))
         return 0
+    if args.what == 'work':
+        from agent import bench_work
+        return bench_work.run_cli(args)
     if args.what == 'autotune':
         from agent import bench_autotune
         return bench_autotune.run_cli(args)

@@ -64,6 +64,11 @@ def _work():
     return m.main
 
 
+def _pool():
+    from agent.stratum import testpool as m
+    return m.main
+
+
 def _firmware():
     from firmware_hooks import cli as m
     return m.main
@@ -80,6 +85,7 @@ COMMANDS = {
     'schema': (_schema, 'MQTT schema: decode payloads, write the reference doc'),
     'tune': (_tune, 'autotune from the command line; render a saved result'),
     'work': (_work, 'Stratum jobs -> chip job frames, nonce frames -> shares, header hashes'),
+    'pool': (_pool, 'Stratum V1 test pool on 127.0.0.1 (verifies every share)'),
     'firmware': (_firmware, 'install into a root, upgrade/rollback, event hooks'),
     'fleet': (_fleet, 'operator tools: watch, dashboard, metrics, Home Assistant, curtail'),
 }

@@ -26,6 +26,7 @@ from agent.health import BoardHealth
 from agent.mqtt_link import MqttLink
 from agent.safety import Supervisor, Watchdog
 from agent.scheduler import NEVER, Scheduler
+from agent.work import wiring as work_wiring
 from firmware_hooks import health as health_file
 from firmware_hooks import sd_notify
 from firmware_hooks.events import HookRunner
@@ -275,6 +276,7 @@ class Agent:
         self.tuner_gen = 0
         self.active_alarms = set()
         self.alarm_info = {}          # active alarm id -> id, severity, message
+        self.work = work_wiring.build(cfg, self.rig, self.scheduler, self.clock, self._on_event)
         if cfg['tuner']['profile']:
             try:
                 tune_profile.load(cfg['tuner']['profile'])
@@ -543,7 +545,8 @@ class Agent:
 
     def status(self):
         return telemetry.collect(self.control, self.rig, self.supervisor, self.health,
-                                 self.tuner, self.link, uptime_s=time.monotonic() - self.started_wall)
+                                 self.tuner, self.link, uptime_s=time.monotonic() - self.started_wall,
+                                 work=self.work.engine if self.work is not None else None)
 
     def _telemetry(self, now):
         self.link.publish('telemetry', payloads.build_telemetry(self.status(), self.link.session))
@@ -599,7 +602,8 @@ class Agent:
         self.link.set_meta(payloads.build_meta(
             self.model, self.link.session, firmware='hashpilot %s' % __version__, board_ids=ids,
             telemetry_s=int(self.cfg['telemetry']['telemetry_s']),
-            chips_s=int(self.cfg['telemetry']['chips_s']), fmt=self.cfg['mqtt']['format']))
+            chips_s=int(self.cfg['telemetry']['chips_s']), fmt=self.cfg['mqtt']['format'],
+            pools=self.work.urls() if self.work is not None else None))
 
     # -- watchdog thread ----------------------------------------------------------------------------
     def _watchdog_loop(self):
@@ -691,6 +695,8 @@ class Agent:
         if self.hooks is not None:
             self.hooks.fire({'event': 'shutting_down'})
             self.hooks.close(wait_s=2.0)
+        if self.work is not None:
+            self.work.stop()
         self.link.stop()
         self.rig.close()
         self.safe_writer.close()

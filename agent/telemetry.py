@@ -25,7 +25,33 @@ def tuner_view(tuner):
             'best_power_w': st.get('best_power_w')}
 
 
-def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, uptime_s=None):
+POOL_KEYS = ('index', 'url', 'state', 'connected', 'difficulty', 'accepted', 'rejected', 'stale',
+             'duplicate', 'last_share_age_s')
+
+
+def pools_view(work):
+    """Pool rows for telemetry (no worker names, no secrets); None when the work path is off."""
+    if work is None:
+        return None
+    return [{k: p.get(k) for k in POOL_KEYS} for p in work.pools.status()['pools']]
+
+
+def _chip_rows(chain, on, nonce_rows):
+    chips = []
+    for k, c in enumerate(chain.chips):
+        st = c.get_status()
+        row = {'temp_c': st['temp_c'], 'freq_mhz': st['freq_mhz'],
+               'hashrate_ghs': st['hashrate_ghs'] if on else 0.0,
+               'err_pct': st['err_pct'], 'state': _chip_state(st, on)}
+        if k < len(nonce_rows):      # work path on: figures from verified nonces
+            row['nonce_hashrate_ghs'] = nonce_rows[k]['hashrate_ghs'] if on else 0.0
+            row['hw_err_pct'] = nonce_rows[k]['hw_err_pct']
+        chips.append(row)
+    return chips
+
+
+def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, uptime_s=None,
+            work=None):
     snap = control.last_snapshot or {'boards': [], 'fans': [], 'power_w': None}
     safety = supervisor.get_status() if supervisor is not None else {}
     safety_boards = safety.get('boards') or []
@@ -33,12 +59,7 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
     total_ghs = 0.0
     for i, chain in enumerate(rig.chains):
         on = control.enabled[i] and not control.needs_init[i]
-        chips = []
-        for c in chain.chips:
-            st = c.get_status()
-            chips.append({'temp_c': st['temp_c'], 'freq_mhz': st['freq_mhz'],
-                          'hashrate_ghs': st['hashrate_ghs'] if on else 0.0,
-                          'err_pct': st['err_pct'], 'state': _chip_state(st, on)})
+        chips = _chip_rows(chain, on, work.chip_status(i) if work is not None else ())
         sb = snap['boards'][i] if i < len(snap['boards']) else {}
         sfs = safety_boards[i] if i < len(safety_boards) else {}
         hr = sum(c['hashrate_ghs'] or 0.0 for c in chips if c['state'] == 'ok')
@@ -62,5 +83,6 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
         'tuner': tuner_view(tuner),
         'outbox_dropped': (link.get_status().get('dropped') if link is not None else None),
         'boards': boards,
+        'pools': pools_view(work),
     }
     return status

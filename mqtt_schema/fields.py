@@ -57,6 +57,8 @@ META = ENVELOPE[:4] + (
      'chip state names indexed by the codes used in chips.bd[].x'),
     ('fields', 'fields', 'any', '', None, 1,
      'per topic: wire key -> [name, unit, scale]; scale multiplies the wire integer'),
+    ('pools', 'pools', 'list:str', '', None, 0,
+     'Stratum pool URLs in priority order (worker names and passwords are not published)'),
 )
 
 CTRL = (
@@ -76,6 +78,19 @@ TUNER = (
     ('eta', 'eta_s', 'num', 's', 0, 0, 'estimated time to the end of the tuning run'),
     ('bj', 'best_j_per_th', 'num', 'J/TH', 2, 0, 'best efficiency found so far'),
     ('bp', 'best_power_w', 'num', 'W', 0, 0, 'wall power at the best point'),
+)
+
+POOL = (
+    ('i', 'index', 'uint', '', None, 1, 'pool index (priority order, 0 first)'),
+    ('u', 'url', 'str', '', None, 1, 'pool URL'),
+    ('st', 'state', 'str', '', None, 1, "'up', 'connecting', 'down' or 'idle'"),
+    ('c', 'connected', 'bool', '', None, 1, 'mining on this pool now'),
+    ('d', 'difficulty', 'num', '', 6, 0, 'share difficulty the pool set'),
+    ('a', 'accepted', 'uint', '', None, 1, 'shares accepted'),
+    ('r', 'rejected', 'uint', '', None, 1, 'shares rejected (not stale or duplicate)'),
+    ('s', 'stale', 'uint', '', None, 1, 'shares stale (job gone or pool changed)'),
+    ('dup', 'duplicate', 'uint', '', None, 0, 'shares the pool called duplicates'),
+    ('age', 'last_share_age_s', 'num', 's', 0, 0, 'time since the last accepted share'),
 )
 
 TBOARD = (
@@ -104,6 +119,7 @@ TELEMETRY = ENVELOPE + (
     ('fr', 'fan_rpm', 'list:num', 'rpm', 0, 0, 'fan speed per fan'),
     ('ctl', 'ctrl', 'map:ctrl', '', None, 0, 'control board health'),
     ('tun', 'tuner', 'map:tuner', '', None, 0, 'autotuner state'),
+    ('pl', 'pools', 'list:map:pool', '', None, 0, 'Stratum pools (work path on)'),
     ('lost', 'outbox_dropped', 'uint', '', None, 0,
      'messages the bounded outbox dropped (oldest first) since boot'),
     ('bd', 'boards', 'list:map:tboard', '', None, 1, 'per-board summary'),
@@ -115,6 +131,10 @@ CBOARD = (
     ('f', 'freq_mhz', 'list:num', 'MHz', 1, 1, 'chip frequency per chip'),
     ('hr', 'hashrate_ghs', 'list:num', 'GH/s', 0, 1, 'chip hashrate per chip'),
     ('e', 'err_pct', 'list:num', '%', 2, 1, 'chip hardware error rate per chip'),
+    ('hn', 'nonce_hashrate_ghs', 'list:num', 'GH/s', 0, 0,
+     'chip hashrate from verified nonces (2^(32+N) hashes each; work path on)'),
+    ('hw', 'hw_err_pct', 'list:num', '%', 2, 0,
+     "share of the chip's nonces that fail SHA-256d (work path on)"),
     ('x', 'abnormal', 'list:pair', '', None, 0,
      "[chip index, state code] for chips not 'ok' (codes: meta.chip_states)"),
 )
@@ -147,7 +167,7 @@ CMD = (
     ('ts', 'ts_ms', 'uint', 'ms', None, 0, 'sender time'),
 )
 
-TABLES = {'ctrl': CTRL, 'tuner': TUNER, 'tboard': TBOARD, 'cboard': CBOARD}
+TABLES = {'ctrl': CTRL, 'tuner': TUNER, 'tboard': TBOARD, 'cboard': CBOARD, 'pool': POOL}
 
 # topic suffix -> (fields, qos, retained, direction, summary)
 TOPICS = {

@@ -171,7 +171,8 @@ def build_telemetry(status, session, ts_ms=None):
     if fans is not None:
         src['fan_duty_pct'] = [f.get('duty_pct') for f in fans]
         src['fan_rpm'] = [f.get('rpm') for f in fans]
-    for name in ('state', 'reason', 'power_w', 'j_per_th', 'uptime_s', 'ctrl', 'tuner', 'outbox_dropped'):
+    for name in ('state', 'reason', 'power_w', 'j_per_th', 'uptime_s', 'ctrl', 'tuner', 'outbox_dropped',
+                 'pools'):
         src[name] = status.get(name)
     src['hashrate_ghs'] = hr
     src['boards'] = boards
@@ -188,6 +189,9 @@ def build_chips(status, session, ts_ms=None):
                'freq_mhz': [c.get('freq_mhz') for c in chips],
                'hashrate_ghs': [c.get('hashrate_ghs') for c in chips],
                'err_pct': [c.get('err_pct') for c in chips]}
+        if any('nonce_hashrate_ghs' in c for c in chips):
+            row['nonce_hashrate_ghs'] = [c.get('nonce_hashrate_ghs') for c in chips]
+            row['hw_err_pct'] = [c.get('hw_err_pct') for c in chips]
         bad = []
         for i, c in enumerate(chips):
             code = chip_state_code(c)
@@ -219,7 +223,7 @@ def field_units():
 
 
 def build_meta(model, session, ts_ms=None, firmware=None, board_ids=None, telemetry_s=10,
-               chips_s=60, fmt='cbor'):
+               chips_s=60, fmt='cbor', pools=None):
     """`model` is a hal/models.py entry (plain dict)."""
     src = _envelope(session, 'meta', ts_ms)
     for name in ('chip', 'boards', 'chips_per_board', 'domains_per_board', 'fans', 'voltage_per',
@@ -233,6 +237,7 @@ def build_meta(model, session, ts_ms=None, firmware=None, board_ids=None, teleme
     src['format'] = fmt
     src['chip_states'] = list(F.CHIP_STATES)
     src['fields'] = field_units()
+    src['pools'] = pools
     return pack(F.META, src)
 
 

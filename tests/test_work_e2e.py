@@ -6,59 +6,19 @@ docs/simulator.md); the pool's difficulty is set just below that, so every verif
 a share. Time-warped (--time-scale) to keep each test short.
 """
 
-import threading
 import time
 
 import pytest
 
-from agent.scheduler import Scheduler
-from agent.stratum.client import PoolManager
 from agent.stratum.testpool import TestPool
-from agent.work.engine import WorkEngine
-from hal.rig import Rig
+from agent.work.rigwork import WorkRig
 from tests.simproc import start_sim
 
 POOL_DIFF = 1.0 / (1 << 23)     # target ~2^247: every 10-zero-bit solution is a share
 
 
-class Miner:
-    """Rig + pools + work engine on one control thread (as the agent runs them)."""
-
-    def __init__(self, sim, urls, scale, baud=None, window_s=10.0):
-        self.rig = Rig.from_ports_file(sim.ports_file)
-        self.rig.start(baud=baud)
-        self.events = []
-        self.sched = Scheduler(self.rig.clock, on_error=lambda fn, e: self.errors.append(e))
-        self.errors = []
-        self.pools = PoolManager([{'url': u, 'user': 'acct.rig%d' % i, 'password': 'x'}
-                                  for i, u in enumerate(urls)],
-                                 on_event=lambda ev: self.sched.call_soon(self.engine.on_pool_event, ev),
-                                 timeout_s=3.0, backoff_base_s=0.2, backoff_max_s=1.0,
-                                 failback_s=1.0)
-        self.engine = WorkEngine(self.rig.chains, self.rig.family, self.pools, self.rig.clock,
-                                 check_bits=self.rig.work_check_bits, on_event=self.events.append,
-                                 window_s=window_s)
-        self.engine.attach()
-        now = self.rig.clock.monotonic()
-        self.sched.add_timer(self.engine.tick, now)
-        self.sched.add_timer(self.engine.check_pools, now)
-        self.sched.add_timer(self._poll, now)
-        self.thread = threading.Thread(target=self.sched.run, daemon=True)
-        self.pools.start()
-        self.thread.start()
-
-    def _poll(self, now):
-        self.rig.poll(board=False)           # chains in parallel, as the agent does
-        return self.rig.clock.monotonic() + 2.0
-
-    def alarms(self, action='raise'):
-        return [e['id'] for e in list(self.events) if e['action'] == action]
-
-    def stop(self):
-        self.pools.stop()
-        self.sched.stop()
-        self.thread.join(10)
-        self.rig.close()
+def _pools(urls):
+    return [{'url': u, 'user': 'acct.rig%d' % i, 'password': 'x'} for i, u in enumerate(urls)]
 
 
 def wait_for(pred, timeout_s):
@@ -81,7 +41,7 @@ def pool_pair():
 def test_gamma_mines_against_test_pool(pool_pair):
     pool = pool_pair[0]
     with start_sim('GAMMA', time_scale=10) as sim:
-        m = Miner(sim, [pool.url], 10)
+        m = WorkRig(sim.ports_file, _pools([pool.url]))
         try:
             assert wait_for(lambda: pool.counts['accepted'] >= 20, 40), (pool.counts, m.engine.get_status())
             pool.new_job(clean=True)                 # clean_jobs: chips move to the new job
@@ -103,7 +63,7 @@ def test_gamma_mines_against_test_pool(pool_pair):
 def test_s21_failover_and_bad_nonce_chip(pool_pair):
     main, backup = pool_pair
     with start_sim('S21', time_scale=1, faults=['bad-nonces:board=1,chip=7']) as sim:
-        m = Miner(sim, [main.url, backup.url], 1, baud=3125000, window_s=10.0)
+        m = WorkRig(sim.ports_file, _pools([main.url, backup.url]), baud=3125000)
         try:
             assert wait_for(lambda: main.counts['accepted'] >= 50, 60), main.counts
             main.kill()

@@ -269,3 +269,55 @@ class TestPool:
         with self.lock:
             self.counts[what] += 1
         return err
+
+
+def main(argv=None):
+    """`hashpilot pool`: run the test pool on 127.0.0.1 until SIGTERM/SIGINT."""
+    import argparse
+    import signal
+    ap = argparse.ArgumentParser(prog='hashpilot pool', description='Stratum V1 test pool '
+                                 '(127.0.0.1 only): real jobs, every share verified by SHA-256d')
+    ap.add_argument('--port', type=int, default=0, help='TCP port (0 = any free port)')
+    ap.add_argument('--difficulty', type=float, default=1.0)
+    ap.add_argument('--clean-every-s', type=float, default=30.0,
+                    help='new block (clean_jobs) period; 0 = never')
+    ap.add_argument('--job-every-s', type=float, default=10.0,
+                    help='new job without clean_jobs in between; 0 = never')
+    ap.add_argument('--password', help='accept only this password')
+    ap.add_argument('--status-file', help='write counts here as JSON once a second')
+    args = ap.parse_args(argv)
+    if args.difficulty <= 0:
+        ap.error('--difficulty must be > 0')
+    pool = TestPool(port=args.port, difficulty=args.difficulty, password=args.password)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    print(json.dumps({'url': pool.url, 'port': pool.port}), flush=True)
+    last_clean = last_job = time.monotonic()
+    while not stop.wait(0.2):
+        now = time.monotonic()
+        if args.clean_every_s and now - last_clean >= args.clean_every_s:
+            pool.new_job(clean=True)
+            last_clean = last_job = now
+        elif args.job_every_s and now - last_job >= args.job_every_s:
+            pool.new_job(clean=False)
+            last_job = now
+        if args.status_file:
+            _write_status(args.status_file, pool)
+    if args.status_file:
+        _write_status(args.status_file, pool)
+    pool.close()
+    return 0
+
+
+def _write_status(path, pool):
+    tmp = path + '.tmp'
+    with pool.lock:
+        counts = dict(pool.counts)
+    with open(tmp, 'w') as f:
+        json.dump(counts, f)
+    os.replace(tmp, path)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -31,7 +31,7 @@ def _p99(xs):
 class WorkEngine:
     def __init__(self, chains, family, pools, clock, check_bits=None, on_event=None,
                  refresh_max_s=30.0, window_s=60.0, hw_alarm_pct=5.0, hw_alarm_min=8,
-                 tick_wall_s=0.005):
+                 tick_wall_s=0.005, all_down_s=5.0):
         self.chains = list(chains)
         self.family = families.get(family) if isinstance(family, str) else family
         self.fmt = chipjobs.job_format(self.family['name'])
@@ -44,6 +44,8 @@ class WorkEngine:
         self.hw_alarm_pct = hw_alarm_pct
         self.hw_alarm_min = hw_alarm_min
         self.tick_wall_s = tick_wall_s
+        self.all_down_s = all_down_s
+        self.all_down_since = None
         self.slots = [chipjobs.JobSlots(self.family['name']) for _ in self.chains]
         self.tallies = [[] for _ in self.chains]
         self.ctx = None                        # pool context of the current job
@@ -227,7 +229,14 @@ class WorkEngine:
         down = [p for p in st['pools'] if p['state'] == 'down']
         self._alarm('pool.down', bool(down), 'warning',
                     'pool(s) down: %s' % ', '.join('%d %s' % (p['index'], p['url']) for p in down))
-        self._alarm('pool.all_down', st['all_down'], 'critical',
+        # all down only after ALL_DOWN_S: a failover passes through a moment with no pool
+        now = time.monotonic()
+        if not st['all_down']:
+            self.all_down_since = None
+        elif self.all_down_since is None:
+            self.all_down_since = now
+        self._alarm('pool.all_down', self.all_down_since is not None
+                    and now - self.all_down_since >= self.all_down_s, 'critical',
                     'no pool reachable: chips have no work')
 
     def check_pools(self, now):

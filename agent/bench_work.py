@@ -1,0 +1,144 @@
+"""`hashpilot bench work`: the work path on a simulated rig against two test pools (separate
+processes): notify -> job frame and nonce -> share latency, CPU with the work path on against
+the same rig idle (polling only), RSS, the pools' own invalid/stale counts, failover to the
+backup after the main pool is killed (SIGKILL) and fail-back after it returns.
+
+CPU and RSS are this process's (rig driver, work engine, Stratum client: the agent's work
+path without MQTT and safety); the simulator and the pools run in their own processes.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from agent.bench import SimProcess
+from agent.work.rigwork import WorkRig
+from hal import families, models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def add_arguments(p):
+    p.add_argument('--model', default='S21', type=str.upper, choices=sorted(models.MODELS))
+    p.add_argument('--seconds', type=float, default=60.0, help='mining phase (wall s)')
+    p.add_argument('--idle-seconds', type=float, default=10.0, help='idle phase (wall s)')
+    p.add_argument('--clean-every-s', type=float, default=30.0)
+    p.add_argument('--check-bits', type=int, default=10, help='simulated solutions\' zero bits')
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--json', action='store_true')
+
+
+class PoolProcess:
+    def __init__(self, difficulty, clean_every_s, port=0, tag='a'):
+        self.dir = tempfile.mkdtemp(prefix='hashpilot-pool-')
+        self.status_file = os.path.join(self.dir, 'status-%s.json' % tag)
+        cmd = [sys.executable, '-m', 'agent', 'pool', '--port', str(port), '--difficulty',
+               repr(difficulty), '--clean-every-s', str(clean_every_s), '--status-file',
+               self.status_file]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT, text=True)
+        info = json.loads(self.proc.stdout.readline())
+        self.url, self.port = info['url'], info['port']
+
+    def counts(self):
+        try:
+            with open(self.status_file) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+def _rss_mb():
+    out = {}
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(('VmRSS:', 'VmHWM:')):
+                out[line.split(':')[0]] = int(line.split()[1]) / 1024.0
+    return out.get('VmRSS'), out.get('VmHWM')
+
+
+def _cpu_pct(fn, seconds):
+    c0, w0 = time.process_time(), time.monotonic()
+    fn(seconds)
+    return 100.0 * (time.process_time() - c0) / (time.monotonic() - w0)
+
+
+def run(args):
+    model = models.get(args.model)
+    fam = families.get(model['chip'])
+    baud = max(fam['fast_bauds']) if fam['fast_bauds'] else None
+    diff = 1.0 / (1 << (args.check_bits + 13))   # every simulated solution meets it
+    sim = SimProcess(args.model, args.seed, 1.0, ['--work-check-bits', str(args.check_bits)])
+    pools = [PoolProcess(diff, args.clean_every_s, tag='a'),
+             PoolProcess(diff, args.clean_every_s, tag='b')]
+    wr = None
+    res = {'model': args.model, 'check_bits': args.check_bits, 'pool_difficulty': diff,
+           'load1_start': os.getloadavg()[0]}
+    try:
+        wr = WorkRig(sim.ports_file, [{'url': p.url, 'user': 'bench.%s' % args.model.lower(),
+                                       'password': 'x'} for p in pools],
+                     baud=baud, start_pools=False, pool_kw={'failback_s': 2.0})
+        time.sleep(2.0)
+        res['cpu_idle_pct'] = _cpu_pct(time.sleep, args.idle_seconds)
+        wr.start_pools()
+        half = args.seconds / 2.0
+        res['cpu_work_pct'] = _cpu_pct(time.sleep, half)
+        res['rss_mb'], res['rss_peak_mb'] = _rss_mb()
+        t_kill = time.monotonic()
+        pools[0].kill()
+        dead_counts = pools[0].counts()
+        time.sleep(min(10.0, half / 2.0))
+        t_first = wr.first_accepted(1, t_kill)
+        res['failover_s'] = None if t_first is None else t_first - t_kill
+        revived = PoolProcess(diff, args.clean_every_s, port=pools[0].port, tag='a2')
+        pools.append(revived)
+        t_rev = time.monotonic()
+        time.sleep(max(5.0, half - min(10.0, half / 2.0)))
+        t_back = wr.first_accepted(0, t_rev)
+        res['failback_s'] = None if t_back is None else t_back - t_rev
+        st = wr.engine.get_status()
+        res.update({k: st[k] for k in ('notify_to_frame_p99_ms', 'nonce_to_share_p99_ms',
+                                       'nonces', 'hw_errors', 'stale_nonces', 'submitted',
+                                       'duplicates', 'jobs', 'frames')})
+        totals = {}
+        for c in [dead_counts, pools[1].counts(), revived.counts()]:
+            for k, v in c.items():
+                totals[k] = totals.get(k, 0) + v
+        res['pool'] = totals
+        res['pools'] = {'main_before_kill': dead_counts, 'backup': pools[1].counts(),
+                        'main_revived': revived.counts()}
+        seen = totals.get('accepted', 0) + totals.get('stale', 0) + totals.get('invalid', 0) \
+            + totals.get('duplicate', 0)
+        res['stale_pct'] = 100.0 * totals.get('stale', 0) / seen if seen else None
+        res['alarms_raised'] = sorted(set(wr.alarms()))
+        res['errors'] = [repr(e) for e in wr.errors[:5]]
+        res['load1_end'] = os.getloadavg()[0]
+    finally:
+        if wr is not None:
+            wr.stop()
+        for p in pools:
+            p.stop()
+        sim.stop()
+    return res
+
+
+def run_cli(args):
+    res = run(args)
+    if args.json:
+        print(json.dumps(res, indent=1, sort_keys=True))
+    else:
+        for k in sorted(res):
+            print('%s: %s' % (k, res[k]))
+    return 0

@@ -1,0 +1,91 @@
+"""The work path inside the agent: built from the `[[pool]]` entries and `[work]`, runs on the
+control thread (WorkEngine timers) plus the Stratum thread (PoolManager), which only posts
+events to the control thread.
+
+Worker names per rig: a pool `user` without a dot gets `.<rig>` appended (`acct` on rig `r7`
+mines as `acct.r7`); a user with a dot is used as written. Passwords come from `password` or
+`password_file` and are never logged or published.
+"""
+
+import json
+import logging
+
+from agent.stratum.client import PoolManager
+from agent.work.engine import WorkEngine
+
+log = logging.getLogger(__name__)
+
+WORK_DEFAULTS = {'refresh_max_s': 30.0, 'window_s': 60.0, 'hw_alarm_pct': 5.0,
+                 'failback_s': 60.0, 'backoff_max_s': 60.0, 'timeout_s': 10.0,
+                 'suggest_difficulty': 0.0}
+
+
+def worker_name(user, rig):
+    return user if '.' in user else '%s.%s' % (user, rig)
+
+
+def _password(p):
+    if p.get('password_file'):
+        with open(p['password_file']) as f:
+            return f.read().strip()
+    return p.get('password') or 'x'
+
+
+def pool_list(pools, rig):
+    out = []
+    for p in pools:
+        out.append({'url': p['url'], 'user': worker_name(p['user'], rig),
+                    'password': _password(p), 'tls_ca': p.get('tls_ca') or None})
+    return out
+
+
+def ports_check_bits(ports_file):
+    """A simulator's reduced nonce difficulty from its ports file (None for real chains)."""
+    if not ports_file:
+        return None
+    try:
+        with open(ports_file) as f:
+            return json.load(f).get('work_check_bits')
+    except (OSError, ValueError):
+        return None
+
+
+class AgentWork:
+    def __init__(self, cfg, rig, scheduler, clock, on_event):
+        w = dict(WORK_DEFAULTS)
+        w.update(cfg.get('work') or {})
+        self.scheduler = scheduler
+        self.clock = clock
+        self.pools = PoolManager(pool_list(cfg['pool'], cfg['rig']['rig']),
+                                 on_event=self._pool_event, timeout_s=w['timeout_s'],
+                                 backoff_max_s=w['backoff_max_s'], failback_s=w['failback_s'],
+                                 suggest_difficulty=w['suggest_difficulty'] or None)
+        check_bits = rig.work_check_bits
+        if check_bits is None:
+            check_bits = ports_check_bits(cfg['rig'].get('ports_file'))
+        self.engine = WorkEngine(rig.chains, rig.family, self.pools, clock, check_bits=check_bits,
+                                 on_event=on_event, refresh_max_s=w['refresh_max_s'],
+                                 window_s=w['window_s'], hw_alarm_pct=w['hw_alarm_pct'])
+
+    def _pool_event(self, ev):
+        # Stratum thread: hand over only; the control thread owns the UARTs.
+        self.scheduler.call_soon(self.engine.on_pool_event, ev)
+
+    def start(self, now):
+        self.engine.attach()
+        self.scheduler.add_timer(self.engine.tick, now)
+        self.scheduler.add_timer(self.engine.check_pools, now)
+        self.pools.start()
+
+    def urls(self):
+        return [p['url'] for p in self.pools.pools]
+
+    def stop(self):
+        self.pools.stop()
+
+
+def build(cfg, rig, scheduler, clock, on_event):
+    """AgentWork when pools are configured, else None (the chips get no work)."""
+    if not cfg.get('pool'):
+        return None
+    return AgentWork(cfg, rig, scheduler, clock, on_event)
