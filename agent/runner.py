@@ -277,6 +277,7 @@ class Agent:
         self.active_alarms = set()
         self.alarm_info = {}          # active alarm id -> id, severity, message
         self.work = work_wiring.build(cfg, self.rig, self.scheduler, self.clock, self._on_event)
+        self.pools = self.work.pools if self.work is not None else None   # status() for the API
         if cfg['tuner']['profile']:
             try:
                 tune_profile.load(cfg['tuner']['profile'])

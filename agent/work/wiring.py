@@ -77,6 +77,9 @@ class AgentWork:
         self.scheduler.add_timer(self.engine.check_pools, now)
         self.pools.start()
 
+    def get_status(self):
+        return self.engine.get_status()
+
     def urls(self):
         return [p['url'] for p in self.pools.pools]
 
