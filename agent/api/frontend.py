@@ -28,7 +28,7 @@ AVERAGE_30M_S = 1800.0
 
 def identity(model_name, rig_name):
     base = ANTMINER_TYPES.get(model_name, 'hashpilot %s' % model_name)
-    return {'type': '%s (hashpilot)' % base, 'bmminer': __version__,
+    return {'type': '%s (hashpilot)' % base, 'model': base, 'bmminer': __version__,
             'miner': 'hashpilot %s' % __version__, 'compile_time': 'hashpilot %s' % __version__,
             'api': API_VERSION, 'description': 'hashpilot %s' % __version__,
             'miner_id': rig_name}

@@ -87,7 +87,8 @@ def summary_page(state, host):
 
 def system_info_page(state, host):
     ident = state['identity']
-    return {'minertype': ident['type'], 'nettype': 'DHCP', 'netdevice': host.get('netdevice', ''),
+    # minertype without ' (hashpilot)': pyasic takes it verbatim as the model (no cut at ' (')
+    return {'minertype': ident['model'], 'nettype': 'DHCP', 'netdevice': host.get('netdevice', ''),
             'macaddr': host.get('macaddr', ''), 'hostname': host.get('hostname', ''),
             'ipaddress': host.get('ipaddress', ''), 'netmask': '', 'gateway': '', 'dnsservers': '',
             'system_mode': 'GNU/Linux', 'system_kernel_version': host.get('kernel', ''),
