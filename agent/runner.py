@@ -142,7 +142,7 @@ def resolve_rig(cfg):
 
 
 PORTS_TYPES = {'model': str, 'chains': list, 'board': str, 'baud': int,
-               'time_scale': (int, float), 'pid': int, 'seed': int}
+               'time_scale': (int, float), 'pid': int, 'seed': int, 'work_check_bits': int}
 
 
 def read_ports_file(path):

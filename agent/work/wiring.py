@@ -10,7 +10,8 @@ mines as `acct.r7`); a user with a dot is used as written. Passwords come from `
 import json
 import logging
 
-from agent.stratum.client import PoolManager
+from agent.config import ConfigError
+from agent.stratum.client import PoolError, PoolManager
 from agent.work.engine import WorkEngine
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,13 @@ def ports_check_bits(ports_file):
         return None
     try:
         with open(ports_file) as f:
-            return json.load(f).get('work_check_bits')
-    except (OSError, ValueError):
-        return None
+            bits = json.load(f).get('work_check_bits')
+    except (OSError, ValueError, AttributeError):
+        return None          # the runner has already refused an unreadable ports file
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int)
+                             or not 1 <= bits <= 32):
+        raise ValueError('ports file work_check_bits = %r: expected 1..32' % (bits,))
+    return bits
 
 
 class AgentWork:
@@ -91,4 +96,7 @@ def build(cfg, rig, scheduler, clock, on_event):
     """AgentWork when pools are configured, else None (the chips get no work)."""
     if not cfg.get('pool'):
         return None
-    return AgentWork(cfg, rig, scheduler, clock, on_event)
+    try:
+        return AgentWork(cfg, rig, scheduler, clock, on_event)
+    except (ValueError, OSError, PoolError) as exc:   # bad pool URL, password file, ports value
+        raise ConfigError('pool: %s' % exc)
