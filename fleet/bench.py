@@ -148,6 +148,8 @@ class Bench:
         return p
 
     def start_broker(self):
+        if self.args.cluster == 'nats':
+            return self.start_cluster()
         conf = os.path.join(self.dir, 'mosquitto.conf')
         extra = ['user %s' % _user(), 'log_dest file %s' % os.path.join(self.dir, 'mosquitto.log'),
                  'log_type error', 'log_type warning']
@@ -158,6 +160,21 @@ class Bench:
                                        stderr=subprocess.DEVNULL)
         wait_port(self.port, self.broker, what='mosquitto')
         self.sampler.add('broker', self.broker.pid)
+
+    def start_cluster(self):
+        from fleet.cluster import NatsCluster
+        self.cluster = NatsCluster(base_dir=os.path.join(self.dir, 'nats'))
+        self.cluster.start()
+        for pid in self.cluster.pids():
+            self.sampler.add('broker', pid)
+
+    def brokers(self, first=0):
+        """host:port list, rotated to start at node `first` (the rest are failover targets)."""
+        if self.args.cluster != 'nats':
+            return ['127.0.0.1:%d' % self.port]
+        b = self.cluster.brokers()
+        first %= len(b)
+        return b[first:] + b[:first]
 
     def stop_broker(self):
         self.broker.send_signal(signal.SIGTERM)   # saves the persistence database
@@ -184,10 +201,18 @@ class Bench:
         self.consumers = []
         for i in range(a.consumers):
             files = dict((k, os.path.join(self.dir, 'c%d.%s' % (i, k))) for k in ('report', 'seen', 'ready'))
-            argv = ['--broker', '127.0.0.1:%d' % self.port, '--client-id', 'bench-c%d' % i,
+            argv = [x for b in self.brokers(i) for x in ('--broker', b)] + [
+                    '--client-id', 'bench-c%d' % i,
                     '--idle-exit-s', str(a.idle_exit_s), '--report', files['report'],
+                    '--idle-after-file', os.path.join(self.dir, 'publishers-done'),
                     '--seen', files['seen'], '--ready-file', files['ready']] + store_argv
-            if a.consumers > 1 or a.shared:
+            if a.cluster == 'nats':     # MQTT 3.1.1, no $share: consumers split the sites
+                sites = -(-a.rigs // a.rigs_per_site)
+                mine = ['site%d' % k for k in range(sites) if k % a.consumers == i]
+                if not mine:
+                    continue
+                argv += ['--protocol', '311', '--sites', ','.join(mine)]
+            elif a.consumers > 1 or a.shared:
                 argv += ['--group', 'bench']
             p = self._py('fleet.ingest', argv, 'c%d.log' % i)
             self.sampler.add('consumers', p.pid)
@@ -212,7 +237,8 @@ class Bench:
             if n <= 0:
                 break
             rep = os.path.join(self.dir, 'lg%d.json' % k)
-            argv = ['--broker', '127.0.0.1:%d' % self.port, '--rigs', str(n), '--first-rig', str(first),
+            argv = [x for b in self.brokers() for x in ('--broker', b)] + [
+                    '--rigs', str(n), '--first-rig', str(first), '--rigs-per-site', str(a.rigs_per_site),
                     '--duration-s', str(a.duration_s), '--rate-scale', str(a.rate_scale),
                     '--rigs-per-conn', str(rigs_per_conn), '--report', rep,
                     '--max-conns', str(max(1, per_proc_conns // procs)),
@@ -221,6 +247,8 @@ class Bench:
                     '--connect-rate', str(a.connect_rate)]
             if a.no_jitter:
                 argv.append('--no-jitter')
+            if a.cluster == 'nats':
+                argv += ['--protocol', '311']
             p = self._py('fleet.loadgen', argv, 'lg%d.log' % k)
             self.sampler.add('loadgen', p.pid)
             self.loadgens.append((p, rep))
@@ -245,8 +273,11 @@ class Bench:
         restart = None
         if a.restart_broker_at_s is not None:
             restart = self._restart_at(t0)
+        elif a.kill_node_at_s is not None:
+            restart = self._kill_node_at(t0)
         for p, _rep in self.loadgens:
             p.wait()
+        open(os.path.join(self.dir, 'publishers-done'), 'w').close()
         for p, _files in self.consumers:
             try:
                 p.wait(a.idle_exit_s + 60)
@@ -267,6 +298,13 @@ class Bench:
         self.start_broker()
         return {'at_s': round(t - t0, 1), 'stop_s': round(stopped_s, 2), 'down_s': a.broker_down_s}
 
+    def _kill_node_at(self, t0):
+        a = self.args
+        time.sleep(max(0.0, a.kill_node_at_s - (time.monotonic() - t0)))
+        self.kill_wall_s = time.time()
+        self.cluster.kill(a.kill_node)
+        return {'killed_node': a.kill_node, 'at_s': round(time.monotonic() - t0, 1)}
+
     def collect(self, load_before, restart):
         a = self.args
         gens = []
@@ -275,25 +313,30 @@ class Bench:
                 raise RuntimeError('loadgen failed: %s' % self.log_tail('lg0.log'))
             with open(rep) as f:
                 gens.append(json.load(f))
-        reps, seen, lat = [], {}, {'telemetry': [], 'chips': []}
-        for i, (p, files) in enumerate(self.consumers):
+        reps, seen, lat, lts = [], {}, {'telemetry': [], 'chips': []}, {'telemetry': [], 'chips': []}
+        hist = []
+        for p, files in self.consumers:
             with open(files['report']) as f:
                 reps.append(json.load(f))
-            s, l = load_seen(files['seen'])
+            s, l, ts = load_seen(files['seen'])
             for key, seqs in s.items():
                 seen.setdefault(key, []).append(seqs)
             for kind in lat:
                 lat[kind].extend(l.get(kind, ()))
+                lts[kind].extend(ts.get(kind, ()))
+            hist.extend(l.get('historical', ()))
         loss = self._loss(gens, seen)
         first = min(r['first_rx_ms'] for r in reps if r['first_rx_ms'])
         last = max(r['last_rx_ms'] for r in reps if r['last_rx_ms'])
         received = sum(loss[k]['received'] for k in ('telemetry', 'chips'))
         out = {'rigs': a.rigs, 'duration_s': a.duration_s, 'rate_scale': a.rate_scale,
+               'cluster': a.cluster,
                'consumers': a.consumers, 'store': a.store,
                'connections': sum(g['connections'] for g in gens),
                'rigs_per_conn': gens[0]['rigs_per_conn'],
                'msgs_per_s': round(received / max(1e-3, (last - first) / 1000.0), 1),
                'latency': dict((k, percentiles(v)) for k, v in lat.items()),
+               'latency_backlog': dict(percentiles(hist), messages=len(hist)),
                'loss': loss,
                'broker': self.sampler.figures('broker'),
                'consumer': self.sampler.figures('consumers'),
@@ -306,10 +349,16 @@ class Bench:
                              'connects': sum(g['connects'] for g in gens),
                              'disconnects': sum(g['disconnects'] for g in gens),
                              'unacked_at_end': sum(g['unacked_at_end'] for g in gens),
-                             'replayed': sum(g['replayed'] for g in gens)}}
+                             'replayed': sum(g['replayed'] for g in gens),
+                             'backlog': sum(g['backlog'] for g in gens)}}
         if self.sampler.groups.get('store'):
             out['store_proc'] = self.sampler.figures('store')
             out['store_written'] = [r.get('store') for r in reps]
+        kill_s = getattr(self, 'kill_wall_s', None)
+        if kill_s is not None:   # latency of what was built from the kill to 60 s after it
+            out['latency_failover_window'] = dict(
+                (k, percentiles([x for x, t in zip(lat[k], lts[k]) if kill_s - 1 <= t <= kill_s + 60]))
+                for k in lat)
         if restart is not None:
             storms = [g.get('storm') for g in gens if g.get('storm')]
             out['broker_restart'] = restart
@@ -345,6 +394,8 @@ class Bench:
         if self.broker is not None and self.broker.poll() is None:
             self.broker.terminate()
             self.broker.wait(30)
+        if getattr(self, 'cluster', None) is not None:
+            self.cluster.stop()
         if not self.args.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -364,6 +415,11 @@ def add_arguments(p):
     p.add_argument('--loadgen-procs', type=int, default=1)
     p.add_argument('--rigs-per-conn', type=int, default=1)
     p.add_argument('--connect-rate', type=float, default=2000.0)
+    p.add_argument('--rigs-per-site', type=int, default=1000)
+    p.add_argument('--cluster', choices=('none', 'nats'), default='none',
+                   help='nats: 3-node NATS cluster (MQTT + JetStream R3) instead of one Mosquitto')
+    p.add_argument('--kill-node-at-s', type=float, default=None, help='cluster: SIGKILL a node at T s')
+    p.add_argument('--kill-node', type=int, default=2)
     p.add_argument('--restart-broker-at-s', type=float, default=None)
     p.add_argument('--broker-down-s', type=float, default=2.0)
     p.add_argument('--backoff-min-s', type=float, default=1.0)

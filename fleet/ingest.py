@@ -19,6 +19,7 @@ import array
 import asyncio
 import json
 import marshal
+import os
 import random
 import resource
 import signal
@@ -108,6 +109,9 @@ class Ingest:
         self.brokers = [parse_broker(b) for b in args.broker]
         self.seq = Sequencer(keep_seen=bool(args.seen))
         self.lat = dict((k, array.array('i')) for k in KINDS)
+        self.lat_ts = dict((k, array.array('I')) for k in KINDS)   # build time (s) of each
+        self.lat_hist = array.array('i')     # backlog replayed by rigs after an outage (h: true)
+        self.historical = 0
         self.count = dict.fromkeys(KINDS, 0)
         self.other = 0
         self.errors = 0
@@ -124,7 +128,8 @@ class Ingest:
 
     def filters(self):
         kinds = self.args.kinds.split(',')
-        base = ['hashpilot/v1/+/+/%s' % k for k in kinds]
+        sites = self.args.sites.split(',') if self.args.sites else ['+']
+        base = ['hashpilot/v1/%s/+/%s' % (site, k) for site in sites for k in kinds]
         if self.args.group:
             return [('$share/%s/%s' % (self.args.group, f), 1) for f in base]
         return [(f, 1) for f in base]
@@ -147,8 +152,13 @@ class Ingest:
         self.t_last = now_ms
         self.count[kind] += 1
         ts = msg.get('ts_ms')
-        if isinstance(ts, int) and not retain:
+        if msg.get('historical'):
+            self.historical += 1
+            if isinstance(ts, int):
+                self.lat_hist.append(int(now_ms - ts))
+        elif isinstance(ts, int) and not retain:
             self.lat[kind].append(int(now_ms - ts))
+            self.lat_ts[kind].append(ts // 1000)
         boot, seq = msg.get('boot_id'), msg.get('seq')
         if kind in ('telemetry', 'chips', 'alarm') and isinstance(seq, int):
             if self.seq.check(topic, boot, seq) == 'dup':
@@ -239,6 +249,8 @@ class Ingest:
             out['cpu_us_per_msg'] = round((_cpu_s() - self.cpu_first) * 1e6 / (total - 1), 1)
         for kind in ('telemetry', 'chips'):
             out['latency'][kind] = percentiles(self.lat[kind])
+        out['historical'] = self.historical
+        out['latency_historical'] = percentiles(self.lat_hist)
         if self.writer is not None:
             out['store'] = {'written': dict(self.writer.written), 'errors': self.writer.errors}
         return out
@@ -249,23 +261,28 @@ class Ingest:
             data['%s|%s' % (topic, boot)] = seqs.tobytes()
         for kind, lat in self.lat.items():
             data['__lat__' + kind] = lat.tobytes()
+            data['__lts__' + kind] = self.lat_ts[kind].tobytes()
+        data['__lat__historical'] = self.lat_hist.tobytes()
         with open(path, 'wb') as f:
             marshal.dump(data, f)
 
 
 def load_seen(path):
-    """({'topic|boot': array('I') of seqs}, {kind: array('i') of latencies in ms}) from --seen."""
+    """({'topic|boot': array('I') of seqs}, {kind: array('i') of latencies in ms},
+    {kind: array('I') of the messages' build times in s}) from an ingest --seen file."""
     with open(path, 'rb') as f:
         data = marshal.load(f)
-    seen, lat = {}, {}
+    seen, lat, lts = {}, {}, {}
     for key, raw in data.items():
         a = array.array('i' if key.startswith('__lat__') else 'I')
         a.frombytes(raw)
         if key.startswith('__lat__'):
             lat[key[7:]] = a
+        elif key.startswith('__lts__'):
+            lts[key[7:]] = a
         else:
             seen[key] = a
-    return seen, lat
+    return seen, lat, lts
 
 
 def parse_broker(text):
@@ -281,6 +298,9 @@ def build_parser():
     p.add_argument('--group', default=None, help='shared subscription group ($share/GROUP/...)')
     p.add_argument('--client-id', default='hashpilot-ingest')
     p.add_argument('--kinds', default='telemetry,chips,status,alarm')
+    p.add_argument('--sites', default=None,
+                   help='only these sites (comma list): partitions consumers where the broker has '
+                        'no shared subscriptions (NATS MQTT), and keeps each rig on one consumer')
     p.add_argument('--protocol', type=int, choices=(5, 311), default=5)
     p.add_argument('--clean', dest='persistent', action='store_false',
                    help='no persistent session (default: persistent)')
@@ -293,6 +313,8 @@ def build_parser():
     p.add_argument('--duration-s', type=float, default=None)
     p.add_argument('--idle-exit-s', type=float, default=None,
                    help='stop when nothing arrived for this long (after the first message)')
+    p.add_argument('--idle-after-file', default=None,
+                   help='--idle-exit-s counts only once this file exists (the publishers are done)')
     p.add_argument('--report', default=None)
     p.add_argument('--ready-file', default=None, help='created once subscribed')
     p.add_argument('--seen', default=None, help='dump received seqs per stream here (marshal)')
@@ -316,7 +338,8 @@ async def _main(args, ing):
         if args.duration_s is not None and time.monotonic() - t0 >= args.duration_s:
             break
         if args.idle_exit_s is not None and ing.t_last is not None and \
-                time.time() * 1000.0 - ing.t_last > args.idle_exit_s * 1000.0:
+                time.time() * 1000.0 - ing.t_last > args.idle_exit_s * 1000.0 and \
+                (args.idle_after_file is None or os.path.exists(args.idle_after_file)):
             break
     ing.stopping = True
     if ing.writer is not None:

@@ -142,8 +142,9 @@ class Conn:
         g.stats['replayed'] += self.client.resend_unacked()
         for rig in self.rigs:
             self.birth(rig)
-        for topic, data in self.pending:
-            self.client.publish(topic, data, 1)
+        for topic, data in self.pending:   # built while offline: backlog, h: true like the agent
+            self.client.publish(topic, codec.mark_historical(data), 1)
+        g.stats['backlog'] += len(self.pending)
         self.pending = []
 
     def birth(self, rig):
@@ -196,7 +197,7 @@ class LoadGen:
         self.outage_s = []
         self.connect_times = []
         self.stats = {'connects': 0, 'disconnects': 0, 'connect_failures': 0, 'births': 0,
-                      'replayed': 0, 'acked': 0, 'sent': dict.fromkeys(KINDS, 0)}
+                      'replayed': 0, 'backlog': 0, 'acked': 0, 'sent': dict.fromkeys(KINDS, 0)}
         self.rigs = []
         boot_rnd = random.Random(args.seed * 7919 + args.first_rig)
         for i in range(args.first_rig, args.first_rig + args.rigs):
@@ -372,7 +373,7 @@ def build_parser():
     p.add_argument('--max-conns', type=int, default=None,
                    help='connections per process (default: open-file limit - 200)')
     p.add_argument('--connect-rate', type=float, default=2000.0, help='initial connects per second')
-    p.add_argument('--connect-timeout-s', type=float, default=10.0)
+    p.add_argument('--connect-timeout-s', type=float, default=5.0)
     p.add_argument('--keepalive-s', type=int, default=60)
     p.add_argument('--backoff-min-s', type=float, default=1.0)
     p.add_argument('--backoff-max-s', type=float, default=120.0)

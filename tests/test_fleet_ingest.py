@@ -72,7 +72,7 @@ def test_shared_subscription_splits_and_restart_loses_nothing(tmp_path):
         c2.wait(60)
     seen = {}
     for name in ('c1', 'c2a', 'c2'):
-        s, _lat = ingest.load_seen(os.path.join(tmp, name + '.seen'))
+        s, _lat, _lts = ingest.load_seen(os.path.join(tmp, name + '.seen'))
         for key, seqs in s.items():
             seen.setdefault(key, set()).update(seqs)
     got = dict((k, sum(len(v) for key, v in seen.items() if key.split('|')[0].endswith('/' + k)))
