@@ -11,7 +11,8 @@ from tests import mpyunix
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PURE = ['hal/__init__.py', 'hal/crc.py', 'hal/codec.py', 'hal/work/__init__.py',
         'hal/work/sha256.py', 'hal/work/jobs.py', 'hal/work/chipjobs.py',
-        'agent/__init__.py', 'agent/stratum/__init__.py', 'agent/stratum/protocol.py']
+        'agent/__init__.py', 'agent/stratum/__init__.py', 'agent/stratum/protocol.py',
+        'agent/work/__init__.py', 'agent/work/tally.py']
 
 SCRIPT = r'''
 from hal import codec
@@ -31,6 +32,13 @@ print(hex(jobs.target_of(8192)), jobs.increment_bitmask(0x20000004, 0x00ffff00))
 s = protocol.Session('u.rig', 'pw')
 print(sorted(s.request('mining.subscribe', ['hashpilot']).items()))
 print(sorted(s.handle({'id': None, 'method': 'mining.set_difficulty', 'params': [0.5]}).items()))
+from agent.work.tally import ChipTally
+t = ChipTally(10.0)
+t.update(0.0)
+for k in range(30):
+    t.add(k % 10 != 0, 8)
+t.update(12.0)
+print(sorted(t.get_status().items()))
 '''
 
 

@@ -215,7 +215,7 @@ class WorkEngine:
 
     def _hw_alarm(self, i, k, t):
         bad = t.hw_err_pct is not None and t.hw_err_pct > self.hw_alarm_pct \
-            and t.bad >= self.hw_alarm_min
+            and t.window_bad >= self.hw_alarm_min
         idx = self._chip_number(i, k)
         self._alarm('chip%d.hw_errors' % idx, bad, 'warning',
                     'board %d chip %d: %.1f %% of its nonces fail SHA-256d'

@@ -13,6 +13,7 @@ class ChipTally:
         self.ref = None            # (t_s, hashes, good, bad) at the window start
         self.hashrate_ghs = None
         self.hw_err_pct = None
+        self.window_bad = 0        # wrong nonces in the last closed window
 
     def add(self, ok, ticket_bits):
         if ok:
@@ -33,6 +34,7 @@ class ChipTally:
         db = self.bad - self.ref[3]
         self.hashrate_ghs = (self.hashes - self.ref[1]) / dt / 1e9
         self.hw_err_pct = 100.0 * db / (dg + db) if dg + db else None
+        self.window_bad = db
         self.ref = (t_s, self.hashes, self.good, self.bad)
         return True
 
