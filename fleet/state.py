@@ -13,7 +13,8 @@ import time
 
 from mqtt_schema import consumer, topics
 
-SAFETY_ORDER = ('ok', 'hot', 'throttled', 'off', 'fault')
+SAFETY_ORDER = ('ok', 'normal', 'hot', 'throttled', 'off', 'fault')
+NORMAL = (None, 'ok', 'normal', 'running')   # the agent reports 'normal'; the schema's example 'ok'
 HIST_STEP_S = 60.0       # one history point per rig per minute
 HIST_POINTS = 360        # six hours
 SITE_STEP_S = 10.0
@@ -82,7 +83,7 @@ def _worst_safety(boards):
         s = b.get('safety')
         if s is None:
             continue
-        rank = SAFETY_ORDER.index(s) if s in SAFETY_ORDER else len(SAFETY_ORDER)
+        rank = max(0, SAFETY_ORDER.index(s) - 1) if s in SAFETY_ORDER else len(SAFETY_ORDER)
         if worst is None or rank > worst[0]:
             worst = (rank, s)
     return worst[1] if worst else None
@@ -119,7 +120,7 @@ def rig_row(r):
     tuner = tel.get('tuner') or {}
     safety = _worst_safety(boards)
     state = tel.get('state')
-    if state not in (None, 'running') and safety in (None, 'ok'):
+    if state not in NORMAL and safety in NORMAL:
         safety = state
     return {'key': r.site + '/' + r.rig, 'site': r.site, 'rig': r.rig, 'model': r.model,
             'ths': None if hr is None else hr / 1000.0, 'w': p, 'jth': jth,

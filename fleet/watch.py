@@ -39,6 +39,8 @@ COLUMNS = (   # title, width, cell(row)
     ('pool', 8, lambda r: r.get('pool') or '-'),
     ('alarms', 24, lambda r: ','.join(r['alarms']) or '-'),
 )
+SORT_COLUMN = {'key': 'rig', 'ths': 'TH/s', 'w': 'W', 'jth': 'J/TH', 'hot_c': 'hot°C', 'fan_pct': 'fan%',
+               'age_s': 'age', 'alarms': 'alarms', 'link': 'link'}
 LINK_STYLE = {'online': 'green', 'stale': 'yellow', 'offline': 'bold red', 'unknown': 'dim'}
 
 
@@ -51,7 +53,7 @@ def render_rows(rows, first, count, cursor, sort):
     """Text of the visible window of the table (header + `count` rows from `first`)."""
     out = Text()
     for title, width, _ in COLUMNS:
-        mark = '*' if title.lower().startswith(sort[:3]) or (sort == 'key' and title == 'rig') else ''
+        mark = '*' if SORT_COLUMN.get(sort) == title else ''
         out.append(_cell(title + mark, width) + ' ', style='bold underline')
     out.append('\n')
     for i in range(first, min(len(rows), first + count)):
@@ -63,7 +65,7 @@ def render_rows(rows, first, count, cursor, sort):
                 style = (base + ' ' + LINK_STYLE.get(row['link'], '')).strip()
             elif title == 'alarms' and row['alarms']:
                 style = (base + ' red').strip()
-            elif title == 'safety' and row.get('safety') not in (None, 'ok'):
+            elif title == 'safety' and row.get('safety') not in fstate.NORMAL:
                 style = (base + ' bold yellow').strip()
             out.append(_cell(cell(row), width) + ' ', style=style)
         out.append('\n')

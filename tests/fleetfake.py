@@ -39,7 +39,8 @@ class FakeRig:
             boards.append({'index': b, 'temps_c': [50.0, 60.0], 'voltage_mv': m['stock_board_mv'],
                            'enabled': True, 'safety': 'hot' if self.hot and b == 1 else 'ok', 'chips': chips})
         hr = 200000.0 * self.scale if m['name'] == 'S21' else 100000.0 * self.scale
-        return {'state': 'running', 'hashrate_ghs': hr, 'power_w': m['nameplate_w'] * self.scale,
+        eff = 0.94 + 0.12 * ((self.rng.random() + (hash(self.name) % 100) / 100.0) / 2)   # J/TH spread
+        return {'state': 'running', 'hashrate_ghs': hr, 'power_w': m['nameplate_w'] * self.scale * eff,
                 'fans': [{'duty_pct': 40 + 40 * self.scale, 'rpm': 4000}] * m['fans'],
                 'tuner': {'state': 'done'}, 'boards': boards}
 
