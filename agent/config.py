@@ -44,6 +44,8 @@ SCHEMA = {
     },
     'mqtt': {
         'broker': _opt('str', '127.0.0.1:1883', 'broker host:port'),
+        'failover': _opt('list', [], 'more brokers (host:port), tried in turn when the current one '
+                         'is lost: the other nodes of a broker cluster'),
         'client_id': _opt('str', '', 'MQTT client id; empty = hashpilot-<site>-<rig>'),
         'username': _opt('str', '', 'username (no default credentials)'),
         'password_file': _opt('str', '', 'file holding the password (0600)'),
@@ -229,6 +231,10 @@ def _validate_whole(cfg, where):
     host, _, port = m['broker'].rpartition(':')
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError('%s: mqtt.broker = %r: expected host:port' % (where('mqtt', 'broker'), m['broker']))
+    for b in m['failover']:
+        host, _, port = str(b).rpartition(':')
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError('%s: mqtt.failover entry %r: expected host:port' % (where('mqtt', 'failover'), b))
     _validate_api(cfg['api'], where)
 
 

@@ -39,6 +39,7 @@ DEFAULTS = {
     'outbox_max_bytes': 8 << 20, 'outbox_flush_s': 2.0, 'outbox_flush_bytes': 32 << 10,
     'backoff_min_s': 1.0, 'backoff_max_s': 120.0, 'inflight_window': 100,
     'firmware': None, 'model': None, 'service_period_s': 0.05, 'replay_wait_s': 2.0,
+    'failover': (),
 }
 _TYPES = {
     'site': str, 'rig': str, 'host': str, 'port': int, 'client_id': str, 'username': str,
@@ -47,6 +48,7 @@ _TYPES = {
     'outbox_max_bytes': int, 'outbox_flush_s': (int, float), 'outbox_flush_bytes': int,
     'backoff_min_s': (int, float), 'backoff_max_s': (int, float), 'inflight_window': int,
     'firmware': str, 'model': str, 'service_period_s': (int, float), 'replay_wait_s': (int, float),
+    'failover': (list, tuple),
 }
 QOS1_KINDS = ('telemetry', 'chips', 'alarm', 'cmd/result')
 SESSION_TAKEN_OVER = 142     # MQTT 5 DISCONNECT reason: another client connected with our id
@@ -55,6 +57,14 @@ TAKEOVER_AFTER = 3           # short sessions in a row before a takeover is decl
 TAKEOVER_BACKOFF_ATTEMPT = 6 # back-off step held while taken over (min_s * 2**6, capped)
 
 log = logging.getLogger(__name__)
+
+
+def parse_host_port(text):
+    """'host:port' -> (host, port); ValueError naming the entry."""
+    host, _, port = str(text).rpartition(':')
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('mqtt: failover broker %r: expected host:port' % (text,))
+    return host, int(port)
 
 
 def check_settings(settings):
@@ -85,6 +95,7 @@ def check_settings(settings):
         raise ValueError("mqtt: settings 'cert_file' and 'key_file' go together")
     if cfg['tls_insecure'] and not (cfg['tls'] or cfg['ca_file'] or cfg['cert_file']):
         raise ValueError("mqtt: 'tls_insecure' without TLS")
+    cfg['brokers'] = [(cfg['host'], cfg['port'])] + [parse_host_port(b) for b in cfg['failover'] or ()]
     if cfg['keepalive_s'] < 1 or cfg['inflight_window'] < 1:
         raise ValueError("mqtt: 'keepalive_s' and 'inflight_window' must be >= 1")
     return cfg
@@ -119,6 +130,8 @@ class MqttLink:
         self._stop = threading.Event()
         self._thread = None
         self.reconnects = 0
+        self.failovers = 0
+        self._broker_index = 0
         self.connects = 0
         self.cmd_dropped = 0
         self.cmd_retained = 0
@@ -366,6 +379,8 @@ class MqttLink:
         self.last_error = 'disconnected: %s' % reason_code
         if self.taken_over:
             self.last_error += ' (client id %r taken over by another client: backing off)' % self.client_id
+        else:
+            self._next_broker(client)
         self._set_delay(client)
 
     def _note_session_end(self, reason_code):
@@ -389,7 +404,19 @@ class MqttLink:
             self.last_error = 'connect failed: %s' % exc
         else:
             self.last_error = 'connect failed'
+        self._next_broker(client)
         self._set_delay(client)
+
+    def _next_broker(self, client):
+        """With failover brokers (cluster nodes), the next attempt goes to the next one in turn."""
+        brokers = self.cfg['brokers']
+        if len(brokers) < 2:
+            return
+        self._broker_index = (self._broker_index + 1) % len(brokers)
+        # paho's host/port setters refuse while its socket state is 'connection lost'; the
+        # reconnect (paho's loop thread, after this callback) reads these two attributes
+        client._host, client._port = brokers[self._broker_index]
+        self.failovers += 1
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         if reason_code.is_failure:
@@ -425,7 +452,9 @@ class MqttLink:
         return {'connected': self._connected, 'subscribed': self._subscribed,
                 'queued': ob['queued'], 'outbox_bytes': ob['bytes'],
                 'outbox_disk_bytes': ob['disk_bytes'], 'dropped': ob['dropped'],
-                'reconnects': self.reconnects, 'connects': self.connects, 'inflight': inflight,
+                'reconnects': self.reconnects, 'connects': self.connects,
+                'broker': '%s:%d' % self.cfg['brokers'][self._broker_index],
+                'failovers': self.failovers, 'inflight': inflight,
                 'replay_backlog': backlog, 'replayed': self.replayed, 'rejected': self.rejected,
                 'cmd_dropped': self.cmd_dropped, 'cmd_retained': self.cmd_retained,
                 'session_seq': self._session_seq,

@@ -211,6 +211,8 @@ def mqtt_settings(cfg, model, state_dir):
            'outbox_max_bytes': cfg['state']['outbox_max_bytes'],
            'outbox_flush_s': cfg['state']['outbox_flush_s'],
            'firmware': 'hashpilot %s' % __version__, 'model': model['name']}
+    if m['failover']:
+        out['failover'] = list(m['failover'])
     if m['client_id']:
         out['client_id'] = m['client_id']
     if m['username']:
