@@ -169,3 +169,17 @@ def test_bm1397_midstate_frames_and_pool_alarms():
     raised = [e['id'] for e in events if e['action'] == 'raise']
     assert raised == ['pool.down', 'pool.all_down']
     assert 'stratum+tcp://p:1' in [e for e in events if e['id'] == 'pool.down'][0]['message']
+
+
+def test_clean_jobs_seen_by_the_pool_thread_stops_shares_at_once():
+    eng, chains, pools, _ = _engine(n_chains=1, chips=1)
+    pools.clean_epoch = 4
+    ev = _job_event()
+    ev['epoch'] = 4
+    eng.on_pool_event(ev)
+    jid = codec.decode_command(chains[0].transport.frames[0])['payload'][0]
+    chip = chains[0].chips[0]
+    pools.clean_epoch = 5           # a clean notify arrived; its event is still queued
+    chains[0].nonce_sink(chains[0], chip, _solution(eng, 0, jid, chip))
+    assert not pools.sent and eng.counts['stale_flushed'] == 1
+    assert eng.tallies[0][0].good == 1

@@ -59,7 +59,9 @@ class Connection:
         self.timeout_s = timeout_s
         self.sock = None
         self.buf = b''
-        self.lock = threading.Lock()
+        # Guards the session and its outbox: the Stratum thread answers the pool while the control
+        # thread submits; an outbox flushed by both would send a message twice.
+        self.lock = threading.RLock()
         self.last_rx = time.monotonic()
 
     def open(self):
@@ -73,15 +75,20 @@ class Connection:
                 ctx.verify_mode = ssl.CERT_NONE
             s = ctx.wrap_socket(s, server_hostname=self.host)
         self.sock = s
-        self.send_outbox(self.session.opening())
+        with self.lock:
+            self.session.opening()
+            self.send_outbox()
 
-    def send_outbox(self, msgs=None):
-        msgs = self.session.outbox if msgs is None else msgs
-        data = b''.join(protocol.encode(m) for m in msgs)
-        del self.session.outbox[:]
-        if data:
-            with self.lock:
+    def send_outbox(self):
+        with self.lock:
+            data = b''.join(protocol.encode(m) for m in self.session.outbox)
+            del self.session.outbox[:]
+            if data:
                 self.sock.sendall(data)
+
+    def handle(self, msg):
+        with self.lock:
+            return self.session.handle(msg)
 
     def read_messages(self, wait_s):
         """Messages that arrived within wait_s; PoolError when the pool closed the socket."""
@@ -144,6 +151,7 @@ class PoolManager:
         self.active = None          # index of the pool we mine on
         self.conn = None
         self.gen = 0
+        self.clean_epoch = 0        # +1 on every clean_jobs notify (and new pool session)
         self._pending = {}          # submit id -> pool index
         self._stop = threading.Event()
         self._thread = None
@@ -173,11 +181,13 @@ class PoolManager:
             if gen != self.gen:
                 st['stale'] += 1
                 return 'stale'
-            msg = conn.session.request('mining.submit', [conn.session.worker] + list(params))
-            self._pending[str(msg['id'])] = self.active
-            st['submitted'] += 1
             try:
-                conn.send_outbox()
+                with conn.lock:
+                    msg = conn.session.request('mining.submit',
+                                               [conn.session.worker] + list(params))
+                    self._pending[str(msg['id'])] = self.active
+                    st['submitted'] += 1
+                    conn.send_outbox()
             except OSError as exc:
                 log.warning('pool %d: submit failed: %s', self.active, exc)
                 return 'down'
@@ -247,7 +257,7 @@ class PoolManager:
             if self.now() > deadline:
                 raise PoolError('no subscribe/authorize answer within %.0f s' % self.timeout_s)
             for line in conn.read_messages(0.2):
-                ev = s.handle(protocol.decode(line))
+                ev = conn.handle(protocol.decode(line))
                 if ev['event'] == 'authorized' and not ev['ok']:
                     raise PoolError('authorize refused: %s' % (ev.get('error') or 'false'))
                 if ev['event'] in ('job', 'difficulty'):
@@ -285,7 +295,12 @@ class PoolManager:
                 'en2_size': s.en2_size, 'mask': s.version_mask, 'difficulty': s.difficulty}
 
     def _emit_job(self, conn, job, clean):
-        ev = {'event': 'job', 'job': job, 'clean': clean, 't_rx_wall': conn.last_rx}
+        if clean:
+            # Read by the control thread without waiting for this event: shares for the old
+            # jobs stop at once even while the control thread is still busy (a long poll).
+            self.clean_epoch += 1
+        ev = {'event': 'job', 'job': job, 'clean': clean, 't_rx_wall': conn.last_rx,
+              'epoch': self.clean_epoch}
         ev.update(self._ctx(conn))
         self.on_event(ev)
 
@@ -299,7 +314,7 @@ class PoolManager:
 
     def _handle(self, conn, msg):
         try:
-            ev = conn.session.handle(msg)
+            ev = conn.handle(msg)
         except (protocol.ProtocolError, ValueError) as exc:
             log.warning('pool %d: bad message: %s', self.active, exc)
             return

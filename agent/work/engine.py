@@ -58,7 +58,7 @@ class WorkEngine:
         self.alarms = set()
         self.counts = {'jobs': 0, 'frames': 0, 'nonces': 0, 'hw_errors': 0, 'stale_nonces': 0,
                        'unattributed': 0, 'duplicates': 0, 'submitted': 0, 'not_sent': 0,
-                       'below_pool': 0}
+                       'below_pool': 0, 'stale_flushed': 0}
         self.lat_notify_s = []
         self.lat_share_s = []
 
@@ -91,6 +91,7 @@ class WorkEngine:
             self.en2_counter = 0
         self.ctx = {k: ev[k] for k in ('pool', 'gen', 'extranonce1', 'en2_size', 'mask',
                                        'difficulty')}
+        self.ctx['epoch'] = ev.get('epoch')
         self.target = jobs.target_of(ev['difficulty'])
         self.job = ev['job']
         self.counts['jobs'] += 1
@@ -165,6 +166,10 @@ class WorkEngine:
             return
         if jobs.hash_value(h) > self.target:
             self.counts['below_pool'] += 1
+            return
+        if self.ctx.get('epoch') is not None and \
+                getattr(self.pools, 'clean_epoch', self.ctx['epoch']) != self.ctx['epoch']:
+            self.counts['stale_flushed'] += 1   # clean_jobs seen by the pool thread: not sent
             return
         key = (work['job']['job_id'], work['en2'], n4, version)
         if key in self.seen:
