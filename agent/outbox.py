@@ -255,6 +255,8 @@ class Outbox:
         acks = [a for a in self._buf_acks if a[1] in self._seg_size]
         if not ids and not acks:
             self._buf_ids, self._buf_acks, self._buf_bytes, self._buf_since = [], [], 0, None
+            if self.failing:
+                self._probe()   # everything was acked meanwhile: is the disk writable again?
             return
         parts = []
         dseq = self._next_dseq
@@ -297,6 +299,22 @@ class Outbox:
         self._compact()
         self._enforce_bound()
         self._write_mark()
+
+    def _probe(self):
+        """One segment header written and synced: clears `failing` or raises OSError."""
+        seg = None
+        try:
+            seg = self._open_current()
+            self._cur_file.flush()
+            if self._fsync:
+                os.fsync(self._cur_file.fileno())
+        except OSError as e:
+            self.write_errors += 1
+            self.last_error = str(e)
+            if seg is not None:
+                self._abandon_current(seg)
+            raise
+        self.failing = False
 
     def _abandon_current(self, seg):
         """After a failed write: cut the file back to its last good size and stop appending to

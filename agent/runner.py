@@ -558,6 +558,8 @@ class Agent:
             try:
                 health_file.write_health(self.state_dir, __version__, healthy=True,
                                          published=self.published)
+                if 'rig.health_file' in self.active_alarms:
+                    self._storage_alarm('rig.health_file', False, 'health file written again')
             except OSError as e:
                 self._storage_alarm('rig.health_file', True, 'health file not written: %s' % e)
         return self._period(now, self.cfg['telemetry']['telemetry_s'])

@@ -212,3 +212,23 @@ def test_full_disk_does_not_breed_segments_and_is_reported(tmp_path, monkeypatch
     ob.close()
     again = Outbox(d, max_bytes=64 << 10)
     assert [p[0] for p in again.pending()] == kept and again.lost == 0
+
+
+def test_failing_clears_only_when_a_write_succeeds(tmp_path, monkeypatch):
+    d = str(tmp_path)
+    ob = Outbox(d, flush_bytes=1 << 20)
+    real_fsync = os.fsync
+
+    def enospc(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(os, 'fsync', enospc)
+    rid = ob.append('t', b'x')
+    assert not ob.maybe_flush(now=1e9) and ob.failing
+    ob.ack(rid)                                   # delivered meanwhile: nothing left to write
+    assert not ob.maybe_flush(now=2e9) and ob.failing   # the disk is still full: still failing
+    assert len(segs(d)) == 0
+    monkeypatch.setattr(os, 'fsync', real_fsync)
+    ob.append('t', b'y')
+    ob.ack(ob.ids()[0])
+    ob.maybe_flush(now=3e9)
+    assert not ob.failing                         # a real write (the probe) went through
