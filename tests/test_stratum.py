@@ -240,3 +240,23 @@ def test_tls_pool(tmp_path):
     finally:
         m.stop()
         pool.close()
+
+
+def test_switch_to_a_pool_and_back(pools):
+    a, b = pools(), pools()
+    ev = Events()
+    m = _manager([a.url, b.url], ev, failback_s=30.0)
+    m.start()
+    try:
+        job = ev.wait(lambda e: e['event'] == 'job' and e['pool'] == 0)
+        m.switch_to(1)
+        job = ev.wait(lambda e: e['event'] == 'job' and e['pool'] == 1)
+        assert m.submit(grind(job), job['gen']) == 'sent'
+        wait_for(lambda: b.counts['accepted'] == 1)
+        assert m.status()['active'] == 1 and m.status()['preferred'] == 1
+        m.switch_to(0)
+        ev.wait(lambda e: e['event'] == 'job' and e['pool'] == 0 and e['gen'] > job['gen'])
+        with pytest.raises(ValueError):
+            m.switch_to(2)
+    finally:
+        m.stop()

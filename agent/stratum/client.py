@@ -156,6 +156,7 @@ class PoolManager:
         self._stop = threading.Event()
         self._thread = None
         self._last_probe_t = 0.0
+        self.preferred = None       # switch_to(n): this pool first, then priority order
         self._lock = threading.Lock()
 
     # -- public ------------------------------------------------------------------------------
@@ -193,6 +194,22 @@ class PoolManager:
                 return 'down'
             return 'sent'
 
+    def switch_to(self, index):
+        """Mine on pool `index` first (cgminer's switchpool): the pool thread moves over at its
+        next turn if that pool answers; the others stay as backups in priority order."""
+        if not 0 <= index < len(self.pools):
+            raise ValueError('pool %d does not exist (0..%d)' % (index, len(self.pools) - 1))
+        self.preferred = index
+        self.stats[index]['next_try_t'] = 0.0
+        self._last_probe_t = -1e9
+
+    def _order(self):
+        idx = list(range(len(self.pools)))
+        if self.preferred is not None:
+            idx.remove(self.preferred)
+            idx.insert(0, self.preferred)
+        return idx
+
     def status(self):
         """Plain dict of every pool (for telemetry, meta and the cgminer API); no secrets."""
         now = self.now()
@@ -204,25 +221,35 @@ class PoolManager:
             d['last_share_age_s'] = None if st['last_share_t'] is None else now - st['last_share_t']
             d['down_for_s'] = None if st['down_since_t'] is None else now - st['down_since_t']
             pools.append(d)
-        return {'active': self.active, 'gen': self.gen, 'pools': pools,
+        return {'active': self.active, 'gen': self.gen, 'pools': pools, 'preferred': self.preferred,
                 'all_down': self.active is None and all(not p['connected'] for p in pools)}
 
     # -- thread --------------------------------------------------------------------------------
     def _run(self):
         while not self._stop.is_set():
-            if self.conn is None:
-                self._connect_best(range(len(self.pools)))
-                if self.conn is None:
-                    self._stop.wait(self._wait_next_try())
-                continue
             try:
-                self._serve_once()
-            except (OSError, PoolError, protocol.ProtocolError, ValueError) as exc:
-                self._drop(str(exc))
-                continue
-            if (self.active and self.now() - self._last_probe_t >= self.failback_s):
-                self._last_probe_t = self.now()
-                self._connect_best(range(self.active))     # fail back to a better pool
+                self._turn()
+            except Exception as exc:       # the pool thread must never die: drop and retry
+                log.exception('stratum: unexpected error: %s', exc)
+                self._drop('internal error: %s' % exc)
+                self._stop.wait(1.0)
+
+    def _turn(self):
+        if self.conn is None:
+            self._connect_best(self._order())
+            if self.conn is None:
+                self._stop.wait(self._wait_next_try())
+            return
+        try:
+            self._serve_once()
+        except (OSError, PoolError, protocol.ProtocolError, ValueError) as exc:
+            self._drop(str(exc))
+            return
+        order = self._order()
+        if self.active is not None and self.active != order[0] \
+                and self.now() - self._last_probe_t >= self.failback_s:
+            self._last_probe_t = self.now()
+            self._connect_best(order[:order.index(self.active)])   # fail back to a better pool
 
     def _wait_next_try(self):
         soonest = min(st['next_try_t'] for st in self.stats)
