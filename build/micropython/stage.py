@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Compile the agent's MicroPython modules (build/micropython/modules.txt) to .mpy with mpy-cross.
+
+    python3 build/micropython/stage.py [--target unix|esp32] [--out DIR] [--json]
+
+Output: DIR/<module>.mpy (default build/cache/micropython/lib-<target>), ready for MICROPYPATH on
+the Unix port or for copying to an ESP32's /lib (mpremote cp -r). Prints the total .mpy size.
+ESP32-S3 targets get `-march=xtensawin`; the bytecode is the same, native code is not used.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+MPY_CROSS = os.path.join(ROOT, 'build', 'cache', 'micropython', 'bin', 'mpy-cross')
+
+
+def modules(target):
+    """[(source path, module path relative to lib)] for the target."""
+    out = []
+    with open(os.path.join(HERE, 'modules.txt')) as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if not line:
+                continue
+            if line.startswith('['):
+                tag, line = line[1:].split(']', 1)
+                if tag != target:
+                    continue
+                line = line.strip()
+            if line.startswith('lib:'):
+                rel = line[4:]
+                out.append((os.path.join(HERE, 'lib', rel), rel))
+            else:
+                out.append((os.path.join(ROOT, line), line))
+    return out
+
+
+def stage(target, out_dir):
+    if not os.access(MPY_CROSS, os.X_OK):
+        raise SystemExit('stage: %s missing; run make setup' % MPY_CROSS)
+    sizes = {}
+    for src, rel in modules(target):
+        dest = os.path.join(out_dir, rel[:-3] + '.mpy')
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        args = [MPY_CROSS, '-o', dest, '-s', rel]
+        if target == 'esp32':
+            args.append('-march=xtensawin')
+        proc = subprocess.run(args + [src], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit('stage: mpy-cross %s failed:\n%s' % (rel, proc.stderr))
+        sizes[rel] = os.path.getsize(dest)
+    return sizes
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--target', choices=('unix', 'esp32'), default='unix')
+    p.add_argument('--out')
+    p.add_argument('--json', action='store_true')
+    a = p.parse_args(argv)
+    out = a.out or os.path.join(ROOT, 'build', 'cache', 'micropython', 'lib-' + a.target)
+    sizes = stage(a.target, out)
+    own = sum(v for k, v in sizes.items() if not os.path.exists(os.path.join(HERE, 'lib', k)))
+    total = sum(sizes.values())
+    if a.json:
+        print(json.dumps({'target': a.target, 'dir': out, 'modules': len(sizes),
+                          'agent_mpy_bytes': own, 'total_mpy_bytes': total}))
+    else:
+        print('stage: %d modules -> %s: agent %d B .mpy, with umqtt/cbor2/logging %d B'
+              % (len(sizes), out, own, total))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The agent on MicroPython: the same core as `hashpilot run` (hal chain driver, control loop,
+safety supervisor and fan PID, telemetry builders, command validation) composed with the
+port's adapters (serial, I2C parts, umqtt link, flash outbox, one-thread loop).
+
+    agent = MpyAgent(cfg, chain_transport, i2c_bus, identity, heartbeat)
+    agent.run()           # until stop() or cfg['stop_after_s'] simulated seconds
+
+cfg keys: see DEFAULTS. Board I/O: hal/board_bitaxe.py over machine.I2C (ESP32) or
+hal/board_i2c.BoardI2C (Unix port against the simulator).
+"""
+
+import gc
+import json
+import sys
+import time
+
+from agent import commands, telemetry
+from agent.control import ControlLoop
+from agent.safety import Supervisor
+from hal import families, models
+from hal.board_bitaxe import BitaxeBoardController
+from hal.chain import ChainDriver
+from hal.limits import HardwareLimits
+from mqtt_schema import consumer, payloads
+from port.loop import NEVER, Loop
+from port.rig import SingleBoardRig
+
+VERSION = 'hashpilot-mpy 0.1'
+CONTROL_PERIOD_S = 1.0
+MIN_WALL_PERIOD_S = 0.1
+CMD_MAX_AGE_S = 60.0
+HW_WATCHDOG_FACTOR = 2.0
+DEFAULTS = {'model': 'GAMMA', 'site': 'lab', 'rig': 'bitaxe', 'broker': '127.0.0.1:1883',
+            'format': 'cbor', 'telemetry_s': 10.0, 'chips_s': 60.0, 'poll_s': 2.0,
+            'freq_mhz': 0.0, 'baud': 0, 'time_scale': 1.0, 'state_dir': 'state',
+            'outbox_max_bytes': 128 << 10, 'outbox_flush_s': 30.0, 'keepalive_s': 30,
+            'stop_after_s': 0.0, 'heap_report_s': 0.0, 'safety': {}}
+
+
+def settings(cfg):
+    """DEFAULTS overlaid with cfg; unknown keys refused with their names."""
+    extra = [k for k in cfg if k not in DEFAULTS and k not in ('chain', 'board', 'ports_file',
+                                                                'client_id', 'username', 'password')]
+    if extra:
+        raise ValueError('unknown config key(s): %s' % ', '.join(sorted(extra)))
+    out = dict(DEFAULTS)
+    out.update(cfg)
+    return out
+
+
+class Health:
+    """Controller health for telemetry's ctrl map: heap in use and the outbox's filesystem."""
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+        self.min_free = None
+        self.peak_used = 0
+
+    def sample(self):
+        gc.collect()
+        free = gc.mem_free()
+        used = gc.mem_alloc()
+        if self.min_free is None or free < self.min_free:
+            self.min_free = free
+        self.peak_used = max(self.peak_used, used)
+        return free, used
+
+    def get_status(self):
+        free, used = self.sample()
+        out = {'mem_pct': 100.0 * used / (used + free)}
+        try:
+            import os
+            st = os.statvfs(self.state_dir)
+            out['disk_pct'] = 100.0 * (st[2] - st[3]) / st[2] if st[2] else None
+        except (OSError, AttributeError, ImportError):
+            pass
+        return out
+
+
+class MpyAgent:
+    def __init__(self, cfg, chain_transport, i2c_bus, clock, link_factory, identity=None,
+                 heartbeat=None, kick=None):
+        self.cfg = cfg = settings(cfg)
+        self.model = models.get(cfg['model'])
+        self.family = families.get(self.model['chip'])
+        self.clock = clock
+        self.limits = HardwareLimits(self.model, self.family)
+        self.supervisor = Supervisor(self.model, cfg['safety'])
+        board = BitaxeBoardController(i2c_bus, self.model, self.limits, identity=identity,
+                                      heartbeat=heartbeat)
+        chain = ChainDriver(chain_transport, self.family, clock=clock, limits=self.limits)
+        self.rig = SingleBoardRig(self.model, self.limits, chain, board)
+        self.baud = cfg['baud'] or (max(self.family['fast_bauds']) if self.family['fast_bauds']
+                                    else families.RESET_BAUD)
+        self.control = ControlLoop(self.rig, self.supervisor, clock, on_event=self._on_event,
+                                   start_freq_mhz=cfg['freq_mhz'] or None, chain_baud=self.baud)
+        self.kick = kick                    # feeds a hardware watchdog each completed tick
+        self.health = Health(cfg['state_dir'])
+        self.link = link_factory(cfg)
+        self.loop = Loop(clock, idle=self._idle, on_error=self._task_failed)
+        self.active_alarms = []
+        self.identify_until_s = None
+        self.started_s = None
+        self.published = 0
+        self.polls = 0
+        self.commands_ok = 0
+        self.commands_refused = 0
+        self._last_service_wall = 0.0
+
+    # -- events and commands ------------------------------------------------------------------
+    def _task_failed(self, fn, exc):
+        sys.print_exception(exc) if hasattr(sys, 'print_exception') else print(repr(exc))
+
+    def _on_event(self, ev):
+        aid, action = ev.get('id'), ev.get('action')
+        if action == 'raise':
+            if aid in self.active_alarms:
+                return
+            self.active_alarms.append(aid)
+        elif action == 'clear':
+            if aid not in self.active_alarms:
+                return
+            self.active_alarms.remove(aid)
+        try:
+            self.link.publish('alarm', payloads.build_alarm(
+                self.link.session, ev['id'], ev['action'], ev.get('severity', 'warning'),
+                ev.get('message', ''), board=ev.get('board')))
+        except (ValueError, KeyError) as e:
+            print('alarm %r not published: %s' % (ev, e))
+
+    def _result(self, cid, op, ok, error=None, result=None):
+        self.link.publish('cmd/result', payloads.build_cmd_result(
+            self.link.session, cid if isinstance(cid, str) else '', ok, error=error, op=op,
+            result=result))
+
+    def _cmd_ctx(self):
+        lim = self.limits
+        return {'boards': 1, 'chips_per_board': self.model['chips_per_board'],
+                'freq_min_mhz': lim.freq_min_mhz, 'freq_max_mhz': lim.freq_max_mhz,
+                'fan_min_pct': self.supervisor.fan.min_pct if hasattr(self.supervisor, 'fan')
+                and hasattr(self.supervisor.fan, 'min_pct') else 0,
+                'power_min_w': round(0.2 * self.model['nameplate_w']),
+                'power_max_w': self.supervisor.cfg['power_limit_w']}
+
+    def on_command(self, op, data):
+        cmd, err = consumer.parse_command(op, data)
+        if cmd is None:
+            cid = None
+            try:
+                cid = json.loads(data).get('id')
+            except Exception:
+                pass
+            self.commands_refused += 1
+            return self._result(cid, op, False, err)
+        err = commands.expired(cmd.get('ts_ms'), time.time(), CMD_MAX_AGE_S)
+        checked = None
+        if err is None:
+            checked, err = commands.validate(op, cmd['id'], cmd['args'], self._cmd_ctx())
+        if err is None:
+            handler = self.HANDLERS.get(op)
+            if handler is None:
+                err = 'command %r is not available on this board' % op
+        if err is not None:
+            self.commands_refused += 1
+            return self._result(cmd['id'], op, False, err)
+        try:
+            result = handler(self, checked['args'])
+        except ValueError as e:             # refused by a lower layer (limits, safety)
+            self.commands_refused += 1
+            return self._result(cmd['id'], op, False, str(e))
+        self.commands_ok += 1
+        return self._result(cmd['id'], op, True, result=result)
+
+    def _c_set_fan(self, a):
+        self.supervisor.set_fan_mode(a['mode'], a.get('duty_pct'))
+
+    def _c_set_frequency(self, a):
+        self.control.request_frequency(a['mhz'], a['board'], a['chip'])
+
+    def _c_rebirth(self, a):
+        self._publish_meta()
+        self.link.rebirth()
+
+    def _c_identify(self, a):
+        self.identify_until_s = self.clock.monotonic() + a['duration_s']
+        self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
+                        'message': 'identify requested for %.0f s' % a['duration_s']})
+        self.loop.add_timer(self._identify_end, self.identify_until_s)
+
+    def _c_reset_safety(self, a):
+        return {'reset_boards': self.supervisor.reset(a['board'], self.clock.monotonic())}
+
+    HANDLERS = {'set_fan': _c_set_fan, 'set_frequency': _c_set_frequency, 'rebirth': _c_rebirth,
+                'identify': _c_identify, 'reset_safety': _c_reset_safety}
+
+    def _identify_end(self, now):
+        if self.identify_until_s is not None and now >= self.identify_until_s:
+            self.identify_until_s = None
+            self._on_event({'id': 'rig.identify', 'action': 'clear', 'severity': 'info',
+                            'message': 'identify ended'})
+        return NEVER
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _period(self, now, period_s):
+        return now + max(period_s, MIN_WALL_PERIOD_S * self.clock.time_scale)
+
+    def _tick(self, now):
+        self.control.tick(now)
+        if self.kick is not None:
+            self.kick()
+        return self._period(now, CONTROL_PERIOD_S)
+
+    def _poll(self, now):
+        self.control.poll_chains()
+        self.polls += 1
+        period = self.cfg['poll_s'] if self.polls > 2 else min(1.2, self.cfg['poll_s'])
+        return self._period(now, period)
+
+    def status(self):
+        return telemetry.collect(self.control, self.rig, self.supervisor, self.health, None,
+                                 self.link, uptime_s=self.clock.monotonic() - self.started_s)
+
+    def _telemetry(self, now):
+        self.link.publish('telemetry', payloads.build_telemetry(self.status(), self.link.session))
+        self.published += 1
+        return self._period(now, self.cfg['telemetry_s'])
+
+    def _chips(self, now):
+        self.link.publish('chips', payloads.build_chips(self.status(), self.link.session))
+        return self._period(now, self.cfg['chips_s'])
+
+    def _heap_report(self, now):
+        free, used = self.health.sample()
+        print(json.dumps({'heap': {'t_s': round(now - self.started_s, 1), 'free': free,
+                                   'used': used, 'min_free': self.health.min_free,
+                                   'peak_used': self.health.peak_used,
+                                   'published': self.published,
+                                   'link': self.link.get_status()}}))
+        return self._period(now, self.cfg['heap_report_s'])
+
+    def _stop_at(self, now):
+        self.loop.stop()
+        return NEVER
+
+    def _idle(self, now):
+        wall = self.clock.wall()
+        if wall - self._last_service_wall < 0.05:
+            return
+        self._last_service_wall = wall
+        self.link.service()
+        while self.link.inbox:
+            op, data = self.link.inbox.pop(0)
+            self.on_command(op, data)
+
+    def _publish_meta(self):
+        try:
+            ids = [self.rig.board.board_id(0)]
+        except Exception:
+            ids = ['']
+        self.link.set_meta(payloads.build_meta(
+            self.model, self.link.session, firmware=VERSION, board_ids=ids,
+            telemetry_s=int(self.cfg['telemetry_s']), chips_s=int(self.cfg['chips_s']),
+            fmt=self.cfg['format']))
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self):
+        self.rig.board.init()
+        self._publish_meta()
+        self.link.service()
+        counts = self.rig.start(freq_mhz=self.control.requested_mhz[0][0],
+                                baud=self.baud if self.baud != families.RESET_BAUD else None)
+        if counts[0] != self.model['chips_per_board']:
+            self._on_event({'id': 'board0.chips_missing', 'action': 'raise', 'severity': 'warning',
+                            'board': 0, 'message': 'board 0: %d of %d chips found'
+                                                   % (counts[0], self.model['chips_per_board'])})
+        try:
+            self.rig.board.set_heartbeat_watchdog(HW_WATCHDOG_FACTOR * self.supervisor.watchdog_s)
+        except Exception as e:
+            print('heartbeat watchdog not armed: %s' % e)
+        now = self.clock.monotonic()
+        self.started_s = now
+        self.loop.add_timer(self._tick, now)
+        self.loop.add_timer(self._poll, now)
+        self.loop.add_timer(self._telemetry, now + min(3.0, self.cfg['telemetry_s']))
+        self.loop.add_timer(self._chips, now + min(10.0, self.cfg['chips_s']))
+        if self.cfg['heap_report_s']:
+            self.loop.add_timer(self._heap_report, now)
+        if self.cfg['stop_after_s']:
+            self.loop.add_timer(self._stop_at, now + self.cfg['stop_after_s'])
+        return counts
+
+    def run(self):
+        self.start()
+        self.loop.run()
+
+    def shutdown(self):
+        self.control.safe_state()
+        self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': 'info',
+                        'message': 'agent stopped; boards off, fans 100 %'})
+        self.link.stop()
+        self.rig.close()
