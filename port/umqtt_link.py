@@ -8,7 +8,8 @@ What umqtt cannot do, and how this link copes (docs/micropython.md):
   is away): here it gets one attempt per call (`_OneTry.delay` gives up) and the link backs off.
 - QoS 1 publish waits for its PUBACK (no in-flight window, no DUP resend): a message leaves
   the flash outbox only after its PUBACK; unacknowledged ones go out again (at least once).
-- No QoS 2 (not used by the schema). No TLS in the Unix build here (ESP32 images have ssl).
+- MQTT 3.1.1 only: no noLocal, so the cmd/+ subscription also delivers the agent's own
+  cmd/result, which the link drops. No QoS 2 (not used by the schema). No TLS in the Unix build here (ESP32 images have ssl).
 - A reconnect made inside robust's publish() does not re-announce: the link notices the new
   socket and publishes birth and meta again before anything else.
 """
@@ -188,7 +189,8 @@ class UmqttLink:
     def _on_message(self, topic, msg):
         # Called inside umqtt's read: only queue, never act here.
         parts = topics.split(topic.decode() if isinstance(topic, bytes) else topic)
-        if parts is None or not parts[2].startswith('cmd/'):
+        # MQTT 3.1.1 has no noLocal: cmd/+ also brings back our own cmd/result. Drop it.
+        if parts is None or not parts[2].startswith('cmd/') or parts[2] == 'cmd/result':
             return
         if len(self.inbox) >= INBOX_MAX:
             self.cmd_dropped += 1
