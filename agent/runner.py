@@ -663,6 +663,8 @@ class Agent:
         self.scheduler.add_timer(self._chips, now + min(10.0, self.cfg['telemetry']['chips_s']))
         self.scheduler.add_timer(self._check_link, now)
         threading.Thread(target=self._watchdog_loop, name='watchdog', daemon=True).start()
+        if self.work is not None:
+            self.work.start(now)
         if self.api is not None:
             self.api.start(now)
         if self.cfg['tuner']['profile']:
