@@ -71,3 +71,27 @@ def test_stale_dies_boards_safe_before_dangerous(tmp_path, how):
             agent.scheduler.request_stop()
             th.join(20)
             agent.shutdown()
+
+
+def test_chain_answering_garbage_board_off_at_once(tmp_path):
+    """One chain answers garbage (every byte corrupted) while the board controller works: no
+    chip is found on that board, which goes off at once instead of running blind."""
+    from tests.agentproc import AgentProcess
+    truth_path = str(tmp_path / 'truth.jsonl')
+    with start_sim('S21', time_scale=5, seed=8, truth=truth_path, faults=['corrupt:rate=1,chain=1']) as sim, \
+            Broker() as broker:
+        with AgentProcess(tmp_path, sim.ports_file, broker, rig='blind', telemetry_s=5) as agent:
+            truth = Truth(truth_path)
+            deadline = time.monotonic() + 90
+            while 'chain 1: 0 chips' not in agent.log():
+                assert agent.alive() and time.monotonic() < deadline, agent.log()[-3000:]
+                time.sleep(0.3)
+            t_found = truth.t()
+            lines = truth.wait_until(t_found + 10, 60, agent)
+            after = [l for l in lines if l['t_s'] >= t_found + 3]
+            assert after and all(not l['boards'][1]['enabled'] for l in after), 'blind board powered'
+            assert all(l['boards'][0]['enabled'] for l in after[-3:])
+            assert 'no chip found' in agent.log()
+            off = [l['t_s'] for l in lines if not l['boards'][1]['enabled']]
+            report('blind_board', board1_off_after_scan_s=round(off[0] - t_found, 1) if off else None)
+            assert agent.stop() == 0
