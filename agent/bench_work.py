@@ -29,6 +29,9 @@ def add_arguments(p):
     p.add_argument('--clean-every-s', type=float, default=30.0)
     p.add_argument('--check-bits', type=int, default=10, help='simulated solutions\' zero bits')
     p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--agent', action='store_true',
+                   help='instead: the whole agent process (hashpilot run + Mosquitto), CPU and '
+                        'RSS without pools and with the work path on')
     p.add_argument('--json', action='store_true')
 
 
@@ -134,8 +137,84 @@ def run(args):
     return res
 
 
+def _proc_cpu_s(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf('SC_CLK_TCK'))
+
+
+def _proc_rss_mb(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def _free_port():
+    import socket
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _agent_phase(tmp, sim, broker_port, pool_url, seconds, warm_s=15.0):
+    """Start `hashpilot run` (with or without a pool), wait warm_s, measure CPU over seconds."""
+    name = 'work' if pool_url else 'idle'
+    cfg = os.path.join(tmp, name + '.toml')
+    with open(cfg, 'w') as f:
+        f.write('[rig]\nsite = "bench"\nrig = "%s"\nports_file = "%s"\n\n[mqtt]\n'
+                'broker = "127.0.0.1:%d"\n\n[state]\nstate_dir = "%s"\n'
+                % (name, sim.ports_file, broker_port, os.path.join(tmp, 'state-' + name)))
+        if pool_url:
+            f.write('\n[[pool]]\nurl = "%s"\nuser = "bench"\npassword = "x"\n' % pool_url)
+    log = open(os.path.join(tmp, name + '.log'), 'w')
+    proc = subprocess.Popen([sys.executable, '-m', 'agent', 'run', '--config', cfg], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(warm_s)
+        if proc.poll() is not None:
+            raise RuntimeError('agent exited: see %s' % log.name)
+        c0, w0 = _proc_cpu_s(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu = 100.0 * (_proc_cpu_s(proc.pid) - c0) / (time.monotonic() - w0)
+        return cpu, _proc_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def run_agent(args):
+    tmp = tempfile.mkdtemp(prefix='hashpilot-benchagent-')
+    port = _free_port()
+    mconf = os.path.join(tmp, 'mosquitto.conf')
+    with open(mconf, 'w') as f:
+        f.write('listener %d 127.0.0.1\nallow_anonymous true\n' % port)
+    broker = subprocess.Popen(['mosquitto', '-c', mconf], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    sim = SimProcess(args.model, args.seed, 1.0, ['--work-check-bits', str(args.check_bits)])
+    pool = PoolProcess(1.0 / (1 << (args.check_bits + 13)), args.clean_every_s, tag='agent')
+    res = {'model': args.model, 'load1_start': os.getloadavg()[0]}
+    try:
+        res['agent_cpu_idle_pct'], res['agent_rss_idle_mb'] = _agent_phase(
+            tmp, sim, port, None, args.idle_seconds)
+        res['agent_cpu_work_pct'], res['agent_rss_work_mb'] = _agent_phase(
+            tmp, sim, port, pool.url, args.seconds)
+        res['pool'] = pool.counts()
+        res['load1_end'] = os.getloadavg()[0]
+    finally:
+        pool.stop()
+        sim.stop()
+        broker.terminate()
+        broker.wait(10)
+    return res
+
+
 def run_cli(args):
-    res = run(args)
+    res = run_agent(args) if args.agent else run(args)
     if args.json:
         print(json.dumps(res, indent=1, sort_keys=True))
     else:
