@@ -8,6 +8,7 @@
 #                     qemu-user (slow; make build-aarch64 / make build-arm ARM=aarch64 likewise)
 #   make package      firmware tarball build/out/hashpilot-<version>-<arch>.tar.gz (+ verification)
 #   make bench        benchmark figures (UART sweep, binary size and start-up)
+#   make mpy-heap     MicroPython agent: heap over a simulated hour (256 KB), .mpy size
 # Variables: PYTHON (default python3), ARCH (package architecture, default this machine),
 #            MODE (package binary: onedir (default) or onefile), ARM (build-arm: armhf|aarch64).
 
@@ -19,7 +20,7 @@ ARM ?= armhf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.hashpilot-setup
 
-.PHONY: bench-fleet fuzz-api setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
+.PHONY: mpy-heap bench-fleet fuzz-api setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
 
 setup: $(STAMP)
 
@@ -79,6 +80,12 @@ fuzz-api: setup
 # failover under 20 000 rigs (docs/fleet-scale.md)
 bench-fleet: setup
 	HASHPILOT_BENCH_FLEET=1 nice -n 10 $(VENV)/bin/python -m pytest -q -s -m slow tests/test_fleet_bench.py tests/test_fleet_cluster.py
+
+# MicroPython agent: an hour of simulated time on a simulated Gamma under a 256 KB heap (about
+# 2 minutes), then the .mpy size of the agent (docs/micropython.md)
+mpy-heap: setup
+	HASHPILOT_MPY_HOUR=1 nice -n 10 $(VENV)/bin/python -m pytest -q -s -m slow tests/test_mpy_agent.py -k hour
+	$(VENV)/bin/python build/micropython/stage.py --target esp32
 
 bench: setup
 	$(VENV)/bin/hashpilot bench sweep --model S21

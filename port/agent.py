@@ -15,6 +15,8 @@ import sys
 import time
 
 from agent import commands, telemetry
+from agent.autotune.halio import ControlLoopIO
+from agent.autotune.tuner import Tuner
 from agent.control import ControlLoop
 from agent.safety import Supervisor
 from hal import families, models
@@ -34,7 +36,7 @@ DEFAULTS = {'model': 'GAMMA', 'site': 'lab', 'rig': 'bitaxe', 'broker': '127.0.0
             'format': 'cbor', 'telemetry_s': 10.0, 'chips_s': 60.0, 'poll_s': 2.0,
             'freq_mhz': 0.0, 'baud': 0, 'time_scale': 1.0, 'state_dir': 'state',
             'outbox_max_bytes': 128 << 10, 'outbox_flush_s': 30.0, 'keepalive_s': 30,
-            'stop_after_s': 0.0, 'heap_report_s': 0.0, 'safety': {}}
+            'stop_after_s': 0.0, 'heap_report_s': 0.0, 'safety': {}, 'profiles': ''}
 
 
 def settings(cfg):
@@ -46,6 +48,16 @@ def settings(cfg):
     out = dict(DEFAULTS)
     out.update(cfg)
     return out
+
+
+def load_profiles(path):
+    """Tuner profiles as JSON (TOML needs CPython): written by `build/micropython/stage.py
+    --profiles FILE --model GAMMA` from agent/profiles/*.toml, with their targets resolved for
+    the model ('targets': {'power': W, 'hashrate': TH/s, 'efficiency': TH/s})."""
+    if not path:
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 class Health:
@@ -98,6 +110,9 @@ class MpyAgent:
         self.health = Health(cfg['state_dir'])
         self.link = link_factory(cfg)
         self.loop = Loop(clock, idle=self._idle, on_error=self._task_failed)
+        self.profiles = load_profiles(cfg['profiles'])
+        self.tuner = None
+        self.tuner_gen = 0
         self.active_alarms = []
         self.identify_until_s = None
         self.started_s = None
@@ -190,8 +205,76 @@ class MpyAgent:
     def _c_reset_safety(self, a):
         return {'reset_boards': self.supervisor.reset(a['board'], self.clock.monotonic())}
 
+    def _c_autotune(self, a):
+        if a['action'] == 'stop':
+            was = self.tuner is not None
+            self.tuner = None               # chips keep the frequencies they have now
+            self.tuner_gen += 1
+            return {'stopped': was}
+        return self.start_tuner(a['profile'], a.get('mode'), a.get('target'))
+
+    def _c_set_power_target(self, a):
+        name = self.tuner.prof['name'] if self.tuner is not None else 'balanced'
+        return self.start_tuner(name, 'power', a['w'])
+
     HANDLERS = {'set_fan': _c_set_fan, 'set_frequency': _c_set_frequency, 'rebirth': _c_rebirth,
-                'identify': _c_identify, 'reset_safety': _c_reset_safety}
+                'identify': _c_identify, 'reset_safety': _c_reset_safety,
+                'autotune': _c_autotune, 'set_power_target': _c_set_power_target}
+
+    # -- autotune -------------------------------------------------------------------------------
+    def start_tuner(self, name, mode=None, target=None):
+        """Start (or restart) the tuner; ValueError when the profile or target is refused."""
+        prof = self.profiles.get(name)
+        if prof is None:
+            raise ValueError('unknown profile %r (on this board: %s)'
+                             % (name, ', '.join(sorted(self.profiles)) or 'none'))
+        prof = dict(prof)
+        targets = prof.pop('targets')
+        if mode is not None:
+            prof['mode'] = mode
+        if target is None:
+            target = targets[prof['mode']]
+        if prof['mode'] == 'power':
+            lo, hi, unit = round(0.2 * self.model['nameplate_w']), self.supervisor.cfg['power_limit_w'], 'W'
+        else:
+            nominal = targets['nominal_ths']
+            lo, hi, unit = 0.05 * nominal, 1.5 * nominal, 'TH/s'
+        if not lo <= target <= hi:
+            raise ValueError('%s target %.1f %s outside %.1f..%.1f %s'
+                             % (prof['mode'], target, unit, lo, hi, unit))
+        io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
+                           power_limit_w=self.supervisor.cfg['power_limit_w'])
+        self.tuner = Tuner(io, prof, target)
+        self.tuner_gen += 1
+        gen = self.tuner_gen
+        self.loop.add_timer(lambda now: self._tune_tick(now, gen), self.clock.monotonic())
+        return {'profile': prof['name'], 'mode': prof['mode'], 'target': target, 'reused': False}
+
+    def _safety_ok(self):
+        return self.supervisor.get_status().get('state') == 'normal'
+
+    def _tune_tick(self, now, gen):
+        tuner = self.tuner
+        if tuner is None or gen != self.tuner_gen:
+            return NEVER
+        nxt = tuner.step(now)
+        if tuner.stage == 'done' and not getattr(tuner, 'saved', False):
+            tuner.saved = True
+            self._save_tune(tuner.result())
+        if nxt is None or nxt <= now:
+            nxt = now + 5.0
+        return self._period(now, nxt - now)
+
+    def _save_tune(self, res):
+        """One small file per finished run (a flash write per tune, not per step)."""
+        try:
+            with open(self.cfg['state_dir'] + '/tune-result.json', 'w') as f:
+                json.dump(res, f)
+        except (OSError, TypeError, ValueError) as e:
+            print('tune result not saved: %s' % e)
+        self._on_event({'id': 'rig.tune_done', 'action': 'raise', 'severity': 'info',
+                        'message': 'autotune done: %.1f W, %.3f TH/s, %.2f J/TH'
+                                   % (res['power_w'], res['good_ths'], res['j_per_th'])})
 
     def _identify_end(self, now):
         if self.identify_until_s is not None and now >= self.identify_until_s:
@@ -217,7 +300,7 @@ class MpyAgent:
         return self._period(now, period)
 
     def status(self):
-        return telemetry.collect(self.control, self.rig, self.supervisor, self.health, None,
+        return telemetry.collect(self.control, self.rig, self.supervisor, self.health, self.tuner,
                                  self.link, uptime_s=self.clock.monotonic() - self.started_s)
 
     def _telemetry(self, now):

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 from tests import mpyunix
 
@@ -28,6 +29,16 @@ def frozen_binary():
         assert proc.returncode == 0, proc.stdout + proc.stderr
         _built.append(FROZEN)
     return FROZEN
+
+
+def profiles(tmp_path, model='GAMMA'):
+    """The shipped tuner profiles as the port reads them (JSON, targets resolved for the model)."""
+    path = os.path.join(str(tmp_path), 'profiles.json')
+    proc = subprocess.run([sys.executable, os.path.join(mpyunix.ROOT, 'build', 'micropython',
+                                                        'stage.py'), '--profiles', path,
+                           '--model', model], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return path
 
 
 def heap_lines(text):
