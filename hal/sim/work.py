@@ -54,6 +54,32 @@ class SimWork:
 
     def nonce_frame(self, chip_addr, roll_mask16, frame_len, bad=False):
         """One nonce response for the current job: a real solution, or a wrong nonce if bad."""
+        src = self.solve(chip_addr, roll_mask16, bad)
+        if src is None:
+            return None
+        return codec.nonce_response(src[0], src[1], src[2], src[3], frame_len)
+
+    # -- the Chain's plug-in interface (job_sink / nonce_source) --------------------------------
+    def job_sink(self, frame, t_s=None):
+        """Chain.job_sink: a job frame the host sent (CRC checked by the framer)."""
+        self.on_job(frame)
+
+    def nonce_source(self, chip, rng=None):
+        """Chain.nonce_source: (nonce, midstate, header, version) of one result of `chip`:
+        a real solution of the current job, wrong with probability max(error fraction,
+        `bad-nonces` fault share); random fields (no solution) before the first job."""
+        rng = rng or self.rng
+        roll16 = (chip.regs.get(0xA4, 0) & 0xFFFF) if chip.rolling else 0
+        if self.latest is None:
+            nonce, hdr = codec.encode_nonce_fields(self.layout, rng.getrandbits(32),
+                                                   rng.randrange(16) * 8, rng.randrange(16),
+                                                   chip.addr)
+            return nonce, rng.randrange(4), hdr, rng.getrandbits(16) & roll16
+        bad = rng.random() < max(chip.err(), chip.silicon.get('bad_nonce_frac', 0.0))
+        return self.solve(chip.addr, roll16, bad)
+
+    def solve(self, chip_addr, roll_mask16, bad=False):
+        """(nonce, midstate, header, version) for the current job; see nonce_frame."""
         job_id = self.latest
         version0, body = self.jobs[job_id]
         rng = self.rng
@@ -65,7 +91,7 @@ class SimWork:
             h = jobs.sha256d(version.to_bytes(4, 'little') + body + nonce.to_bytes(4, 'big'))
             self.hashes += 1
             if jobs.meets_bits(h, self.check_bits) != bad:
-                return codec.nonce_response(nonce, rng.randrange(4), hdr, v16, frame_len)
+                return nonce, rng.randrange(4), hdr, v16
         return None
 
     def get_status(self):
