@@ -106,10 +106,12 @@ def efficiency(rigs, cap_w):
     # the cap leaves, step by step, best next step first.
     idx = dict((k, _steps_at(gains, hi)) for k, (ps, gains) in grids.items())
     left = cap_w - sum(grids[k][0][i] for k, i in idx.items())
-    heap = [(-grids[k][1][i], k) for k, i in idx.items() if i < len(grids[k][1])]
+    # Ties (equal gains on equal linear pieces) go to the rig with less power so far: the true
+    # curve is strictly concave, an even split is the better one.
+    heap = [(-grids[k][1][i], grids[k][0][i], k) for k, i in idx.items() if i < len(grids[k][1])]
     heapq.heapify(heap)
     while heap:
-        _, k = heapq.heappop(heap)
+        _, _, k = heapq.heappop(heap)
         ps, gains = grids[k]
         i = idx[k]
         if ps[i + 1] - ps[i] > left:
@@ -117,7 +119,7 @@ def efficiency(rigs, cap_w):
         left -= ps[i + 1] - ps[i]
         idx[k] = i + 1
         if i + 1 < len(gains):
-            heapq.heappush(heap, (-gains[i + 1], k))
+            heapq.heappush(heap, (-gains[i + 1], ps[i + 1], k))
     return dict((k, grids[k][0][i]) for k, i in idx.items())
 
 

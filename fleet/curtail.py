@@ -67,7 +67,8 @@ class Tracker:
             't': time.monotonic(), 'w': msg.get('power_w'), 'ths': (msg.get('hashrate_ghs') or 0) / 1000.0,
             'tuner': (msg.get('tuner') or {}).get('state'), 'target': (msg.get('tuner') or {}).get('target'),
             'hot_c': max(temps) if temps else None,
-            'safety': sorted(set(b.get('safety') for b in boards if b.get('safety') not in fstate.NORMAL))})
+            'safety': sorted(set([b.get('safety') for b in boards if b.get('safety') not in fstate.NORMAL]
+                                 + ([] if msg.get('state') in fstate.NORMAL else ['rig ' + str(msg['state'])])))})
 
     def recent(self, key, since):
         return [s for s in list(self.samples[key]) if s['t'] >= since]
@@ -202,8 +203,9 @@ class Curtailer:
                 if w is not None and w > rec['target_w'] * (1 + OVER_PCT / 100.0):
                     self.escalate(rec, 'holds %.0f W over its %d W target' % (w, rec['target_w']), now)
 
-    def run(self, poll_s=0.5, grace_s=60.0, settle_rounds=2):
-        """Send, follow, correct; returns True when the site ends under the cap."""
+    def run(self, poll_s=0.5, grace_s=60.0, settle_rounds=2, follow=True):
+        """Send, follow, correct; returns True when the site ends under the cap. Without
+        `follow`, returns once every rig has answered (True when all accepted)."""
         t0 = time.monotonic()
         for rec in self.rigs.values():
             self.send(rec, t0)
@@ -211,6 +213,8 @@ class Curtailer:
         while True:
             now = time.monotonic()
             self._answers(now)
+            if not follow and not [r for r in self.rigs.values() if r['status'] == 'sent']:
+                return all(r['status'] == 'accepted' for r in self.rigs.values())
             self._comply(now)
             moving = [r for r in self.rigs.values() if r['status'] in ('sent', 'accepted') and not self.tuned(r)]
             if not moving:
@@ -294,6 +298,8 @@ def main(argv=None):
     p.add_argument('--discover-s', type=float, default=25.0, help='wait this long for telemetry')
     p.add_argument('--state-file', default=None, help='where the plan is kept for --restore')
     p.add_argument('--json', action='store_true', help='print the table as JSON')
+    p.add_argument('--no-follow', action='store_true',
+                   help='return once every rig accepted its target (do not wait for the tunes)')
     p.add_argument('--username', default=None)
     p.add_argument('--password', default=None)
     args = p.parse_args(argv)
@@ -330,7 +336,7 @@ def main(argv=None):
             return 1
         log('%d rigs, site %.0f W, %s' % (len(rows), sum(r['w'] for r in rows),
                                           'restoring' if args.restore else 'cap %.0f W (%s)' % (cap_w, args.policy)))
-        ok = cur.run()
+        ok = cur.run(follow=not args.no_follow)
         table = cur.report()
         if not args.restore:
             path = _state_path(args)
