@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.cmdauth import CommandGuard, _hmac_sha256, parse_key, sign, signed_bytes
+from mqtt_schema.cmdauth import CommandGuard, _hmac_sha256, parse_key, sign, signed_bytes
 
 KEY = b'operator-secret-0123456789'
 NOW = 1_800_000_000_000
