@@ -2,9 +2,12 @@
 
 The paho callback only decodes into the state (no blocking I/O); commands are built as the schema
 says (`id`, `args`, `ts`) and checked with `mqtt_schema.consumer.parse_command` before they leave,
-so a tool can never publish a payload the agent would refuse as malformed.
+so a tool can never publish a payload the agent would refuse as malformed. With an operator key
+(`key=`, or a file named by HASHPILOT_CMD_KEY_FILE) commands carry an HMAC-SHA256 `sig`
+(mqtt_schema.cmdauth), for rigs configured to accept signed commands only.
 """
 
+import os
 import threading
 import time
 import uuid
@@ -12,7 +15,16 @@ import uuid
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mqtt_schema import codec, consumer, topics
+from mqtt_schema import cmdauth, codec, consumer, topics
+
+
+def load_cmd_key(path=None):
+    """The operator's command key from `path` or $HASHPILOT_CMD_KEY_FILE; None when neither."""
+    path = path or os.environ.get('HASHPILOT_CMD_KEY_FILE')
+    if not path:
+        return None
+    with open(path) as f:
+        return cmdauth.parse_key(f.read())
 
 
 def parse_broker(text):
@@ -29,11 +41,13 @@ def parse_broker(text):
     return host, port
 
 
-def build_command(op, args, cmd_id=None, ts_ms=None):
+def build_command(op, args, cmd_id=None, ts_ms=None, key=None):
     """(payload bytes, id); ValueError when the command would be refused as malformed."""
     cmd_id = cmd_id or uuid.uuid4().hex[:16]
     body = {'id': cmd_id, 'v': 1, 'args': dict(args or {}),
             'ts': int(time.time() * 1000) if ts_ms is None else int(ts_ms)}
+    if key is not None:
+        body['sig'] = cmdauth.sign(key, op, cmd_id, body['ts'], body['args'])
     data = codec.encode(body, 'json')
     _, reason = consumer.parse_command(op, data)
     if reason:
@@ -44,8 +58,10 @@ def build_command(op, args, cmd_id=None, ts_ms=None):
 class FleetClient:
     """One MQTT connection feeding `state`; `send()` publishes validated commands."""
 
-    def __init__(self, state, broker, site=None, username=None, password=None, client_id=None):
+    def __init__(self, state, broker, site=None, username=None, password=None, client_id=None,
+                 cmd_key=None):
         self.state = state
+        self.cmd_key = cmd_key if cmd_key is not None else load_cmd_key()
         self.host, self.port = parse_broker(broker)
         self.site = site
         self.connected = threading.Event()
@@ -93,7 +109,7 @@ class FleetClient:
 
     def send(self, site, rig, op, args=None, cmd_id=None):
         """Publish cmd/<op> to one rig (QoS 1); returns the command id."""
-        data, cmd_id = build_command(op, args, cmd_id)
+        data, cmd_id = build_command(op, args, cmd_id, key=self.cmd_key)
         self.client.publish(topics.topic(site, rig, 'cmd/' + op), data, qos=1)
         return cmd_id
 

@@ -77,3 +77,20 @@ def test_key_parsing():
     assert parse_key('a long enough passphrase\n') == b'a long enough passphrase'
     with pytest.raises(ValueError):
         parse_key('short')
+
+
+def test_operator_tools_sign_what_the_guard_accepts(tmp_path, monkeypatch):
+    from fleet import client as fclient
+    from mqtt_schema import codec
+    keyfile = tmp_path / 'op.key'
+    keyfile.write_text('ab' * 32 + '\n')
+    monkeypatch.setenv('HASHPILOT_CMD_KEY_FILE', str(keyfile))
+    key = fclient.load_cmd_key()
+    data, cid = fclient.build_command('set_fan', {'mode': 'manual', 'duty_pct': 70}, key=key)
+    body = codec.loads(data)
+    g = CommandGuard(60, keys=[b'\xab' * 32])
+    assert g.check('set_fan', cid, body['ts'], body['args'], body['sig'], body['ts']) is None
+    unsigned, cid2 = fclient.build_command('set_fan', {'mode': 'auto'})
+    b2 = codec.loads(unsigned)
+    assert 'sig' not in b2
+    assert g.check('set_fan', cid2, b2['ts'], b2['args'], None, b2['ts']).startswith('unsigned')
