@@ -305,17 +305,20 @@ class Bench:
         self.cluster.kill(a.kill_node)
         return {'killed_node': a.kill_node, 'at_s': round(time.monotonic() - t0, 1)}
 
-    def collect(self, load_before, restart):
-        a = self.args
+    def _generator_reports(self):
         gens = []
         for p, rep in self.loadgens:
             if p.returncode != 0 or not os.path.exists(rep):
                 raise RuntimeError('loadgen failed: %s' % self.log_tail('lg0.log'))
             with open(rep) as f:
                 gens.append(json.load(f))
-        reps, seen, lat, lts = [], {}, {'telemetry': [], 'chips': []}, {'telemetry': [], 'chips': []}
-        hist = []
-        for p, files in self.consumers:
+        return gens
+
+    def _consumer_reports(self):
+        """(reports, {stream: [seq arrays]}, {kind: live latencies}, {kind: build times}, backlog)."""
+        reps, seen, hist = [], {}, []
+        lat, lts = {'telemetry': [], 'chips': []}, {'telemetry': [], 'chips': []}
+        for _p, files in self.consumers:
             with open(files['report']) as f:
                 reps.append(json.load(f))
             s, l, ts = load_seen(files['seen'])
@@ -325,13 +328,25 @@ class Bench:
                 lat[kind].extend(l.get(kind, ()))
                 lts[kind].extend(ts.get(kind, ()))
             hist.extend(l.get('historical', ()))
+        return reps, seen, lat, lts, hist
+
+    @staticmethod
+    def _generator_summary(gens):
+        out = {'ramp_s': max(g['ramp_s'] for g in gens)}
+        for key in ('connects', 'disconnects', 'unacked_at_end', 'replayed', 'backlog'):
+            out[key] = sum(g[key] for g in gens)
+        return out
+
+    def collect(self, load_before, restart):
+        a = self.args
+        gens = self._generator_reports()
+        reps, seen, lat, lts, hist = self._consumer_reports()
         loss = self._loss(gens, seen)
         first = min(r['first_rx_ms'] for r in reps if r['first_rx_ms'])
         last = max(r['last_rx_ms'] for r in reps if r['last_rx_ms'])
-        received = sum(loss[k]['received'] for k in ('telemetry', 'chips'))
+        received = loss['telemetry']['received'] + loss['chips']['received']
         out = {'rigs': a.rigs, 'duration_s': a.duration_s, 'rate_scale': a.rate_scale,
-               'cluster': a.cluster,
-               'consumers': a.consumers, 'store': a.store,
+               'cluster': a.cluster, 'consumers': a.consumers, 'store': a.store,
                'connections': sum(g['connections'] for g in gens),
                'rigs_per_conn': gens[0]['rigs_per_conn'],
                'msgs_per_s': round(received / max(1e-3, (last - first) / 1000.0), 1),
@@ -344,21 +359,13 @@ class Bench:
                'consumer_cpu_us_per_msg': [r.get('cpu_us_per_msg') for r in reps],
                'loadavg_before': [round(x, 2) for x in load_before],
                'loadavg_after': [round(x, 2) for x in os.getloadavg()],
-               'cpus': os.cpu_count(),
-               'generator': {'ramp_s': max(g['ramp_s'] for g in gens),
-                             'connects': sum(g['connects'] for g in gens),
-                             'disconnects': sum(g['disconnects'] for g in gens),
-                             'unacked_at_end': sum(g['unacked_at_end'] for g in gens),
-                             'replayed': sum(g['replayed'] for g in gens),
-                             'backlog': sum(g['backlog'] for g in gens)}}
+               'cpus': os.cpu_count(), 'generator': self._generator_summary(gens)}
         if self.sampler.groups.get('store'):
             out['store_proc'] = self.sampler.figures('store')
             out['store_written'] = [r.get('store') for r in reps]
         kill_s = getattr(self, 'kill_wall_s', None)
-        if kill_s is not None:   # latency of what was built from the kill to 60 s after it
-            out['latency_failover_window'] = dict(
-                (k, percentiles([x for x, t in zip(lat[k], lts[k]) if kill_s - 1 <= t <= kill_s + 60]))
-                for k in lat)
+        if kill_s is not None:
+            out['latency_failover_window'] = failover_window(lat, lts, kill_s)
         if restart is not None:
             storms = [g.get('storm') for g in gens if g.get('storm')]
             out['broker_restart'] = restart
@@ -398,6 +405,14 @@ class Bench:
             self.cluster.stop()
         if not self.args.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def failover_window(lat, lts, kill_s, after_s=60):
+    """Live latency of the messages built from 1 s before a node kill to after_s after it."""
+    out = {}
+    for kind in lat:
+        out[kind] = percentiles([x for x, t in zip(lat[kind], lts[kind]) if kill_s - 1 <= t <= kill_s + after_s])
+    return out
 
 
 def _broker_fd_limit():

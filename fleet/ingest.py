@@ -186,15 +186,15 @@ class Ingest:
             if self.writer is not None:
                 c.manual_ack = True
             try:
-                present = await c.connect(host, port, timeout_s=10.0)
+                await c.connect(host, port, timeout_s=10.0)
                 self.client = c
                 self.connects += 1
-                # always (re)subscribe: Mosquitto 2.0 restores a persistent session after a
-                # restart without its shared subscriptions; subscribing again is idempotent
-                if True:
-                    codes = await c.subscribe(self.filters())
-                    if any(code >= 0x80 for code in codes):
-                        raise MqttError('subscription refused: %s' % codes)
+                # always (re)subscribe, even onto a present session: Mosquitto 2.0.11 restores
+                # a persistent session after a restart without its shared subscriptions, and
+                # subscribing again is idempotent
+                codes = await c.subscribe(self.filters())
+                if any(code >= 0x80 for code in codes):
+                    raise MqttError('subscription refused: %s' % codes)
                 if a.ready_file:
                     open(a.ready_file, 'w').close()
                 attempt = 0

@@ -2,7 +2,6 @@
 when written twice; chip snapshots are float32 arrays per message in SQLite, one row per
 (site, rig, boot_id, seq)."""
 
-import os
 import subprocess
 import time
 import urllib.request
