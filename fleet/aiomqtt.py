@@ -131,10 +131,14 @@ class Client(asyncio.Protocol):
             self._last_tx = time.monotonic()
         return pid
 
-    def resend_unacked(self):
-        """After a reconnect: everything without PUBACK again, DUP set, oldest first."""
+    def resend_unacked(self, transform=None):
+        """After a reconnect: everything without PUBACK again, DUP set, oldest first;
+        transform(payload) -> payload re-marks it (the agent flags its replays historical)."""
         write = self.transport.write
         for pid, (topic, payload, retain) in self.unacked.items():
+            if transform is not None and not retain:
+                payload = transform(payload)
+                self.unacked[pid] = (topic, payload, retain)
             write(W.publish(topic, payload, 1, pid, retain, True, self.version))
         return len(self.unacked)
 

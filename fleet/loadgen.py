@@ -139,7 +139,7 @@ class Conn:
         if self.down_since is not None:
             g.outage_s.append(time.monotonic() - self.down_since)
             self.down_since = None
-        g.stats['replayed'] += self.client.resend_unacked()
+        g.stats['replayed'] += self.client.resend_unacked(codec.mark_historical)
         for rig in self.rigs:
             self.birth(rig)
         for topic, data in self.pending:   # built while offline: backlog, h: true like the agent
@@ -254,11 +254,12 @@ class LoadGen:
     async def run(self):
         a = self.args
         self.loop = asyncio.get_running_loop()
+        t_ramp = time.monotonic()
         await self._ramp()
         end = time.monotonic() + 60.0
         while self.connected() < len(self.conns) and time.monotonic() < end:
             await asyncio.sleep(0.05)
-        ramp_s = time.monotonic() - (end - 60.0)
+        ramp_s = time.monotonic() - t_ramp
         t0 = time.monotonic()
         tick = 0
         storm = None
