@@ -19,6 +19,7 @@ from agent.work.tally import ChipTally
 log = logging.getLogger(__name__)
 
 LATENCY_KEEP = 2048
+SEEN_MAX = 50000           # shares remembered per job set for duplicate filtering
 
 
 def _p99(xs):
@@ -175,6 +176,8 @@ class WorkEngine:
         if key in self.seen:
             self.counts['duplicates'] += 1
             return
+        if len(self.seen) >= SEEN_MAX:
+            self.seen = set()         # bounded memory; a rare repeat is only a pool duplicate
         self.seen.add(key)
         res = self.pools.submit(jobs.submit_params('', work, n4, version, self.ctx['mask'])[1:],
                                 self.ctx['gen'])
