@@ -23,24 +23,10 @@ MPY_CROSS = os.path.join(ROOT, 'build', 'cache', 'micropython', 'bin', 'mpy-cros
 
 
 def modules(target):
-    """[(source path, module path relative to lib)] for the target."""
-    out = []
-    with open(os.path.join(HERE, 'modules.txt')) as f:
-        for line in f:
-            line = line.split('#', 1)[0].strip()
-            if not line:
-                continue
-            if line.startswith('['):
-                tag, line = line[1:].split(']', 1)
-                if tag != target:
-                    continue
-                line = line.strip()
-            if line.startswith('lib:'):
-                rel = line[4:]
-                out.append((os.path.join(HERE, 'lib', rel), rel))
-            else:
-                out.append((os.path.join(ROOT, line), line))
-    return out
+    """[(source path, module path relative to lib)]: modules.txt roots and what they import."""
+    sys.path.insert(0, HERE)
+    import closure
+    return closure.modules(target)
 
 
 def stage(target, out_dir):
