@@ -299,3 +299,28 @@ def test_heap_for_an_hour_of_simulated_time(tmp_path):
     figures = {'sim_s': hour_s, 'telemetry': len(tele), 'min_free_b': min_free,
                'peak_used_b': max(h['peak_used'] for h in heap), 'heap_b': 256 * 1024}
     print('MPY_HEAP %s' % json.dumps(figures))
+
+
+def test_frozen_agent_board_heartbeat_makes_the_board_safe(tmp_path):
+    """SIGSTOP the MicroPython agent: the board controller's heartbeat watchdog (armed at
+    2 x safety watchdog_s = 20 s) switches the board off and the fan to 100 %."""
+    import signal
+    truth = Truth(tmp_path / 'truth.jsonl')
+    with start_sim('GAMMA', time_scale=10.0, truth=tmp_path / 'truth.jsonl') as sim, \
+            Broker() as broker:
+        with mpyagent.MpyAgentProcess(tmp_path, sim.ports_file, broker, rig='bx') as agent:
+            lines = truth.wait_until(30, 30, agent)
+            assert lines[-1]['boards'][0]['enabled'] and lines[-1]['good_ths'] > 0.5
+            agent.proc.send_signal(signal.SIGSTOP)
+            t_stop = lines[-1]['t_s']
+            try:
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    last = truth.lines()[-1]
+                    if not last['boards'][0]['enabled'] and last['fans'][0]['duty_pct'] >= 99:
+                        break
+                    time.sleep(0.3)
+            finally:
+                agent.proc.send_signal(signal.SIGCONT)
+    assert not last['boards'][0]['enabled'] and last['fans'][0]['duty_pct'] >= 99, last
+    assert last['t_s'] - t_stop < 40
