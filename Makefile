@@ -1,8 +1,9 @@
 # hashpilot: developer and firmware-build entry points.
 #   make setup        .venv with `pip install -e .[test]`, Mosquitto from Debian if missing, the
 #                     MicroPython Unix port + mpy-cross from build/micropython (cached; idempotent)
-#   make test         setup, then the test suite
-#   make demo         setup, then `hashpilot demo`
+#   make test         setup, then the whole test suite (what CI runs)
+#   make test-fast    setup, then the suite without the tests marked slow (under 2 minutes)
+#   make demo         .venv with `pip install -e .` and Mosquitto only, then `hashpilot demo`
 #   make build        PyInstaller one-folder + one-file for this machine, then test the binaries
 #   make build-armhf  the same for armhf inside an emulated Debian root, binary tested through
 #                     qemu-user (slow; make build-aarch64 / make build-arm ARM=aarch64 likewise)
@@ -20,19 +21,22 @@ ARM ?= armhf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.hashpilot-setup
 
-.PHONY: mpy-heap bench-fleet fuzz-api setup test demo build build-armhf build-arm build-aarch64 package bench clean-build
+.PHONY: mpy-heap bench-fleet fuzz-api setup setup-demo test test-fast demo build build-armhf build-arm build-aarch64 package bench clean-build
 
 setup: $(STAMP)
 
-# Debian packages the tests use, as command:package pairs; only the missing commands' packages
-# are installed. gcc builds the MicroPython Unix port (build/micropython/build.sh).
-TEST_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients shellcheck:shellcheck \
+# Debian packages as command:package pairs; only the missing commands' packages are installed.
+# The demo needs only Mosquitto; the tests need the rest too (gcc builds the MicroPython Unix
+# port, build/micropython/build.sh).
+DEMO_TOOLS := mosquitto:mosquitto
+TEST_TOOLS := $(DEMO_TOOLS) mosquitto_sub:mosquitto-clients shellcheck:shellcheck \
 	checkbashisms:devscripts busybox:busybox systemd-analyze:systemd gcc:gcc \
 	chromium:chromium prometheus:prometheus tmux:tmux \
 	victoria-metrics:victoria-metrics nats-server:nats-server
+DEMO_STAMP := $(VENV)/.hashpilot-demo
 
-$(STAMP): setup.cfg pyproject.toml build/micropython/build.sh build/micropython/micropython-1.27.0-unix-src.tar.xz
-	@missing=""; for tp in $(TEST_TOOLS); do command -v $${tp%%:*} >/dev/null 2>&1 || missing="$$missing $${tp#*:}"; done; \
+define install_missing
+	@missing=""; for tp in $(1); do command -v $${tp%%:*} >/dev/null 2>&1 || missing="$$missing $${tp#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing Debian packages:$$missing"; \
 		$(SUDO) apt-get install -y --no-install-recommends $$missing || \
@@ -40,15 +44,29 @@ $(STAMP): setup.cfg pyproject.toml build/micropython/build.sh build/micropython/
 		  $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
 	fi
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+endef
+
+$(STAMP): setup.cfg pyproject.toml build/micropython/build.sh build/micropython/micropython-1.27.0-unix-src.tar.xz
+	$(call install_missing,$(TEST_TOOLS))
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test,fleet]'
 	build/micropython/build.sh
-	@touch $(STAMP)
+	@touch $(STAMP) $(DEMO_STAMP)
 	@echo "setup: $(VENV) ready ($$($(VENV)/bin/python --version)); run make test"
+
+setup-demo: $(DEMO_STAMP)
+
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	$(call install_missing,$(DEMO_TOOLS))
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e .
+	@touch $(DEMO_STAMP)
 
 test: setup
 	$(VENV)/bin/python -m pytest
 
-demo: setup
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m 'not slow' -x
+
+demo: setup-demo
 	$(VENV)/bin/hashpilot demo
 
 build:

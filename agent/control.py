@@ -7,6 +7,7 @@ and overrides are applied on top. Runs on the scheduler's control thread.
 
 import logging
 
+from agent import commands
 from hal import families, pll
 from hal.chain import RAMP_STEP_MHZ
 from hal.parallel import run_parallel
@@ -21,6 +22,23 @@ RAMP_STEPS_PER_TICK = 3
 REINIT_FREQ_MHZ = 100.0      # a re-init ramps only this far; later ticks walk on from there
 REINIT_BACKOFF_S = (5.0, 10.0, 30.0, 60.0)
 REINIT_ALARM_AFTER = 3       # failed re-inits of one board before an alarm
+
+
+def validate_set_frequency(body, ctx):
+    """set_frequency {mhz, board?, chip?}: mhz inside the family limits (ctx freq_min/max_mhz)."""
+    err = commands.check_keys(body, ('mhz', 'board', 'chip'))
+    if err:
+        return None, err
+    mhz = body.get('mhz')
+    if not commands.number(mhz):
+        return None, 'mhz must be a number'
+    lo, hi = ctx.get('freq_min_mhz', 0), ctx.get('freq_max_mhz', 0)
+    if not lo <= mhz <= hi:
+        return None, 'mhz %s outside the family limits %s..%s' % (mhz, lo, hi)
+    board, chip, err = commands.board_chip(body, ctx)
+    if err:
+        return None, err
+    return {'mhz': float(mhz), 'board': board, 'chip': chip}, None
 
 
 class ControlLoop:
@@ -253,6 +271,13 @@ class ControlLoop:
         run_parallel([(lambda j=j: move(j)) for j in jobs])
 
     # -- requests (commands, tuner) ------------------------------------------------------------
+    def register_commands(self, registry):
+        lim = self.rig.limits
+        ctx = {'boards': self.model['boards'], 'chips_per_board': self.model['chips_per_board'],
+               'freq_min_mhz': lim.freq_min_mhz, 'freq_max_mhz': lim.freq_max_mhz}
+        registry.register('set_frequency', validate_set_frequency,
+                          lambda a: self.request_frequency(a['mhz'], a['board'], a['chip']), ctx)
+
     def request_frequency(self, mhz, board=None, chip=None):
         """Ask for a frequency (validated by the caller and again by HardwareLimits)."""
         self.rig.limits.check_freq(mhz)

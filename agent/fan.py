@@ -6,6 +6,9 @@ hottest *trusted* temperature (sensors it flagged bad are never passed in) and m
 result to 100 %; the PID then tracks the applied duty so that leaving the override is bumpless.
 """
 
+from agent import options
+from agent.options import finite
+
 MODES = ('auto', 'manual')
 SOURCES = ('die', 'board')
 
@@ -19,18 +22,10 @@ DEFAULT_START_PCT = 60.0
 BOARD_TARGET_OFFSET_C = 15.0  # hottest board sensor reads ~15 degC below the hottest die
 
 
-def _num(v):
-    """float(v) for a finite real number (not bool), else None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    if f != f or f - f != 0.0:
-        return None
-    return f
 
 
 def _need(name, v, lo=None, hi=None):
-    f = _num(v)
+    f = finite(v)
     if f is None:
         raise ValueError('%s must be a finite number, got %r' % (name, v))
     if (lo is not None and f < lo) or (hi is not None and f > hi):
@@ -65,7 +60,7 @@ class PID:
         self.reset(start)
 
     def reset(self, output=None):
-        o = _num(output)
+        o = finite(output)
         o = self.out_max if o is None else _clamp(o, self.out_min, self.out_max)
         self.output = o
         self.i_term = o
@@ -77,17 +72,17 @@ class PID:
 
     def track(self, applied, now_s=None):
         """Something else set the output (override, manual): follow it, bumplessly."""
-        a = _num(applied)
+        a = finite(applied)
         if a is None:
             return
         self.output = _clamp(a, self.out_min, self.out_max)
         self.i_term = _clamp(self.output - self.p_term - self.d_term, self.out_min, self.out_max)
-        t = _num(now_s)
+        t = finite(now_s)
         if t is not None:
             self._last_t = t
 
     def update(self, measurement, setpoint, now_s):
-        m, sp, t = _num(measurement), _num(setpoint), _num(now_s)
+        m, sp, t = finite(measurement), finite(setpoint), finite(now_s)
         if m is None or sp is None or t is None:
             return self.output  # no trusted input: hold (the caller decides what unsafe means)
         dt = 0.0 if self._last_t is None else t - self._last_t
@@ -196,7 +191,7 @@ class FanControl:
 
     def update(self, now_s, die_c=None, board_c=None, override_pct=None):
         """Hottest trusted die / board sensor temperature (None = none trusted) -> duty %."""
-        meas = _num(die_c if self.source == 'die' else board_c)
+        meas = finite(die_c if self.source == 'die' else board_c)
         self.measurement_c = meas
         if self.mode == 'manual':
             duty = self.manual_duty_pct
@@ -205,7 +200,7 @@ class FanControl:
             self.pid.track(duty, now_s)
         else:
             duty = self.pid.update(meas, self.target_c, now_s)
-        ov = _num(override_pct)
+        ov = finite(override_pct)
         self.overridden = ov is not None and ov > duty
         if self.overridden:
             duty = _clamp(ov, 0.0, 100.0)
@@ -219,3 +214,43 @@ class FanControl:
                 'measurement_c': self.measurement_c, 'duty_pct': self.duty_pct,
                 'manual_duty_pct': self.manual_duty_pct, 'overridden': self.overridden,
                 'min_pct': self.min_pct, 'max_pct': self.max_pct, 'pid': self.pid.get_status()}
+
+
+def _check_section(sec):
+    if sec['min_pct'] > sec['max_pct']:
+        raise sec.error('min_pct', '%s must not exceed %s' % (sec.label('min_pct'), sec.label('max_pct')))
+    if sec['max_pct'] < 50:
+        raise sec.error('max_pct', '%s = %s: the fan PID must be able to reach at least 50 %%'
+                        % (sec.label('max_pct'), sec['max_pct']))
+    if sec['mode'] == 'manual' and sec['manual_duty_pct'] < sec['min_pct']:
+        raise sec.error('manual_duty_pct', '%s must not be below %s'
+                        % (sec.label('manual_duty_pct'), sec.label('min_pct')))
+
+
+SECTION = options.section('fan', [
+    options.opt('mode', 'str', 'auto', 'auto (PID) or manual', choices=MODES),
+    options.opt('manual_duty_pct', 'float', 70.0, 'duty in manual mode', 0.0, 100.0),
+    options.opt('min_pct', 'float', 20.0, 'lowest duty in auto mode', 0.0, 100.0),
+    options.opt('max_pct', 'float', 100.0, 'highest duty in auto mode', 0.0, 100.0),
+], check=_check_section)
+
+
+def validate_set_fan(body, ctx):
+    """set_fan {mode: auto} | {mode: manual, duty_pct: fan_min_pct..100}."""
+    extra = [k for k in body if k not in ('mode', 'duty_pct')]
+    if extra:
+        return None, 'unknown field(s): %s' % ', '.join(sorted(str(k) for k in extra))
+    mode = body.get('mode')
+    if mode not in MODES:
+        return None, "mode must be 'auto' or 'manual'"
+    if mode == 'auto':
+        if 'duty_pct' in body:
+            return None, 'duty_pct is only for manual mode'
+        return {'mode': 'auto'}, None
+    duty = finite(body.get('duty_pct'))
+    if duty is None:
+        return None, 'manual mode needs duty_pct (number)'
+    lo = ctx.get('fan_min_pct', 0)
+    if duty < lo or duty > 100:
+        return None, 'duty_pct %s outside %s..100' % (body.get('duty_pct'), lo)
+    return {'mode': 'manual', 'duty_pct': duty}, None

@@ -27,29 +27,93 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent import options
 from agent.outbox import Outbox
 from mqtt_schema import codec, payloads, topics
 from mqtt_schema.reconnect import backoff_delay_s  # noqa: F401 (re-exported)
 
-DEFAULTS = {
-    'site': None, 'rig': None, 'host': '127.0.0.1', 'port': 1883, 'client_id': None,
-    'username': None, 'password': None,
-    'ca_file': None, 'cert_file': None, 'key_file': None, 'tls': False, 'tls_insecure': False,
-    'keepalive_s': 30, 'protocol': 5, 'format': 'cbor', 'state_dir': None,
-    'outbox_max_bytes': 8 << 20, 'outbox_flush_s': 2.0, 'outbox_flush_bytes': 32 << 10,
-    'backoff_min_s': 1.0, 'backoff_max_s': 120.0, 'inflight_window': 100,
-    'firmware': None, 'model': None, 'service_period_s': 0.05, 'replay_wait_s': 2.0,
-    'failover': (),
-}
-_TYPES = {
-    'site': str, 'rig': str, 'host': str, 'port': int, 'client_id': str, 'username': str,
-    'password': str, 'ca_file': str, 'cert_file': str, 'key_file': str, 'tls': bool,
-    'tls_insecure': bool, 'keepalive_s': int, 'protocol': int, 'format': str, 'state_dir': str,
-    'outbox_max_bytes': int, 'outbox_flush_s': (int, float), 'outbox_flush_bytes': int,
-    'backoff_min_s': (int, float), 'backoff_max_s': (int, float), 'inflight_window': int,
-    'firmware': str, 'model': str, 'service_period_s': (int, float), 'replay_wait_s': (int, float),
-    'failover': (list, tuple),
-}
+_o = options.opt
+
+
+def _check_section(sec):
+    if sec['backoff_min_s'] > sec['backoff_max_s']:
+        raise sec.error('backoff_min_s', '%s must not exceed %s'
+                        % (sec.label('backoff_min_s'), sec.label('backoff_max_s')))
+    if bool(sec['tls_cert']) != bool(sec['tls_key']):
+        raise sec.error('tls_cert', '%s and %s go together' % (sec.label('tls_cert'), sec.label('tls_key')))
+    if sec['password_file'] and not sec['username']:
+        raise sec.error('password_file', '%s needs %s' % (sec.label('password_file'), sec.label('username')))
+    host, _, port = sec['broker'].rpartition(':')
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise sec.error('broker', '%s = %r: expected host:port' % (sec.label('broker'), sec['broker']))
+    for b in sec['failover']:
+        try:
+            parse_host_port(b)
+        except ValueError:
+            raise sec.error('failover', '%s entry %r: expected host:port' % (sec.label('failover'), b))
+
+
+# The [mqtt] config section. The link's own settings (below) reuse its options, so one key has
+# one type, one default and one range.
+SECTION = options.section('mqtt', [
+    _o('broker', 'str', '127.0.0.1:1883', 'broker host:port'),
+    _o('failover', 'list', [], 'more brokers (host:port), tried in turn when the current one '
+       'is lost: the other nodes of a broker cluster'),
+    _o('client_id', 'str', '', 'MQTT client id; empty = hashpilot-<site>-<rig>'),
+    _o('username', 'str', '', 'username (no default credentials)'),
+    _o('password_file', 'str', '', 'file holding the password (0600)'),
+    _o('tls_ca', 'str', '', 'CA certificate file; set to enable TLS'),
+    _o('tls_cert', 'str', '', 'client certificate file'),
+    _o('tls_key', 'str', '', 'client key file'),
+    _o('format', 'str', 'cbor', 'payload encoding', choices=codec.FORMATS),
+    _o('keepalive_s', 'int', 30, 'MQTT keepalive', 5, 3600),
+    _o('backoff_min_s', 'float', 1.0, 'reconnect back-off floor', 0.1, 600.0),
+    _o('backoff_max_s', 'float', 60.0, 'reconnect back-off ceiling', 1.0, 3600.0),
+], check=_check_section)
+OUTBOX_MAX_BYTES = _o('outbox_max_bytes', 'int', 4 * 1024 * 1024,
+                      'outbox bound; oldest dropped first', 64 * 1024, 1024 * 1024 * 1024)
+OUTBOX_FLUSH_S = _o('outbox_flush_s', 'float', 5.0, 'outbox batch write period (flash wear)',
+                    0.1, 300.0)
+
+
+def _check_link(cfg):
+    for key in ('site', 'rig', 'state_dir'):
+        if not cfg[key]:
+            raise cfg.error(key, 'mqtt: setting %r is required' % key)
+    topics.root(cfg['site'], cfg['rig'])   # raises ValueError naming site/rig
+    if cfg['backoff_min_s'] > cfg['backoff_max_s']:
+        raise cfg.error('backoff_min_s', "mqtt: need 'backoff_min_s' <= 'backoff_max_s'")
+    if cfg['password'] is not None and cfg['username'] is None:
+        raise cfg.error('password', "mqtt: setting 'password' needs 'username'")
+    if (cfg['cert_file'] is None) != (cfg['key_file'] is None):
+        raise cfg.error('cert_file', "mqtt: settings 'cert_file' and 'key_file' go together")
+    if cfg['tls_insecure'] and not (cfg['tls'] or cfg['ca_file'] or cfg['cert_file']):
+        raise cfg.error('tls_insecure', "mqtt: 'tls_insecure' without TLS")
+    cfg['brokers'] = [(cfg['host'], cfg['port'])] + [parse_host_port(b) for b in cfg['failover']]
+
+
+_MQ = SECTION['by_key']
+# MqttLink(settings): what the agent derives from [mqtt] and [state], plus test and tuning knobs.
+LINK = options.section('mqtt', [
+    _o('site', 'str', None, 'site name'), _o('rig', 'str', None, 'rig name'),
+    _o('host', 'str', '127.0.0.1', 'broker host'), _o('port', 'int', 1883, 'broker port', 1, 65535),
+    _o('client_id', 'str', None, 'client id'), _o('username', 'str', None, 'username'),
+    _o('password', 'str', None, 'password'), _o('ca_file', 'str', None, 'CA file'),
+    _o('cert_file', 'str', None, 'client certificate'), _o('key_file', 'str', None, 'client key'),
+    _o('tls', 'bool', False, 'TLS without a CA file'),
+    _o('tls_insecure', 'bool', False, 'skip the host name check'),
+    _MQ['keepalive_s'], _o('protocol', 'int', 5, 'MQTT version', choices=(5, 311)),
+    _MQ['format'], _o('state_dir', 'str', None, 'outbox directory'),
+    OUTBOX_MAX_BYTES, OUTBOX_FLUSH_S,
+    _o('outbox_flush_bytes', 'int', 32 << 10, 'outbox flush size', 1, 1 << 30),
+    _MQ['backoff_min_s'], _MQ['backoff_max_s'],
+    _o('inflight_window', 'int', 100, 'replay window', 1, 65535),
+    _o('firmware', 'str', None, 'firmware string in the birth message'),
+    _o('model', 'str', None, 'model name in the birth message'),
+    _o('service_period_s', 'float', 0.05, 'service thread period', 0.001, 10.0),
+    _o('replay_wait_s', 'float', 2.0, 'replay wait after connect', 0.0, 600.0),
+    _MQ['failover'],
+], check=_check_link)
 QOS1_KINDS = ('telemetry', 'chips', 'alarm', 'cmd/result')
 SESSION_TAKEN_OVER = 142     # MQTT 5 DISCONNECT reason: another client connected with our id
 SHORT_SESSION_S = 5.0        # sessions this short, repeatedly, look like an id takeover (3.1.1)
@@ -69,36 +133,44 @@ def parse_host_port(text):
 
 def check_settings(settings):
     """Strict settings: unknown keys, wrong types or bad values raise ValueError naming the key."""
-    cfg = dict(DEFAULTS)
+    raw = {}
     for key, value in settings.items():
-        if key not in DEFAULTS:
-            raise ValueError('mqtt: unknown setting %r' % key)
-        if value is not None and (not isinstance(value, _TYPES[key]) or
-                                  (_TYPES[key] is int and isinstance(value, bool))):
-            raise ValueError('mqtt: setting %r has the wrong type (%s)' % (key, type(value).__name__))
-        cfg[key] = value
-    for key in ('site', 'rig', 'state_dir'):
-        if not cfg[key]:
-            raise ValueError('mqtt: setting %r is required' % key)
-    topics.root(cfg['site'], cfg['rig'])   # raises ValueError naming site/rig
-    if cfg['format'] not in codec.FORMATS:
-        raise ValueError("mqtt: setting 'format' must be one of %s" % (codec.FORMATS,))
-    if cfg['protocol'] not in (5, 311):
-        raise ValueError("mqtt: setting 'protocol' must be 5 or 311")
-    if not 0 < cfg['port'] < 65536:
-        raise ValueError("mqtt: setting 'port' out of range")
-    if not 0 < cfg['backoff_min_s'] <= cfg['backoff_max_s']:
-        raise ValueError("mqtt: need 0 < 'backoff_min_s' <= 'backoff_max_s'")
-    if cfg['password'] is not None and cfg['username'] is None:
-        raise ValueError("mqtt: setting 'password' needs 'username'")
-    if (cfg['cert_file'] is None) != (cfg['key_file'] is None):
-        raise ValueError("mqtt: settings 'cert_file' and 'key_file' go together")
-    if cfg['tls_insecure'] and not (cfg['tls'] or cfg['ca_file'] or cfg['cert_file']):
-        raise ValueError("mqtt: 'tls_insecure' without TLS")
-    cfg['brokers'] = [(cfg['host'], cfg['port'])] + [parse_host_port(b) for b in cfg['failover'] or ()]
-    if cfg['keepalive_s'] < 1 or cfg['inflight_window'] < 1:
-        raise ValueError("mqtt: 'keepalive_s' and 'inflight_window' must be >= 1")
-    return cfg
+        if value is not None:
+            raw[key] = value
+    return options.build(LINK, raw)
+
+
+def settings_from_config(cfg, state_dir, firmware, model_name):
+    """MqttLink settings from the loaded config ([rig] names, [mqtt], [state])."""
+    m = cfg['mqtt']
+    host, _, port = m['broker'].rpartition(':')
+    out = {'site': cfg['rig']['site'], 'rig': cfg['rig']['rig'], 'host': host, 'port': int(port),
+           'format': m['format'], 'keepalive_s': m['keepalive_s'],
+           'backoff_min_s': m['backoff_min_s'], 'backoff_max_s': m['backoff_max_s'],
+           'state_dir': state_dir, 'outbox_max_bytes': cfg['state']['outbox_max_bytes'],
+           'outbox_flush_s': cfg['state']['outbox_flush_s'], 'firmware': firmware,
+           'model': model_name}
+    if m['failover']:
+        out['failover'] = list(m['failover'])
+    if m['client_id']:
+        out['client_id'] = m['client_id']
+    if m['username']:
+        out['username'] = m['username']
+        if m['password_file']:
+            try:
+                with open(m['password_file']) as fh:
+                    out['password'] = fh.read().strip()
+            except OSError as e:
+                raise options.ConfigError('mqtt.password_file: %s' % e)
+    if m['tls_ca'] or m['tls_cert']:
+        # A client certificate alone means TLS verified by the system CA store, never plaintext.
+        out['tls'] = True
+        if m['tls_ca']:
+            out['ca_file'] = m['tls_ca']
+        if m['tls_cert']:
+            out['cert_file'] = m['tls_cert']
+            out['key_file'] = m['tls_key']
+    return out
 
 
 class MqttLink:

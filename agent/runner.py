@@ -17,13 +17,10 @@ import time
 
 from agent import __version__, commands, config, telemetry
 from agent import api as cgminer_api
-from agent.autotune import profile as tune_profile
-from agent.autotune import store as tune_store
-from agent.autotune.halio import ControlLoopIO
-from agent.autotune.tuner import Tuner
+from agent.autotune.session import TuneSession
 from agent.control import ControlLoop
 from agent.health import BoardHealth
-from agent.mqtt_link import MqttLink
+from agent.mqtt_link import MqttLink, settings_from_config
 from agent.safety import Supervisor, Watchdog
 from agent.scheduler import NEVER, Scheduler
 from agent.work import wiring as work_wiring
@@ -36,7 +33,7 @@ from hal.board_sysfs import SysfsBoardController
 from hal.clock import Clock
 from hal.rig import Rig
 from hal.transport import Transport
-from mqtt_schema import consumer, payloads
+from mqtt_schema import payloads
 
 log = logging.getLogger('hashpilot')
 
@@ -49,6 +46,10 @@ POLL_STALE_FACTOR = 3.0       # chip poll silent for this many periods = poll pa
 # The board controller's own heartbeat watchdog backs up the in-process one: it fires when the
 # whole agent is gone (kill -9, frozen, crashed before systemd restarts it).
 HW_WATCHDOG_FACTOR = 2.0
+# A stall is a stall in real time: in a time-warped run (tests, demo) a loaded host pausing the
+# process for half a second is 10 simulated seconds at scale 20. Both watchdogs wait at least
+# this long in wall time (at scale 1 the configured watchdog_s, 2..600 s, is longer anyway).
+WATCHDOG_MIN_WALL_S = 2.0
 
 
 class SafeStateWriter:
@@ -190,47 +191,11 @@ def poll_stale_s(cfg):
 
 
 def safety_settings(cfg):
-    s, f = cfg['safety'], cfg['fan']
-    out = {'control_source': s['control_source'], 'watchdog_s': s['watchdog_s'],
-           'die_stale_s': poll_stale_s(cfg),
-           'fan': {'mode': f['mode'], 'manual_duty_pct': f['manual_duty_pct'],
-                   'min_pct': f['min_pct'], 'max_pct': f['max_pct']}}
-    for key in ('temp_target_c', 'temp_hot_c', 'temp_danger_c', 'power_limit_w'):
-        if s[key]:
-            out[key] = s[key]
-    return out
-
-
-def mqtt_settings(cfg, model, state_dir):
-    m = cfg['mqtt']
-    host, _, port = m['broker'].rpartition(':')
-    out = {'site': cfg['rig']['site'], 'rig': cfg['rig']['rig'], 'host': host, 'port': int(port),
-           'format': m['format'], 'keepalive_s': m['keepalive_s'],
-           'backoff_min_s': m['backoff_min_s'], 'backoff_max_s': m['backoff_max_s'],
-           'state_dir': os.path.join(state_dir, 'outbox'),
-           'outbox_max_bytes': cfg['state']['outbox_max_bytes'],
-           'outbox_flush_s': cfg['state']['outbox_flush_s'],
-           'firmware': 'hashpilot %s' % __version__, 'model': model['name']}
-    if m['failover']:
-        out['failover'] = list(m['failover'])
-    if m['client_id']:
-        out['client_id'] = m['client_id']
-    if m['username']:
-        out['username'] = m['username']
-        if m['password_file']:
-            try:
-                with open(m['password_file']) as fh:
-                    out['password'] = fh.read().strip()
-            except OSError as e:
-                raise config.ConfigError('mqtt.password_file: %s' % e)
-    if m['tls_ca'] or m['tls_cert']:
-        # A client certificate alone means TLS verified by the system CA store, never plaintext.
-        out['tls'] = True
-        if m['tls_ca']:
-            out['ca_file'] = m['tls_ca']
-        if m['tls_cert']:
-            out['cert_file'] = m['tls_cert']
-            out['key_file'] = m['tls_key']
+    """The [safety] section for the Supervisor, with the [fan] section and the stale limit
+    derived from the poll period when it is left at 0."""
+    out = dict(cfg['safety'], fan=dict(cfg['fan']))
+    if not out.get('die_stale_s'):
+        out['die_stale_s'] = poll_stale_s(cfg)
     return out
 
 
@@ -254,7 +219,8 @@ class Agent:
             self.supervisor = Supervisor(self.model, safety_settings(cfg))
         except ValueError as e:
             raise config.ConfigError('safety: %s' % e)
-        self.watchdog = Watchdog(self.supervisor.watchdog_s)
+        self.watchdog = Watchdog(max(self.supervisor.watchdog_s,
+                                     WATCHDOG_MIN_WALL_S * self.clock.time_scale))
         self.rig = rig or Rig(self.model, chain_urls, board_url or None, clock=self.clock,
                               address_rule=cfg['rig']['address_rule'])
         sysfs_safe = None
@@ -267,24 +233,27 @@ class Agent:
                                    chain_baud=self.baud)
         self.inbox = CommandInbox(self.scheduler, self._on_command)
         try:
-            self.link = MqttLink(mqtt_settings(cfg, self.model, self.state_dir), self.inbox)
+            self.link = MqttLink(settings_from_config(
+                cfg, os.path.join(self.state_dir, 'outbox'), 'hashpilot %s' % __version__,
+                self.model['name']), self.inbox)
         except ValueError as e:
             raise config.ConfigError(str(e))
         self.health = BoardHealth()
         hooks_dir = cfg['hooks']['dir']
         self.hooks = HookRunner(hooks_dir, cfg['hooks']['timeout_s']) if hooks_dir else None
-        self.tuner = None
-        self.tuner_saved = False
-        self.tuner_gen = 0
         self.active_alarms = set()
         self.alarm_info = {}          # active alarm id -> id, severity, message
         self.work = work_wiring.build(cfg, self.rig, self.scheduler, self.clock, self._on_event)
         self.pools = self.work.pools if self.work is not None else None   # status() for the API
-        if cfg['tuner']['profile']:
-            try:
-                tune_profile.load(cfg['tuner']['profile'])
-            except config.ConfigError as e:
-                raise config.ConfigError('tuner.profile: %s' % e)
+        self.tune = TuneSession(cfg['tuner'], self.model, self.control, self.supervisor,
+                                self.scheduler, self.clock, self.state_dir, self._on_event,
+                                self.hooks, MIN_WALL_PERIOD_S * self.clock.time_scale)
+        self.commands = commands.Registry(max_age_s=CMD_MAX_AGE_S)
+        self.supervisor.register_commands(self.commands)
+        self.control.register_commands(self.commands)
+        self.tune.register_commands(self.commands)
+        self.commands.register('identify', commands.validate_identify, self._identify)
+        self.commands.register('rebirth', commands.no_args, self._rebirth)
         self.started_wall = time.monotonic()
         self.identify_until_s = None
         self.published = 0
@@ -340,86 +309,68 @@ class Agent:
             self.hooks.fire({'event': 'alarm_' + ('raised' if ev.get('action') == 'raise' else 'cleared'),
                              'alarm': ev})
 
-    def _result(self, cid, op, ok, error=None, result=None):
-        self.link.publish('cmd/result', payloads.build_cmd_result(
-            self.link.session, cid if isinstance(cid, str) else '', ok, error=error, op=op,
-            result=result))
-
-    def _cmd_ctx(self):
-        lim = self.rig.limits
-        return {'boards': self.model['boards'], 'chips_per_board': self.model['chips_per_board'],
-                'freq_min_mhz': lim.freq_min_mhz, 'freq_max_mhz': lim.freq_max_mhz,
-                'fan_min_pct': self.cfg['fan']['min_pct'],
-                'power_min_w': round(0.2 * self.model['nameplate_w']),
-                'power_max_w': self.supervisor.cfg['power_limit_w']}
+    @property
+    def tuner(self):
+        return self.tune.tuner
 
     def _on_command(self, op, data):
-        cmd, err = consumer.parse_command(op, data)
-        if cmd is None:
-            cid = None
-            try:
-                cid = json.loads(data).get('id')
-            except Exception:
-                pass
-            log.warning('command %s refused: %s', op, err)
-            return self._result(cid, op, False, err)
-        err = commands.expired(cmd.get('ts_ms'), time.time(), CMD_MAX_AGE_S)
-        if err is not None:
-            log.warning('command %s %s refused: %s', op, cmd['id'], err)
-            return self._result(cmd['id'], op, False, err)
-        self.run_command(op, cmd['id'], cmd['args'], 'mqtt')
+        """A cmd/<op> payload from the broker (control thread): validate, apply, answer."""
+        res = self.commands.submit_payload(op, data, source='mqtt', now_unix_s=time.time())
+        self._answer(res)
+        return res
 
     def run_command(self, op, cid, args, source):
         """Validate and apply one command (control thread), whoever sent it (MQTT, cgminer API);
         the outcome goes to cmd/result. Returns (ok, error, result)."""
-        checked, err = commands.validate(op, cid, args, self._cmd_ctx())
-        if err is not None:
-            log.warning('command %s %s (%s) refused: %s', op, cid, source, err)
-            self._result(cid, op, False, err)
-            return False, err, None
-        try:
-            result = self._apply_command(checked)
-        except ValueError as e:   # still refused by a lower layer (limits, safety): nothing changed
-            self._result(cid, op, False, str(e))
-            return False, str(e), None
-        log.info('command %s %s (%s) applied', op, cid, source)
-        self._result(cid, op, True, result=result)
-        return True, None, result
+        res = self.commands.submit(op, args, cid=cid, source=source)
+        self._answer(res)
+        return res['ok'], res['error'], res['result']
+
+    def _answer(self, res):
+        if res['ok']:
+            log.info('command %s %s (%s) applied', res['op'], res['id'], res['source'])
+        else:
+            log.warning('command %s %s (%s) refused: %s', res['op'], res['id'], res['source'],
+                        res['error'])
+        self.link.publish('cmd/result', payloads.build_cmd_result(
+            self.link.session, res['id'], res['ok'], error=res['error'], op=res['op'],
+            result=res['result']))
 
     def request_restart(self):
         """Stop safely and exit with EXIT_RESTART: the init system starts the agent again."""
         self.exit_code = EXIT_RESTART
         self.scheduler.request_stop()
 
-    def _apply_command(self, cmd):
-        op, a = cmd['op'], cmd['args']
-        if op == 'set_fan':
-            self.supervisor.set_fan_mode(a['mode'], a.get('duty_pct'))
-        elif op == 'set_frequency':
-            self.control.request_frequency(a['mhz'], a['board'], a['chip'])
-        elif op == 'rebirth':
-            self._publish_meta()
-            self.link.rebirth() if hasattr(self.link, 'rebirth') else None
-        elif op == 'identify':
-            # No LED on the simulated controller: an info alarm that clears after the duration
-            # is what a fleet view shows (a real port maps it to the board LED).
-            self.identify_until_s = self.clock.monotonic() + a['duration_s']
-            self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
-                            'message': 'identify requested for %.0f s' % a['duration_s']})
-            self.scheduler.add_timer(self._identify_end, self.identify_until_s)
-        elif op == 'reset_safety':
-            return {'reset_boards': self.supervisor.reset(a['board'], self.clock.monotonic())}
-        elif op == 'autotune':
-            if a['action'] == 'stop':
-                was = self.tuner is not None
-                self.tuner = None   # chips keep the frequencies they have now
-                self.tuner_gen += 1
-                return {'stopped': was}
-            return self.start_tuner(a['profile'], a.get('mode'), a.get('target'))
-        elif op == 'set_power_target':
-            name = self.tuner.prof['name'] if self.tuner is not None else 'balanced'
-            return self.start_tuner(name, 'power', a['w'])
-        return None
+    def call_command(self, op, args, source, timeout_s=5.0):
+        """Thread-safe front-end entry (e.g. an API server thread): the command runs through
+        the registry on the control thread; returns its result dict."""
+        done = threading.Event()
+        box = []
+
+        def run():
+            try:
+                box.append(self.commands.submit(op, args, source=source))
+            finally:
+                done.set()
+
+        self.scheduler.call_soon(run)
+        if not done.wait(timeout_s) or not box:
+            return {'ok': False, 'op': op, 'id': '', 'source': source, 'result': None,
+                    'error': 'no answer from the control thread within %.0f s (it may still '
+                             'apply the command)' % timeout_s}
+        return box[0]
+
+    def _rebirth(self, args):
+        self._publish_meta()
+        self.link.rebirth()
+
+    def _identify(self, args):
+        # No LED on the simulated controller: an info alarm that clears after the duration
+        # is what a fleet view shows (a real port maps it to the board LED).
+        self.identify_until_s = self.clock.monotonic() + args['duration_s']
+        self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
+                        'message': 'identify requested for %.0f s' % args['duration_s']})
+        self.scheduler.add_timer(self._identify_end, self.identify_until_s)
 
     def _identify_end(self, now):
         if self.identify_until_s is not None and now >= self.identify_until_s:
@@ -427,67 +378,6 @@ class Agent:
             self._on_event({'id': 'rig.identify', 'action': 'clear', 'severity': 'info',
                             'message': 'identify ended'})
         return NEVER
-
-    # -- autotune (control thread) ------------------------------------------------------------
-    def _results_dir(self):
-        return self.cfg['tuner']['results_dir'] or os.path.join(self.state_dir, 'tune')
-
-    def _safety_ok(self):
-        return self.supervisor.get_status().get('state') == 'normal'
-
-    def start_tuner(self, profile_name, mode=None, target=None):
-        """Start (or restart) the tuner; ValueError when the profile or target is refused."""
-        try:
-            prof = tune_profile.load(profile_name)
-        except config.ConfigError as e:
-            raise ValueError(str(e))
-        if mode is not None:
-            prof = dict(prof, mode=mode)
-        if target is None:
-            target = tune_profile.resolve_target(prof, self.model)
-        if prof['mode'] == 'power':
-            lo, hi = round(0.2 * self.model['nameplate_w']), self.supervisor.cfg['power_limit_w']
-            unit = 'W'
-        else:
-            nominal_ths = tune_profile.resolve_target(dict(prof, target=0.0, target_rel=1.0), self.model)
-            lo, hi, unit = 0.05 * nominal_ths, 1.5 * nominal_ths, 'TH/s'
-        if not lo <= target <= hi:
-            raise ValueError('%s target %.1f %s outside %.1f..%.1f %s'
-                             % (prof['mode'], target, unit, lo, hi, unit))
-        io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
-                           power_limit_w=self.supervisor.cfg['power_limit_w'])
-        saved = tune_store.load_saved(self._results_dir(), io.board_ids())
-        self.tuner = Tuner(io, prof, target, saved=saved)
-        self.tuner_saved = False
-        self._on_event({'id': 'rig.tune_done', 'action': 'clear', 'severity': 'info',
-                        'message': 'a new autotune run started'})
-        # A new generation: the timer of an earlier run ends itself instead of being reused.
-        self.tuner_gen += 1
-        gen = self.tuner_gen
-        self.scheduler.add_timer(lambda now: self._tune_tick(now, gen), self.clock.monotonic())
-        log.info('autotune: profile %s, %s target %.1f%s', prof['name'], prof['mode'], target,
-                 ' (reusing saved results)' if saved else '')
-        return {'profile': prof['name'], 'mode': prof['mode'], 'target': target,
-                'reused': bool(saved)}
-
-    def _tune_tick(self, now, gen):
-        tuner = self.tuner
-        if tuner is None or gen != self.tuner_gen:
-            return NEVER
-        nxt = tuner.step(now)
-        if tuner.stage == 'done' and not self.tuner_saved:
-            self.tuner_saved = True
-            res = tuner.result()
-            paths = tune_store.save(self._results_dir(), res)
-            self._on_event({'id': 'rig.tune_done', 'action': 'raise', 'severity': 'info',
-                            'message': 'autotune done: %.0f W, %.2f TH/s, %.2f J/TH'
-                                       % (res['power_w'], res['good_ths'], res['j_per_th'])})
-            if self.hooks is not None:
-                self.hooks.fire({'event': 'tune_finished', 'result_files': paths,
-                                 'power_w': res['power_w'], 'j_per_th': res['j_per_th']})
-        if nxt is None or nxt <= now:
-            nxt = now + 5.0
-        return self._period(now, nxt - now)
 
     # -- timers (control thread) ------------------------------------------------------------------
     def _period(self, now, period_s):
@@ -667,11 +557,7 @@ class Agent:
             self.work.start(now)
         if self.api is not None:
             self.api.start(now)
-        if self.cfg['tuner']['profile']:
-            try:
-                self.start_tuner(self.cfg['tuner']['profile'])
-            except ValueError as e:   # e.g. a target out of range for this rig: mine untuned
-                log.error('tuner.profile %s not started: %s', self.cfg['tuner']['profile'], e)
+        self.tune.start_configured()
         sd_notify.ready('mining')
 
     def run(self):

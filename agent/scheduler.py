@@ -12,6 +12,17 @@ import threading
 NEVER = float('inf')
 
 
+class Timer:
+    """Handle returned by add_timer: `cancel()` ends the timer before its next run."""
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
 class Scheduler:
     def __init__(self, clock, on_error=None):
         self.clock = clock
@@ -24,10 +35,12 @@ class Scheduler:
         self.last_tick_wall = clock.wall()
 
     def add_timer(self, callback, first_s=None):
-        """callback(now_s) -> next wake time (clock seconds) or NEVER."""
+        """callback(now_s) -> next wake time (clock seconds) or NEVER. Returns a Timer handle."""
         when = self.clock.monotonic() if first_s is None else first_s
+        timer = Timer(callback)
         self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, callback))
+        heapq.heappush(self._timers, (when, self._seq, timer))
+        return timer
 
     def call_soon(self, fn, *args):
         """Thread-safe: run fn(*args) on the control thread."""
@@ -73,13 +86,15 @@ class Scheduler:
             self.last_tick_wall = self.clock.wall()
             self.ticks += 1
             while self._timers and self._timers[0][0] <= now and not self._stop.is_set():
-                _, _, cb = heapq.heappop(self._timers)
-                nxt = self._guard(cb, now)
+                _, _, timer = heapq.heappop(self._timers)
+                if timer.cancelled:
+                    continue
+                nxt = self._guard(timer.callback, now)
                 if nxt is None:
                     nxt = now + 1.0  # a timer that failed retries in a second
-                if nxt != NEVER:
+                if nxt != NEVER and not timer.cancelled:
                     self._seq += 1
-                    heapq.heappush(self._timers, (max(nxt, now), self._seq, cb))
+                    heapq.heappush(self._timers, (max(nxt, now), self._seq, timer))
                 now = self.clock.monotonic()
             wait_s = 0.5
             if self._timers:

@@ -4,6 +4,15 @@ Reads only what the control thread already holds (last poll, last snapshot): bui
 never does hardware I/O of its own.
 """
 
+from agent import options
+
+SECTION = options.section('telemetry', [
+    options.opt('poll_s', 'float', 2.0, 'chip die temperatures and counters poll period',
+                0.5, 600.0),
+    options.opt('telemetry_s', 'float', 10.0, 'rig/board summary period', 1.0, 3600.0),
+    options.opt('chips_s', 'float', 60.0, 'per-chip snapshot period', 5.0, 3600.0),
+])
+
 
 def _chip_state(chip, board_on):
     if not board_on:

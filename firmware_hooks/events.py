@@ -25,12 +25,20 @@ import subprocess
 import threading
 import time
 
+from agent import options
+
 LOG = logging.getLogger('hashpilot.hooks')
 EVENTS = ('alarm_raised', 'alarm_cleared', 'tune_finished', 'shutting_down', 'credentials',
           'upgraded', 'rolled_back', 'test')
 SKIP_SUFFIXES = ('~', '.bak', '.swp', '.swo', '.orig', '.tmp', '.rpmnew', '.rpmsave', '.disabled',
                  '.sample')
 OUTPUT_LOG_BYTES = 2048
+
+
+SECTION = options.section('hooks', [
+    options.opt('dir', 'str', '', 'event hooks directory; empty = none'),
+    options.opt('timeout_s', 'float', 10.0, 'a hook is killed after', 0.5, 600.0),
+])
 
 
 def list_hooks(hooks_dir):

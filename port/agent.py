@@ -17,13 +17,14 @@ import time
 from agent import commands, telemetry
 from agent.autotune.halio import ControlLoopIO
 from agent.autotune.tuner import Tuner
+from agent.autotune.validate import validate_autotune, validate_set_power_target
 from agent.control import ControlLoop
 from agent.safety import Supervisor
 from hal import families, models
 from hal.board_bitaxe import BitaxeBoardController
 from hal.chain import ChainDriver
 from hal.limits import HardwareLimits
-from mqtt_schema import consumer, payloads
+from mqtt_schema import payloads
 from port.loop import NEVER, Loop
 from port.rig import SingleBoardRig
 
@@ -120,6 +121,7 @@ class MpyAgent:
         self.polls = 0
         self.commands_ok = 0
         self.commands_refused = 0
+        self.commands = self._commands()
         self._last_service_wall = 0.0
 
     # -- events and commands ------------------------------------------------------------------
@@ -143,54 +145,29 @@ class MpyAgent:
         except (ValueError, KeyError) as e:
             print('alarm %r not published: %s' % (ev, e))
 
-    def _result(self, cid, op, ok, error=None, result=None):
-        self.link.publish('cmd/result', payloads.build_cmd_result(
-            self.link.session, cid if isinstance(cid, str) else '', ok, error=error, op=op,
-            result=result))
-
-    def _cmd_ctx(self):
-        lim = self.limits
-        return {'boards': 1, 'chips_per_board': self.model['chips_per_board'],
-                'freq_min_mhz': lim.freq_min_mhz, 'freq_max_mhz': lim.freq_max_mhz,
-                'fan_min_pct': self.supervisor.fan.min_pct if hasattr(self.supervisor, 'fan')
-                and hasattr(self.supervisor.fan, 'min_pct') else 0,
-                'power_min_w': round(0.2 * self.model['nameplate_w']),
-                'power_max_w': self.supervisor.cfg['power_limit_w']}
+    def _commands(self):
+        """The same command registry as `hashpilot run`: features register their own."""
+        reg = commands.Registry(max_age_s=CMD_MAX_AGE_S)
+        self.supervisor.register_commands(reg)
+        self.control.register_commands(reg)
+        reg.register('identify', commands.validate_identify, self._c_identify)
+        reg.register('rebirth', commands.no_args, self._c_rebirth)
+        reg.register('autotune', validate_autotune, self._c_autotune)
+        reg.register('set_power_target', validate_set_power_target, self._c_set_power_target,
+                     {'power_min_w': round(0.2 * self.model['nameplate_w']),
+                      'power_max_w': self.supervisor.cfg['power_limit_w']})
+        return reg
 
     def on_command(self, op, data):
-        cmd, err = consumer.parse_command(op, data)
-        if cmd is None:
-            cid = None
-            try:
-                cid = json.loads(data).get('id')
-            except Exception:
-                pass
+        res = self.commands.submit_payload(op, data, source='mqtt', now_unix_s=time.time())
+        if res['ok']:
+            self.commands_ok += 1
+        else:
             self.commands_refused += 1
-            return self._result(cid, op, False, err)
-        err = commands.expired(cmd.get('ts_ms'), time.time(), CMD_MAX_AGE_S)
-        checked = None
-        if err is None:
-            checked, err = commands.validate(op, cmd['id'], cmd['args'], self._cmd_ctx())
-        if err is None:
-            handler = self.HANDLERS.get(op)
-            if handler is None:
-                err = 'command %r is not available on this board' % op
-        if err is not None:
-            self.commands_refused += 1
-            return self._result(cmd['id'], op, False, err)
-        try:
-            result = handler(self, checked['args'])
-        except ValueError as e:             # refused by a lower layer (limits, safety)
-            self.commands_refused += 1
-            return self._result(cmd['id'], op, False, str(e))
-        self.commands_ok += 1
-        return self._result(cmd['id'], op, True, result=result)
-
-    def _c_set_fan(self, a):
-        self.supervisor.set_fan_mode(a['mode'], a.get('duty_pct'))
-
-    def _c_set_frequency(self, a):
-        self.control.request_frequency(a['mhz'], a['board'], a['chip'])
+        self.link.publish('cmd/result', payloads.build_cmd_result(
+            self.link.session, res['id'], res['ok'], error=res['error'], op=op,
+            result=res['result']))
+        return res
 
     def _c_rebirth(self, a):
         self._publish_meta()
@@ -201,9 +178,6 @@ class MpyAgent:
         self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
                         'message': 'identify requested for %.0f s' % a['duration_s']})
         self.loop.add_timer(self._identify_end, self.identify_until_s)
-
-    def _c_reset_safety(self, a):
-        return {'reset_boards': self.supervisor.reset(a['board'], self.clock.monotonic())}
 
     def _c_autotune(self, a):
         if a['action'] == 'stop':
@@ -216,10 +190,6 @@ class MpyAgent:
     def _c_set_power_target(self, a):
         name = self.tuner.prof['name'] if self.tuner is not None else 'balanced'
         return self.start_tuner(name, 'power', a['w'])
-
-    HANDLERS = {'set_fan': _c_set_fan, 'set_frequency': _c_set_frequency, 'rebirth': _c_rebirth,
-                'identify': _c_identify, 'reset_safety': _c_reset_safety,
-                'autotune': _c_autotune, 'set_power_target': _c_set_power_target}
 
     # -- autotune -------------------------------------------------------------------------------
     def start_tuner(self, name, mode=None, target=None):

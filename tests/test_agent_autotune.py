@@ -1,12 +1,15 @@
 """Autotune through the agent: the `autotune` command starts the tuner on the control thread,
 telemetry carries its stage and progress, and the finished result is saved per board."""
 
+import pytest
 import glob
 import os
 
 from tests.agentproc import AgentProcess, Recorder, dump
 from tests.broker import Broker
 from tests.simproc import start_sim
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_autotune_command_runs_the_tuner_and_saves_the_result(tmp_path):

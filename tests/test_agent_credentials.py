@@ -1,6 +1,7 @@
 """The agent's MQTT credentials and TLS come from its config file: a broker that demands a
 password and a client certificate accepts the agent, and refuses it with a wrong password."""
 
+import pytest
 import json
 import os
 import time
@@ -8,6 +9,8 @@ import time
 from tests.agentproc import AgentProcess
 from tests.broker import Broker
 from tests.simproc import start_sim
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def wait_health(state_dir, timeout_s):

@@ -15,6 +15,8 @@ from tests.agentproc import AgentProcess, Recorder, dump, seqs_by_boot
 from tests.broker import Broker
 from tests.simproc import start_sim
 
+pytestmark = [pytest.mark.e2e]
+
 OUTAGE_S = float(os.environ.get('HASHPILOT_OUTAGE_S', '120'))
 
 
@@ -118,6 +120,7 @@ def test_bad_commands_get_clear_refusals(tmp_path, sim, broker):
     rec.close()
 
 
+@pytest.mark.slow
 def test_broker_outage_loses_no_telemetry(tmp_path, sim, broker):
     rec = Recorder(broker, 'lab', 'r4', client_id='rec-outage')
     with AgentProcess(tmp_path, sim.ports_file, broker, rig='r4', telemetry_s=2.0) as agent:
@@ -142,6 +145,7 @@ def test_broker_outage_loses_no_telemetry(tmp_path, sim, broker):
     rec.close()
 
 
+@pytest.mark.slow
 def test_agent_killed_during_outage_delivers_its_outbox(tmp_path, sim, broker):
     rec = Recorder(broker, 'lab', 'r5', client_id='rec-kill')
     state = str(tmp_path / 'state-r5')

@@ -1,6 +1,7 @@
 """The agent with the sysfs board backend (fake hwmon/pwm/gpio tree) and simulated chains:
 fans are driven through pwm files, and a control-loop stall leaves pwm at full and boards off."""
 
+import pytest
 import json
 import threading
 import time
@@ -9,6 +10,8 @@ from agent import config, runner
 from tests.broker import Broker
 from tests.simproc import start_sim
 from tests.test_board_sysfs import make_tree
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def read(root, rel):

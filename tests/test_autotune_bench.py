@@ -1,6 +1,7 @@
 """Integration: the tuner against the real simulator process over ptys (GAMMA, one chip): the
 `bench autotune` command end to end, and `hashpilot tune` with a config file + report."""
 
+import pytest
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from tests.simproc import REPO, start_sim
 
 
+@pytest.mark.slow
 def test_bench_autotune_gamma_reaches_the_oracle():
     out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--model', 'GAMMA',
                           '--seed', '2', '--target-w', '17.5', '--time-scale', '30', '--json',
@@ -23,6 +25,7 @@ def test_bench_autotune_gamma_reaches_the_oracle():
     assert r['hottest_c'] <= 75.0
 
 
+@pytest.mark.slow
 def test_tune_cli_saves_and_reports(tmp_path):
     with start_sim('GAMMA', time_scale=30, seed=3) as sim:
         cfg = tmp_path / 'agent.toml'

@@ -62,6 +62,7 @@ def test_scan_every_board_finds_108_bm1368_with_pow2_addresses():
                 d.transport.close()
 
 
+@pytest.mark.slow
 def test_init_then_frequency_change_shows_in_hashrate():
     with start_sim('S21', time_scale=TS) as sim:
         drv = up(driver(sim.ports['chains'][1]))
@@ -101,6 +102,7 @@ def test_corrupted_chip_id_answers_are_skipped():
             drv.transport.close()
 
 
+@pytest.mark.slow
 def test_corrupt_bytes_and_dead_chip_are_seen_and_survived():
     # Corruption starts after init (physics t = 15 s), the chip dies at t = 25 s.
     faults = ['corrupt:rate=0.002,chain=0,at=15', 'chip-dead:board=0,chip=5,at=25']

@@ -1,8 +1,31 @@
-"""Command validation: malformed, unknown, out-of-range and expired commands are refused."""
+"""Command registry: malformed, unknown, out-of-range and expired commands are refused; each
+feature registers its own commands; every front-end submits through the same path."""
 
+import json
+
+import cbor2
 import pytest
 
-from agent.commands import expired, validate
+from agent import commands
+from agent.autotune.validate import validate_autotune, validate_set_power_target
+from agent.commands import Registry, expired
+from agent.control import validate_set_frequency
+from agent.fan import validate_set_fan
+from agent.safety.supervisor import validate_reset_safety
+
+FEATURE_VALIDATORS = {
+    'set_fan': validate_set_fan, 'set_frequency': validate_set_frequency,
+    'identify': commands.validate_identify, 'rebirth': commands.no_args,
+    'reset_safety': validate_reset_safety, 'autotune': validate_autotune,
+    'set_power_target': validate_set_power_target,
+}
+
+
+def validate(op, cid, body, ctx):
+    reg = Registry()
+    for name, v in FEATURE_VALIDATORS.items():
+        reg.register(name, v, lambda a: a, ctx)
+    return reg.validate(op, cid, body)
 
 CTX = {'boards': 3, 'chips_per_board': 108, 'freq_min_mhz': 50, 'freq_max_mhz': 700,
        'fan_min_pct': 10}
@@ -81,3 +104,48 @@ def test_good_tuner_commands():
         {'action': 'start', 'profile': 'eco', 'target': 3000.0}
     assert validate('autotune', 't', {'action': 'stop'}, TUNE_CTX)[0]['args'] == {'action': 'stop'}
     assert validate('set_power_target', 't', {'w': 3300}, TUNE_CTX)[0]['args'] == {'w': 3300.0}
+
+
+def test_submit_applies_once_validated_and_reports_refusals():
+    applied = []
+
+    def handler(a):
+        if a['mode'] == 'manual' and a['duty_pct'] > 90:
+            raise ValueError('refused by safety')
+        applied.append(a)
+        return {'done': True}
+
+    reg = Registry()
+    reg.register('set_fan', validate_set_fan, handler, lambda: {'fan_min_pct': 20})
+    with pytest.raises(ValueError):
+        reg.register('set_fan', validate_set_fan, handler)
+    with pytest.raises(ValueError):
+        reg.register('Bad-Op', validate_set_fan, handler)
+    r = reg.submit('set_fan', {'mode': 'manual', 'duty_pct': 70}, source='api')
+    assert r == {'ok': True, 'op': 'set_fan', 'id': 'api-1', 'source': 'api', 'error': None,
+                 'result': {'done': True}}
+    r = reg.submit('set_fan', {'mode': 'manual', 'duty_pct': 10}, source='api')
+    assert not r['ok'] and 'outside 20..100' in r['error'] and r['id'] == 'api-2'
+    r = reg.submit('set_fan', {'mode': 'manual', 'duty_pct': 95}, cid='x1')
+    assert r['ok'] is False and r['error'] == 'refused by safety' and r['id'] == 'x1'
+    r = reg.submit('set_fan', {'mode': 'auto'}, cid='old', ts_ms=int((NOW - 600) * 1000),
+                   now_unix_s=NOW)
+    assert not r['ok'] and 'expired' in r['error']
+    assert applied == [{'mode': 'manual', 'duty_pct': 70.0}]
+    assert reg.ops() == ['set_fan']
+
+
+@pytest.mark.parametrize('encode', [cbor2.dumps, lambda p: json.dumps(p).encode()])
+def test_refused_payload_keeps_its_id_in_cbor_and_json(encode):
+    reg = Registry()
+    reg.register('set_fan', validate_set_fan, lambda a: None, {'fan_min_pct': 20})
+    r = reg.submit_payload('set_fan', encode({'v': 1, 'id': 'c-42', 'args': 'notamap'}))
+    assert r['ok'] is False and r['id'] == 'c-42' and 'args' in r['error']
+    r = reg.submit_payload('set_fan', encode({'v': 1, 'id': 'c-43', 'args': {'mode': 'turbo'}}))
+    assert r['ok'] is False and r['id'] == 'c-43'
+    r = reg.submit_payload('set_fan', encode({'v': 2, 'id': 'c-44'}))
+    assert r['ok'] is False and r['id'] == 'c-44' and 'version' in r['error']
+    r = reg.submit_payload('set_fan', b'\xff\x00junk')
+    assert r['ok'] is False and r['id'] == ''
+    r = reg.submit_payload('set_fan', encode({'v': 1, 'id': 'c-45', 'args': {'mode': 'auto'}}))
+    assert r['ok'] is True and r['id'] == 'c-45' and r['source'] == 'mqtt'

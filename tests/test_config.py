@@ -19,9 +19,9 @@ def test_example_is_complete_and_valid(tmp_path):
     path = write(tmp_path, 'ex.toml', config.example())
     cfg = config.load_file(path)
     assert cfg == config.defaults()
-    for section, opts in config.SCHEMA.items():
-        for key in opts:
-            assert '\n%s = ' % key in config.example()
+    for spec in config.SECTIONS:
+        for o in spec['options']:
+            assert '\n%s = ' % o['key'] in config.example()
 
 
 @pytest.mark.parametrize('name,text,needle', [
@@ -43,6 +43,65 @@ def test_bad_configs_name_the_key(tmp_path, name, text, needle):
     with pytest.raises(config.ConfigError) as e:
         config.load_file(path)
     assert needle in str(e.value)
+
+
+@pytest.mark.parametrize('name,text,needle', [
+    ('n.toml', '[safety]\nhold_s = nan\n', 'n.toml:2: safety.hold_s = nan: expected a finite number'),
+    ('o.toml', '[rig]\nfreq_mhz = inf\n', 'o.toml:2: rig.freq_mhz'),
+    ('p.ini', '[fan]\nmin_pct = nan\n', 'p.ini:2: fan.min_pct'),
+    ('q.ini', '[mqtt]\nkeepalive_s = inf\n', 'q.ini:2: mqtt.keepalive_s'),
+    ('r.toml', '[safety]\nmax_trips = -inf\n', 'expected an integer'),
+])
+def test_non_finite_numbers_are_refused_by_the_type(tmp_path, name, text, needle):
+    path = write(tmp_path, name, text)
+    with pytest.raises(config.ConfigError) as e:
+        config.load_file(path)
+    assert needle in str(e.value)
+
+
+def test_one_schema_for_safety_and_mqtt_bounds(tmp_path):
+    """The [safety] section is the supervisor's own settings table: one range per key."""
+    from agent.mqtt_link import LINK, SECTION as MQTT
+    from agent.safety import Supervisor
+    from hal import models
+    spec = config.BY_NAME['safety']
+    assert spec['by_key']['watchdog_s']['lo'] == 2.0
+    assert spec['by_key']['temp_hot_c']['lo'] == 30.0 and spec['by_key']['temp_hot_c']['auto'] == 0.0
+    # a key the supervisor knows is a key the config file accepts, and the other way round
+    path = write(tmp_path, 's.toml', '[safety]\nhold_s = 30\nsensor_disagree_c = 0\n'
+                                     'temp_hot_c = 0\n')
+    cfg = config.load_file(path)
+    sup = Supervisor(models.get('S21'), dict(cfg['safety'], fan=dict(cfg['fan'])))
+    assert sup.cfg['hold_s'] == 30.0 and sup.cfg['temp_hot_c'] == models.get('S21')['temp_hot_c']
+    with pytest.raises(config.ConfigError, match='out of range 30.0..130.0'):
+        config.load_file(write(tmp_path, 't.toml', '[safety]\ntemp_hot_c = 20\n'))
+    # the link reuses the [mqtt] options: one default, one range
+    assert LINK['by_key']['backoff_max_s'] is MQTT['by_key']['backoff_max_s']
+
+
+def test_a_feature_section_and_an_array_of_tables(tmp_path, monkeypatch):
+    """How a feature adds its section: options.section + one entry in config.SECTIONS."""
+    from agent import options
+    pool = options.section('pool', [
+        options.opt('url', 'str', '', 'stratum URL'),
+        options.opt('priority', 'int', 0, 'lower first', 0, 99),
+    ], array=True)
+    api = options.section('api', [options.opt('port', 'int', 4028, 'TCP port', 1, 65535)])
+    monkeypatch.setattr(config, 'SECTIONS', config.SECTIONS + [api, pool])
+    monkeypatch.setattr(config, 'BY_NAME', dict((s['name'], s) for s in config.SECTIONS))
+    path = write(tmp_path, 'p.toml', '[api]\nport = 4029\n\n[[pool]]\nurl = "a"\n\n'
+                                     '[[pool]]\nurl = "b"\npriority = 1\n')
+    cfg = config.load_file(path)
+    assert cfg['api'].getint('port') == 4029
+    assert [(p['url'], p.getint('priority')) for p in cfg['pool']] == [('a', 0), ('b', 1)]
+    bad = write(tmp_path, 'b.toml', '[[pool]]\nurl = "a"\n[[pool]]\nurl = "b"\nprio = 1\n')
+    with pytest.raises(config.ConfigError, match=r'b.toml:5: unknown key pool\[1\].prio'):
+        config.load_file(bad)
+    ini = write(tmp_path, 'p.ini', '[pool main]\nurl = a\n[pool backup]\nurl = b\npriority = 200\n')
+    with pytest.raises(config.ConfigError, match=r'p.ini:5: pool\[1\].priority'):
+        config.load_file(ini)
+    assert '# [[pool]]' in config.example()
+    assert config.load_file(write(tmp_path, 'e.toml', config.example()))['pool'] == []
 
 
 def test_ini_values_are_typed(tmp_path):

@@ -15,6 +15,8 @@ from firmware_hooks import initsys, install
 
 from test_firmware_install import fake_binary, make_root
 
+pytestmark = [pytest.mark.e2e]
+
 SYSV = initsys.template('hashpilot.sysv')
 PROCD = initsys.template('hashpilot.procd')
 UNIT = initsys.template('hashpilot.service')

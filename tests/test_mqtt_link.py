@@ -36,6 +36,8 @@ PUBLISHER = r'''
 import json, queue, sys, time
 from agent.mqtt_link import MqttLink
 from mqtt_schema import payloads
+
+pytestmark = [pytest.mark.e2e]
 cfg = json.loads(sys.argv[1]); period = float(sys.argv[2])
 link = MqttLink(cfg, queue.Queue())
 link.start()
@@ -270,6 +272,7 @@ def seqs(sub, boot_id):
     return [m for m, _ in sub.decoded('telemetry') if m['boot_id'] == boot_id]
 
 
+@pytest.mark.slow
 def test_broker_outage_loses_nothing(broker, tmp_path):
     s = link_settings(broker, tmp_path)
     sub = Sub(broker, 'hashpilot/v1/site1/%s/telemetry' % s['rig'], persistent=True)

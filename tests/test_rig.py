@@ -52,6 +52,7 @@ def test_rig_explicit_urls_gamma():
             rig.close()
 
 
+@pytest.mark.slow
 def test_power_cycled_board_goes_dead_then_recovers():
     with start_sim('S21', time_scale=10.0) as sim:
         rig = Rig.from_ports_file(sim.ports_file)

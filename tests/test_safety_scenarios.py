@@ -4,6 +4,7 @@ Each test prints a `SCENARIO` line with the peak die temperature and the time to
 the figures the safety issue asks for (`pytest -s -k scenario` shows them).
 """
 
+import pytest
 import json
 import threading
 import time
@@ -12,6 +13,8 @@ from agent import config, runner
 from tests.agentproc import AgentProcess, Recorder
 from tests.broker import Broker
 from tests.simproc import start_sim
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 HOT_C, DANGER_C = 85.0, 95.0   # S21 model limits (hal/models.py)
 

@@ -25,6 +25,7 @@ def wait_truth(sim, t_s, timeout_s=20):
     raise AssertionError('truth did not reach t=%s s' % t_s)
 
 
+@pytest.mark.slow
 def test_running_sim_settles_at_the_oracle_steady_state(tmp_path):
     truth = tmp_path / 'truth.jsonl'
     with start_sim('S21', time_scale=50, truth=truth,

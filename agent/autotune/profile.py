@@ -5,78 +5,68 @@ naming the key and line), shipped profiles in agent/profiles/, user files by pat
 import os
 import tomllib
 
-from agent.config import ConfigError, _coerce, _line_index
+from agent import options
+from agent.options import ConfigError
 
 PROFILE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            'profiles')
 
 
-def _opt(kind, default, help_text, lo=None, hi=None, choices=None):
-    return {'kind': kind, 'default': default, 'help': help_text, 'lo': lo, 'hi': hi,
-            'choices': choices}
+_o = options.opt
 
 
-SCHEMA = {
-    'description': _opt('str', '', 'one line shown by `hashpilot tune --list`'),
-    'mode': _opt('str', 'power', 'power: most hashes at target W; hashrate: least W at target '
-                 'TH/s; efficiency: best J/TH with target as the TH/s floor',
-                 choices=('power', 'hashrate', 'efficiency')),
-    'target': _opt('float', 0.0, 'W (power) or TH/s (hashrate, efficiency floor); 0 = use '
-                   'target_rel', 0.0, 100000.0),
-    'target_rel': _opt('float', 1.0, 'target as a fraction of nameplate W (power) or of nominal '
-                       'TH/s (hashrate, efficiency) when target = 0', 0.05, 1.5),
-    'err_target_pct': _opt('float', 0.2, 'per-chip error rate the search aims at', 0.01, 2.0),
-    'err_max_pct': _opt('float', 0.8, 'a chip above this (statistically) is stepped down',
-                        0.05, 5.0),
-    'temp_margin_c': _opt('float', 3.0, 'keep every die this far below the hot limit', 0.0, 30.0),
-    'board_mv_min': _opt('int', 0, 'lowest board voltage; 0 = hardware limit', 0, 20000),
-    'board_mv_max': _opt('int', 0, 'highest board voltage; 0 = hardware limit', 0, 20000),
-    'freq_min_mhz': _opt('float', 0.0, 'lowest chip frequency; 0 = hardware limit', 0.0, 1000.0),
-    'freq_max_mhz': _opt('float', 0.0, 'highest chip frequency; 0 = hardware limit', 0.0, 1000.0),
-    'power_tol_pct': _opt('float', 1.0, 'power (or hashrate) band around the target', 0.1, 10.0),
-    'time_budget_s': _opt('float', 1800.0, 'give up searching (keep the best) after', 60.0,
-                          86400.0),
-    'settle_s': _opt('float', 45.0, 'wait after a voltage move before judging power', 5.0,
-                     600.0),
-    'verify_s': _opt('float', 120.0, 'steady-state verification before done', 10.0, 3600.0),
-    'min_err_count': _opt('float', 8.0, 'errors expected at the target before a decision '
-                          '(Poisson: 8 tells 0.1 % from 0.5 % with margin)', 2.0, 100.0),
-    'retune_temp_c': _opt('float', 6.0, 'mean die temperature drift that triggers a re-tune',
-                          1.0, 50.0),
-}
+def _check(sec):
+    def bad(key, why):
+        raise sec.error(key, '%s %s' % (key, why))
+    if sec['board_mv_min'] and sec['board_mv_max'] and sec['board_mv_min'] > sec['board_mv_max']:
+        bad('board_mv_min', 'must not exceed board_mv_max')
+    if sec['freq_min_mhz'] and sec['freq_max_mhz'] and sec['freq_min_mhz'] > sec['freq_max_mhz']:
+        bad('freq_min_mhz', 'must not exceed freq_max_mhz')
+    if sec['err_max_pct'] < sec['err_target_pct']:
+        bad('err_max_pct', 'must not be below err_target_pct')
+
+
+_OPTS = [
+    _o('description', 'str', '', 'one line shown by `hashpilot tune --list`'),
+    _o('mode', 'str', 'power', 'power: most hashes at target W; hashrate: least W at target '
+       'TH/s; efficiency: best J/TH with target as the TH/s floor',
+       choices=('power', 'hashrate', 'efficiency')),
+    _o('target', 'float', 0.0, 'W (power) or TH/s (hashrate, efficiency floor); 0 = use '
+       'target_rel', 0.0, 100000.0),
+    _o('target_rel', 'float', 1.0, 'target as a fraction of nameplate W (power) or of nominal '
+       'TH/s (hashrate, efficiency) when target = 0', 0.05, 1.5),
+    _o('err_target_pct', 'float', 0.2, 'per-chip error rate the search aims at', 0.01, 2.0),
+    _o('err_max_pct', 'float', 0.8, 'a chip above this (statistically) is stepped down',
+       0.05, 5.0),
+    _o('temp_margin_c', 'float', 3.0, 'keep every die this far below the hot limit', 0.0, 30.0),
+    _o('board_mv_min', 'int', 0, 'lowest board voltage; 0 = hardware limit', 0, 20000),
+    _o('board_mv_max', 'int', 0, 'highest board voltage; 0 = hardware limit', 0, 20000),
+    _o('freq_min_mhz', 'float', 0.0, 'lowest chip frequency; 0 = hardware limit', 0.0, 1000.0),
+    _o('freq_max_mhz', 'float', 0.0, 'highest chip frequency; 0 = hardware limit', 0.0, 1000.0),
+    _o('power_tol_pct', 'float', 1.0, 'power (or hashrate) band around the target', 0.1, 10.0),
+    _o('time_budget_s', 'float', 1800.0, 'give up searching (keep the best) after', 60.0,
+       86400.0),
+    _o('settle_s', 'float', 45.0, 'wait after a voltage move before judging power', 5.0,
+       600.0),
+    _o('verify_s', 'float', 120.0, 'steady-state verification before done', 10.0, 3600.0),
+    _o('min_err_count', 'float', 8.0, 'errors expected at the target before a decision '
+       '(Poisson: 8 tells 0.1 % from 0.5 % with margin)', 2.0, 100.0),
+    _o('retune_temp_c', 'float', 6.0, 'mean die temperature drift that triggers a re-tune',
+       1.0, 50.0),
+]
+
+
+SECTION = options.section('profile', _OPTS, check=_check)
 
 
 def defaults():
-    return dict((k, o['default']) for k, o in SCHEMA.items())
+    return dict(options.defaults(SECTION))
 
 
 def validate(raw, where=None):
     """Check a dict of profile keys; return the full profile. Raises ConfigError naming the key."""
-    where = where or (lambda key: 'profile')
-    out = defaults()
-    for key, value in raw.items():
-        opt = SCHEMA.get(key)
-        if opt is None:
-            raise ConfigError('%s: unknown key %r (known: %s)'
-                              % (where(key), key, ', '.join(SCHEMA)))
-        try:
-            v = _coerce(opt['kind'], value, False)
-        except ValueError as e:
-            raise ConfigError('%s: %s = %r: %s' % (where(key), key, value, e))
-        if opt['choices'] is not None and v not in opt['choices']:
-            raise ConfigError('%s: %s = %r: must be one of %s'
-                              % (where(key), key, value, ', '.join(opt['choices'])))
-        if (opt['lo'] is not None and v < opt['lo']) or (opt['hi'] is not None and v > opt['hi']):
-            raise ConfigError('%s: %s = %r: out of range %s..%s'
-                              % (where(key), key, value, opt['lo'], opt['hi']))
-        out[key] = v
-    if out['board_mv_min'] and out['board_mv_max'] and out['board_mv_min'] > out['board_mv_max']:
-        raise ConfigError('%s: board_mv_min must not exceed board_mv_max' % where('board_mv_min'))
-    if out['freq_min_mhz'] and out['freq_max_mhz'] and out['freq_min_mhz'] > out['freq_max_mhz']:
-        raise ConfigError('%s: freq_min_mhz must not exceed freq_max_mhz' % where('freq_min_mhz'))
-    if out['err_max_pct'] < out['err_target_pct']:
-        raise ConfigError('%s: err_max_pct must not be below err_target_pct' % where('err_max_pct'))
-    return out
+    w = (lambda section, key, idx=None: where(key)) if where is not None else None
+    return dict(options.build(SECTION, raw, False, w))
 
 
 def load_file(path):
@@ -86,10 +76,10 @@ def load_file(path):
             text = fh.read().decode('utf-8')
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError('%s: cannot read profile: %s' % (path, e))
-    lines = _line_index(text)
+    lines = options.line_index(text)
 
     def where(key):
-        n = lines.get(('profile', key)) or lines.get(('profile', None))
+        n = lines.get(('profile', None, key)) or lines.get(('profile', None, None))
         return '%s:%d' % (path, n) if n else path
 
     try:

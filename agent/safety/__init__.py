@@ -7,4 +7,4 @@ See docs/safety.md.
 from agent.safety.supervisor import Supervisor
 from agent.safety.watchdog import Watchdog, safe_actions
 from agent.safety.board import STATES
-from agent.safety.config import DEFAULTS
+from agent.safety.config import SECTION

@@ -6,7 +6,7 @@ events that are raised once and cleared once.
 
 import math
 
-from agent.fan import _num
+from agent.options import finite
 
 
 class Alarms:
@@ -80,7 +80,7 @@ class Debounce:
 def _fmt(v):
     if v is None:
         return 'None'
-    f = _num(v)
+    f = finite(v)
     return '%.1f' % f if f is not None else repr(v)
 
 
@@ -102,11 +102,11 @@ class FanMonitor:
     def update(self, now_s, duty_pct, rpm_raw, alarms):
         c = self.cfg
         rpm_max = c['fan_rpm_max']
-        d = _num(duty_pct)
+        d = finite(duty_pct)
         if d is None or d < 0.0 or d > 100.0:
             d = 100.0  # duty unknown: we command 100 % whenever anything is unknown
         target = d / 100.0 * rpm_max
-        rpm = _num(rpm_raw)
+        rpm = finite(rpm_raw)
         self.rpm = rpm
         if self.model_rpm is None:
             # First look: assume the fan may still be spinning up.
@@ -179,7 +179,7 @@ class SensorMonitor:
         """ref_c: what should move this sensor (board die mean, else other sensors);
         peers: the board's other SensorMonitors (their jitter shows this one is frozen)."""
         c = self.cfg
-        v = _num(raw)
+        v = finite(raw)
         absent = v is None
         out = (not absent) and (v < c['sensor_min_c'] or v > c['sensor_max_c'])
         stuck = False
@@ -191,7 +191,7 @@ class SensorMonitor:
                 self.ref_lo = self.ref_hi = ref_c
                 self.peer_ref = [p.n_changes for p in peers]
             else:
-                r = _num(ref_c)
+                r = finite(ref_c)
                 if r is not None:
                     self.ref_lo = r if self.ref_lo is None else min(self.ref_lo, r)
                     self.ref_hi = r if self.ref_hi is None else max(self.ref_hi, r)

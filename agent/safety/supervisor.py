@@ -5,7 +5,8 @@ supervisor decides fan duty, board enable and the frequency cap. Unknown or malf
 are unsafe, never cold. See docs/safety.md.
 """
 
-from agent.fan import FanControl, _num
+from agent.fan import FanControl, validate_set_fan
+from agent.options import finite
 from agent.safety import config as _config
 from agent.safety.board import BoardSafety, worst
 from agent.safety.detectors import Alarms, Debounce, FanMonitor, SensorMonitor
@@ -13,6 +14,19 @@ from agent.safety.detectors import Alarms, Debounce, FanMonitor, SensorMonitor
 
 def _list(v):
     return v if isinstance(v, list) or isinstance(v, tuple) else None
+
+
+def validate_reset_safety(body, ctx):
+    """reset_safety {board?}: unlatch one board or all."""
+    extra = [k for k in body if k != 'board']
+    if extra:
+        return None, 'unknown field(s): %s' % ', '.join(sorted(str(k) for k in extra))
+    board = body.get('board')
+    boards = ctx.get('boards', 0)
+    if board is not None and (isinstance(board, bool) or not isinstance(board, int)
+                              or not 0 <= board < boards):
+        return None, 'board must be an integer 0..%d' % (boards - 1)
+    return {'board': board}, None
 
 
 class _BoardWatch:
@@ -65,13 +79,21 @@ class Supervisor:
         self.stall_reason = None
 
     # -- commands ----------------------------------------------------------------------------
+    def register_commands(self, registry):
+        """set_fan and reset_safety (agent.commands.Registry)."""
+        ctx = {'boards': self.n_boards, 'fan_min_pct': self.fan.min_pct}
+        registry.register('set_fan', validate_set_fan,
+                          lambda a: self.set_fan_mode(a['mode'], a.get('duty_pct')), ctx)
+        registry.register('reset_safety', validate_reset_safety,
+                          lambda a: {'reset_boards': self.reset(a['board'])}, ctx)
+
     def set_fan_mode(self, mode, duty_pct=None):
         """From the set_fan command; ValueError on bad input (nothing changes)."""
         self.fan.set_mode(mode, duty_pct)
 
     def reset(self, board=None, now_s=None):
         """Unlatch 'off' boards (all, or one index); they restart through cooldown. -> [indices]"""
-        t = _num(now_s)
+        t = finite(now_s)
         t = t if t is not None else (self.now_s or 0.0)
         if board is not None and (isinstance(board, bool) or not isinstance(board, int)
                                   or not 0 <= board < self.n_boards):
@@ -81,16 +103,16 @@ class Supervisor:
 
     def note_stall(self, now_s, stalled_s, what='control loop'):
         """The runner's watchdog put the rig in its safe state: boards count as tripped."""
-        t = _num(now_s)
+        t = finite(now_s)
         t = t if t is not None else (self.now_s or 0.0)
-        s = _num(stalled_s)
+        s = finite(stalled_s)
         self.stall_reason = '%s stalled %.1f s (watchdog %.0f s)' % (what, s or 0.0, self.watchdog_s)
         for b in self.boards:
             b.trip(t, 'board %d: %s' % (b.index, self.stall_reason), self.alarms)
 
     # -- parsing -----------------------------------------------------------------------------
     def _time(self, snap):
-        t = _num(snap.get('now_s')) if isinstance(snap, dict) else None
+        t = finite(snap.get('now_s')) if isinstance(snap, dict) else None
         if t is None or (self.now_s is not None and t < self.now_s):
             self.problems.append('now_s invalid or going backwards (%r)'
                                  % (snap.get('now_s') if isinstance(snap, dict) else None,))
@@ -128,7 +150,7 @@ class Supervisor:
             if fans[k] is None:
                 self.problems.append('fan entry %d is not a dict' % k)
         p = snap.get('power_w')
-        power = _num(p)
+        power = finite(p)
         if p is not None and (power is None or power < 0.0):
             self.problems.append('power_w invalid (%r)' % (p,))
             power = None
@@ -163,7 +185,7 @@ class Supervisor:
         for k in range(self.n_fans):
             f = fans[k] or {}
             duty = f.get('duty_pct')
-            if _num(duty) is None:
+            if finite(duty) is None:
                 duty = self.fan_duty_pct[k]
             self.fan_mons[k].update(now, duty, f.get('rpm'), self.alarms)
             if self.fan_mons[k].lost():
@@ -206,12 +228,12 @@ class Supervisor:
         dies = []
         stale = 0
         for k in range(min(len(raw_dies), self.chips)):
-            v = _num(raw_dies[k])
+            v = finite(raw_dies[k])
             if v is None or v < c['die_min_c'] or v > c['die_max_c']:
                 continue
             if k < len(alive) and alive[k] is False:
                 continue
-            age = _num(ages[k]) if ages is not None and k < len(ages) else 0.0
+            age = finite(ages[k]) if ages is not None and k < len(ages) else 0.0
             if age is None or age > c['die_stale_s']:
                 stale += 1      # an old value is no reading: unknown, hence hot
                 continue
@@ -230,7 +252,7 @@ class Supervisor:
             raw_s = []
         while len(w.sensors) < len(raw_s) and len(w.sensors) < 16:
             w.sensors.append(SensorMonitor(i, len(w.sensors), c))
-        vals = [_num(raw_s[k]) if k < len(raw_s) else None for k in range(len(w.sensors))]
+        vals = [finite(raw_s[k]) if k < len(raw_s) else None for k in range(len(w.sensors))]
         for k in range(len(w.sensors)):
             ref = die_mean
             if ref is None:

@@ -7,12 +7,12 @@ heat is produced and the most air moves. The control thread, when it runs again,
 Supervisor.note_stall() so that boards come back only through cooldown.
 """
 
-from agent.fan import _num
+from agent.options import finite
 
 
 class Watchdog:
     def __init__(self, timeout_s):
-        t = _num(timeout_s)
+        t = finite(timeout_s)
         if t is None or t <= 0.0:
             raise ValueError('timeout_s must be a positive number, got %r' % (timeout_s,))
         self.timeout_s = t
@@ -22,7 +22,7 @@ class Watchdog:
 
     def kick(self, now_s):
         """Control loop alive. Returns True if this ends a trip (the loop came back)."""
-        t = _num(now_s)
+        t = finite(now_s)
         if t is None:
             return False
         self.last_kick_s = t
@@ -31,7 +31,7 @@ class Watchdog:
         return was
 
     def stalled_s(self, now_s):
-        t = _num(now_s)
+        t = finite(now_s)
         if self.last_kick_s is None or t is None:
             return 0.0
         return max(0.0, t - self.last_kick_s)
@@ -41,7 +41,7 @@ class Watchdog:
         A bad now_s counts as expired: the watchdog cannot tell, so it fails safe."""
         if self.last_kick_s is None:
             return False
-        t = _num(now_s)
+        t = finite(now_s)
         if t is None:
             return True
         return t - self.last_kick_s > self.timeout_s

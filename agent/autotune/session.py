@@ -1,0 +1,138 @@
+"""The agent's tuner session: the [tuner] config section, the autotune / set_power_target
+commands, one Tuner run at a time on its own cancellable scheduler timer, results saved once."""
+
+import logging
+import os
+
+from agent import options
+from agent.autotune import profile as tune_profile
+from agent.autotune import store as tune_store
+from agent.autotune.halio import ControlLoopIO
+from agent.autotune.tuner import Tuner
+from agent.autotune.validate import validate_autotune, validate_set_power_target
+
+log = logging.getLogger(__name__)
+
+SECTION = options.section('tuner', [
+    options.opt('profile', 'str', '', 'autotune profile to run at start; empty = none'),
+    options.opt('results_dir', 'str', '', 'tune results; empty = <state_dir>/tune'),
+])
+IDLE_STEP_S = 5.0
+
+
+class TuneSession:
+    """Starts, steps, stops and saves tuner runs on the control thread."""
+
+    def __init__(self, section, model, control, supervisor, scheduler, clock, state_dir,
+                 on_event, hooks=None, min_period_s=0.0):
+        self.model = model
+        self.control = control
+        self.supervisor = supervisor
+        self.scheduler = scheduler
+        self.clock = clock
+        self.on_event = on_event
+        self.min_period_s = min_period_s   # wall-time floor of time-warped runs
+        self.hooks = hooks
+        self.results_dir = section['results_dir'] or os.path.join(state_dir, 'tune')
+        self.start_profile = section['profile']
+        if self.start_profile:
+            try:
+                tune_profile.load(self.start_profile)
+            except options.ConfigError as e:
+                raise options.ConfigError('tuner.profile: %s' % e)
+        self.tuner = None
+        self.saved = False
+        self._timer = None
+
+    def power_range_w(self):
+        return round(0.2 * self.model['nameplate_w']), self.supervisor.cfg['power_limit_w']
+
+    def register_commands(self, registry):
+        lo, hi = self.power_range_w()
+        registry.register('autotune', validate_autotune, self._autotune_cmd)
+        registry.register('set_power_target', validate_set_power_target,
+                          lambda a: self.start(self._profile_name(), 'power', a['w']),
+                          {'power_min_w': lo, 'power_max_w': hi})
+
+    def _profile_name(self):
+        return self.tuner.prof['name'] if self.tuner is not None else 'balanced'
+
+    def _autotune_cmd(self, a):
+        if a['action'] == 'stop':
+            return {'stopped': self.stop()}
+        return self.start(a['profile'], a.get('mode'), a.get('target'))
+
+    def start_configured(self):
+        """The [tuner] profile at agent start, if any; a refused target is logged, not fatal."""
+        if not self.start_profile:
+            return
+        try:
+            self.start(self.start_profile)
+        except ValueError as e:   # e.g. a target out of range for this rig: mine untuned
+            log.error('tuner.profile %s not started: %s', self.start_profile, e)
+
+    def _target_range(self, prof):
+        if prof['mode'] == 'power':
+            lo, hi = self.power_range_w()
+            return lo, hi, 'W'
+        nominal_ths = tune_profile.resolve_target(dict(prof, target=0.0, target_rel=1.0), self.model)
+        return 0.05 * nominal_ths, 1.5 * nominal_ths, 'TH/s'
+
+    def start(self, profile_name, mode=None, target=None):
+        """Start (or restart) a run; ValueError when the profile or target is refused."""
+        try:
+            prof = tune_profile.load(profile_name)
+        except options.ConfigError as e:
+            raise ValueError(str(e))
+        if mode is not None:
+            prof = dict(prof, mode=mode)
+        if target is None:
+            target = tune_profile.resolve_target(prof, self.model)
+        lo, hi, unit = self._target_range(prof)
+        if not lo <= target <= hi:
+            raise ValueError('%s target %.1f %s outside %.1f..%.1f %s'
+                             % (prof['mode'], target, unit, lo, hi, unit))
+        io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
+                           power_limit_w=self.supervisor.cfg['power_limit_w'])
+        saved = tune_store.load_saved(self.results_dir, io.board_ids())
+        self.stop()
+        self.tuner = Tuner(io, prof, target, saved=saved)
+        self.saved = False
+        self.on_event({'id': 'rig.tune_done', 'action': 'clear', 'severity': 'info',
+                       'message': 'a new autotune run started'})
+        self._timer = self.scheduler.add_timer(self._tick, self.clock.monotonic())
+        log.info('autotune: profile %s, %s target %.1f%s', prof['name'], prof['mode'], target,
+                 ' (reusing saved results)' if saved else '')
+        return {'profile': prof['name'], 'mode': prof['mode'], 'target': target,
+                'reused': bool(saved)}
+
+    def stop(self):
+        """End the run; chips keep the frequencies they have now. -> True if one was running."""
+        was = self.tuner is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.tuner = None
+        return was
+
+    def _safety_ok(self):
+        return self.supervisor.get_status().get('state') == 'normal'
+
+    def _tick(self, now):
+        tuner = self.tuner
+        nxt = tuner.step(now)
+        if tuner.stage == 'done' and not self.saved:
+            self.saved = True
+            self._save(tuner.result())
+        if nxt is None or nxt <= now:
+            nxt = now + IDLE_STEP_S
+        return max(nxt, now + self.min_period_s)
+
+    def _save(self, res):
+        paths = tune_store.save(self.results_dir, res)
+        self.on_event({'id': 'rig.tune_done', 'action': 'raise', 'severity': 'info',
+                       'message': 'autotune done: %.0f W, %.2f TH/s, %.2f J/TH'
+                                  % (res['power_w'], res['good_ths'], res['j_per_th'])})
+        if self.hooks is not None:
+            self.hooks.fire({'event': 'tune_finished', 'result_files': paths,
+                             'power_w': res['power_w'], 'j_per_th': res['j_per_th']})
