@@ -1,9 +1,10 @@
 """Autotune through the agent: the `autotune` command starts the tuner on the control thread,
 telemetry carries its stage and progress, and the finished result is saved per board."""
 
-import pytest
 import glob
 import os
+
+import pytest
 
 from tests.agentproc import AgentProcess, Recorder, dump
 from tests.broker import Broker

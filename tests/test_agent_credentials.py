@@ -1,10 +1,11 @@
 """The agent's MQTT credentials and TLS come from its config file: a broker that demands a
 password and a client certificate accepts the agent, and refuses it with a wrong password."""
 
-import pytest
 import json
 import os
 import time
+
+import pytest
 
 from tests.agentproc import AgentProcess
 from tests.broker import Broker

@@ -1,10 +1,11 @@
 """The agent with the sysfs board backend (fake hwmon/pwm/gpio tree) and simulated chains:
 fans are driven through pwm files, and a control-loop stall leaves pwm at full and boards off."""
 
-import pytest
 import json
 import threading
 import time
+
+import pytest
 
 from agent import config, runner
 from tests.broker import Broker

@@ -1,11 +1,12 @@
 """Integration: the tuner against the real simulator process over ptys (GAMMA, one chip): the
 `bench autotune` command end to end, and `hashpilot tune` with a config file + report."""
 
-import pytest
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.simproc import REPO, start_sim
 

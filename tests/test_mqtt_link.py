@@ -27,6 +27,8 @@ from mqtt_schema import consumer, payloads
 from mqtt_schema.bench import sample_status
 from tests.broker import Broker
 
+pytestmark = [pytest.mark.e2e]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTAGE_S = float(os.environ.get('HASHPILOT_OUTAGE_S', '6'))
 KILL_OUTAGE_S = float(os.environ.get('HASHPILOT_KILL_OUTAGE_S', '3'))
@@ -36,8 +38,6 @@ PUBLISHER = r'''
 import json, queue, sys, time
 from agent.mqtt_link import MqttLink
 from mqtt_schema import payloads
-
-pytestmark = [pytest.mark.e2e]
 cfg = json.loads(sys.argv[1]); period = float(sys.argv[2])
 link = MqttLink(cfg, queue.Queue())
 link.start()

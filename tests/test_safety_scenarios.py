@@ -4,10 +4,11 @@ Each test prints a `SCENARIO` line with the peak die temperature and the time to
 the figures the safety issue asks for (`pytest -s -k scenario` shows them).
 """
 
-import pytest
 import json
 import threading
 import time
+
+import pytest
 
 from agent import config, runner
 from tests.agentproc import AgentProcess, Recorder
