@@ -86,13 +86,13 @@ def test_a_feature_section_and_an_array_of_tables(tmp_path, monkeypatch):
         options.opt('url', 'str', '', 'stratum URL'),
         options.opt('priority', 'int', 0, 'lower first', 0, 99),
     ], array=True)
-    api = options.section('api', [options.opt('port', 'int', 4028, 'TCP port', 1, 65535)])
-    monkeypatch.setattr(config, 'SECTIONS', config.SECTIONS + [api, pool])
+    widget = options.section('widget', [options.opt('port', 'int', 4028, 'TCP port', 1, 65535)])
+    monkeypatch.setattr(config, 'SECTIONS', config.SECTIONS + [widget, pool])
     monkeypatch.setattr(config, 'BY_NAME', dict((s['name'], s) for s in config.SECTIONS))
-    path = write(tmp_path, 'p.toml', '[api]\nport = 4029\n\n[[pool]]\nurl = "a"\n\n'
+    path = write(tmp_path, 'p.toml', '[widget]\nport = 4029\n\n[[pool]]\nurl = "a"\n\n'
                                      '[[pool]]\nurl = "b"\npriority = 1\n')
     cfg = config.load_file(path)
-    assert cfg['api'].getint('port') == 4029
+    assert cfg['widget'].getint('port') == 4029
     assert [(p['url'], p.getint('priority')) for p in cfg['pool']] == [('a', 0), ('b', 1)]
     bad = write(tmp_path, 'b.toml', '[[pool]]\nurl = "a"\n[[pool]]\nurl = "b"\nprio = 1\n')
     with pytest.raises(config.ConfigError, match=r'b.toml:5: unknown key pool\[1\].prio'):

@@ -7,6 +7,7 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet import client as fclient
@@ -78,6 +79,7 @@ def test_discovery_configs_pass_the_documented_schema():
             pass
 
 
+@pytest.mark.slow
 def test_bridge_with_a_real_agent(tmp_path):
     with Broker() as broker, start_sim('GAMMA', seed=4) as sim:
         st = fstate.FleetState()

@@ -62,6 +62,7 @@ def _collect(port, counts, lock):
     return c
 
 
+@pytest.mark.slow
 def test_short_run_with_storm_delivers_everything():
     with Broker() as b:
         counts, lock = {}, threading.Lock()

@@ -88,6 +88,7 @@ def test_rules_check_and_unit_tests():
     assert out.returncode == 0 and 'SUCCESS' in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_prometheus_scrapes_fleet_hashrate():
     st = fstate.FleetState()
     fleet = FakeFleet(n=12, sites=('north', 'south'), chips_per_board=10)

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet import client as fclient
@@ -66,6 +67,7 @@ def _pixel(br, board, chip):
                  ' return [d[0], d[1], d[2]]; })()' % (board, chip, chip))
 
 
+@pytest.mark.slow
 def test_dashboard_in_chromium(tmp_path):
     users = {'alice': auth.hash_password('s3cret', iterations=1000)}
     fleet = FakeFleet(n=20, sites=('north', 'south'), chips_per_board=108)

@@ -60,6 +60,7 @@ def test_gamma_mines_against_test_pool(pool_pair):
             m.stop()
 
 
+@pytest.mark.slow
 def test_s21_failover_and_bad_nonce_chip(pool_pair):
     main, backup = pool_pair
     with start_sim('S21', time_scale=1, faults=['bad-nonces:board=1,chip=7']) as sim:
