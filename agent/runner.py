@@ -507,13 +507,15 @@ class Agent:
         last_apply = 0.0
         while not self._wd_stop.wait(period_s):
             now = self.clock.monotonic()
-            first = self.watchdog.check(now) == 'trip'
-            if first or (self.watchdog.expired(now) and time.monotonic() - last_apply >= 1.0):
-                # Hardware first, words after: logging may block on the same handler lock
-                # the stalled thread holds. Repeated every second while the stall lasts.
+            if not self.watchdog.expired(now):
+                continue
+            if not self.watchdog.tripped or time.monotonic() - last_apply >= 1.0:
+                # Hardware first, then the trip count, then words: logging may block on the
+                # same handler lock the stalled thread holds. Repeated every second while the
+                # stall lasts.
                 sent = self.safe_writer.apply()
                 last_apply = time.monotonic()
-                if first:
+                if self.watchdog.check(now) == 'trip':
                     log.critical('control loop stalled for %.1f s: %s', self.watchdog.stalled_s(now),
                                  'safe-state frames sent (boards off, fans 100 %)' if sent else
                                  'writing the safe state FAILED')
