@@ -5,7 +5,7 @@ ratios 0..1; efficiency in the trade's joules per terahash). Labels: site, rig, 
 (and chip for the opt-in per-chip metrics, 324 series per S21: off by default).
 """
 
-from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 GHS = 1e9
@@ -32,6 +32,7 @@ class FleetCollector:
         yield from self._sites(rows, totals)
         yield from self._rigs(rows)
         yield from self._boards(rows)
+        yield from self._pools(rows)
         if self.chips:
             yield from self._chips(rows)
 
@@ -98,6 +99,23 @@ class FleetCollector:
                     if isinstance(v, (int, float)) and not isinstance(v, bool):
                         fam.add_metric(lab, v * scale)
         return [f[2] for f in fams]
+
+    def _pools(self, rows):
+        """Stratum pools of rigs that run the work path (telemetry `pools`)."""
+        up = _g('hashpilot_rig_pool_up', '1 while the rig mines on this pool', RIG_LABELS + ['pool'])
+        shares = CounterMetricFamily('hashpilot_rig_pool_shares', 'Shares since the agent started',
+                                     labels=RIG_LABELS + ['pool', 'result'])
+        for r in rows:
+            rig = self.state.rig(r['key'])
+            for p in ((rig.tel if rig is not None else None) or {}).get('pools') or ():
+                if not isinstance(p, dict):
+                    continue
+                lab = [r['site'], r['rig'], r.get('model') or '', str(p.get('url'))]
+                up.add_metric(lab, 1 if p.get('connected') and p.get('state') == 'up' else 0)
+                for key in ('accepted', 'rejected', 'stale'):
+                    if isinstance(p.get(key), int):
+                        shares.add_metric(lab + [key], p[key])
+        return [up, shares]
 
     def _chips(self, rows):
         fams = (('temp_c', 1, _g('hashpilot_chip_temperature_celsius', 'Die temperature', CHIP_LABELS)),

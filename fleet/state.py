@@ -89,16 +89,28 @@ def _worst_safety(boards):
     return worst[1] if worst else None
 
 
+def _short_url(url):
+    url = str(url or '')
+    if '://' in url:
+        url = url.split('://', 1)[1]
+    return url.split('/')[0]
+
+
 def pool_text(tel):
-    """Pool state when the agent reports one (added later to telemetry); None when absent."""
+    """Pool state when telemetry carries it (the work path's `pools`), None when absent:
+    the pool mined on now (or the first), as 'state host'."""
+    pools = tel.get('pools') if tel else None
+    if isinstance(pools, list) and pools:
+        maps = [p for p in pools if isinstance(p, dict)]
+        if not maps:
+            return None
+        cur = next((p for p in maps if p.get('connected')), maps[0])
+        return ('%s %s' % (cur.get('state') or '?', _short_url(cur.get('url')))).strip()
     pool = tel.get('pool') if tel else None
     if pool is None:
         return None
     if isinstance(pool, dict):
-        for key in ('state', 'status', 'url', 'name'):
-            if pool.get(key) is not None:
-                return str(pool[key])
-        return 'yes'
+        return str(pool.get('state') or pool.get('url') or 'yes')
     return str(pool)
 
 

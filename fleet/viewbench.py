@@ -112,7 +112,9 @@ def main(argv=None):
     from fleet import bench
     from fleet import state as fstate
     from fleet.client import FleetClient
-    b = bench.Bench(argparse.Namespace())
+    bp = argparse.ArgumentParser()
+    bench.add_arguments(bp)
+    b = bench.Bench(bp.parse_args([]))     # the bench's defaults: one local Mosquitto
     b.start_broker()
     st = fstate.FleetState()
     fc = FleetClient(st, '127.0.0.1:%d' % b.port).start()

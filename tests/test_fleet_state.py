@@ -77,8 +77,20 @@ def test_stale_history_and_detail():
 
 
 def test_pool_shown_when_present():
-    tel = {'hashrate_ghs': 1.0, 'boards': [], 'pool': {'state': 'alive', 'url': 'x'}}
-    assert fstate.pool_text(tel) == 'alive'
+    st = fstate.FleetState(clock=lambda: 1000.0)
+    s = payloads.new_session()
+    status = dict(_status(1000.0, 50.0), pools=[
+        {'index': 0, 'url': 'stratum+tcp://main.pool.example:3333', 'state': 'down', 'connected': False,
+         'accepted': 1, 'rejected': 0, 'stale': 0},
+        {'index': 1, 'url': 'stratum+tcp://backup.example:3333', 'state': 'up', 'connected': True,
+         'accepted': 5, 'rejected': 1, 'stale': 0}])
+    tel = payloads.build_telemetry(status, s, ts_ms=10 ** 12)
+    _feed(st, 'a', 'r', 'telemetry', tel)
+    assert st.rows()[0]['pool'] == 'up backup.example:3333'
+    from fleet import metrics
+    text = metrics.exposition(metrics.registry_for(st))[0].decode()
+    assert 'hashpilot_rig_pool_up{model="",pool="stratum+tcp://backup.example:3333",rig="r",site="a"} 1.0' in text
+    assert 'pool="stratum+tcp://main.pool.example:3333",result="accepted",rig="r",site="a"} 1.0' in text
     assert fstate.pool_text({'boards': []}) is None
 
 
