@@ -10,6 +10,7 @@
 #   make package      firmware tarball build/out/hashpilot-<version>-<arch>.tar.gz (+ verification)
 #   make bench        benchmark figures (UART sweep, binary size and start-up)
 #   make mpy-heap     MicroPython agent: heap over a simulated hour (256 KB), .mpy size
+#   make bench-operator  curtail 8 simulated rigs; watch/dashboard figures at 5 000 rigs
 # Variables: PYTHON (default python3), ARCH (package architecture, default this machine),
 #            MODE (package binary: onedir (default) or onefile), ARM (build-arm: armhf|aarch64).
 
@@ -21,7 +22,7 @@ ARM ?= armhf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.hashpilot-setup
 
-.PHONY: mpy-heap bench-fleet fuzz-api setup setup-demo test test-fast demo build build-armhf build-arm build-aarch64 package bench clean-build
+.PHONY: bench-operator mpy-heap bench-fleet fuzz-api setup setup-demo test test-fast demo build build-armhf build-arm build-aarch64 package bench clean-build
 
 setup: $(STAMP)
 
@@ -98,6 +99,12 @@ fuzz-api: setup
 # failover under 20 000 rigs (docs/fleet-scale.md)
 bench-fleet: setup
 	HASHPILOT_BENCH_FLEET=1 nice -n 10 $(VENV)/bin/python -m pytest -q -s -m slow tests/test_fleet_bench.py tests/test_fleet_cluster.py
+
+# operator tools, long form: curtail a site of 8 simulated rigs with their own seeds (reference
+# curves from the oracle), then the watch/dashboard figures at 5 000 rigs (docs/fleet.md)
+bench-operator: setup
+	HP_CURTAIL_RIGS=8 nice -n 10 $(VENV)/bin/python -m pytest -q -s -m slow tests/test_fleet_curtail.py -k bigger
+	nice -n 10 $(VENV)/bin/python -m fleet.viewbench --rigs 5000 --chromium
 
 # MicroPython agent: an hour of simulated time on a simulated Gamma under a 256 KB heap (about
 # 2 minutes), then the .mpy size of the agent (docs/micropython.md)

@@ -283,10 +283,7 @@ class FleetState:
         with self.lock:
             rigs = list(self.rigs.values())
             out = [self._full_row(r, now_s) for r in rigs if site is None or r.site == site]
-        if text:
-            t = text.lower()
-            out = [row for row in out if t in _haystack(row)]
-        return sort_rows(out, sort, reverse)
+        return sort_rows(filter_rows(out, text), sort, reverse)
 
     def site_totals(self, now_s=None, rows=None):
         """site -> {'rigs', 'online', 'ths', 'w', 'jth', 'alarms'} (online rigs' sums)."""
@@ -362,6 +359,14 @@ SORT_KEYS = ('key', 'ths', 'w', 'jth', 'hot_c', 'fan_pct', 'age_s', 'alarms', 'l
 def _haystack(row):
     return ' '.join(str(row.get(k) or '') for k in ('key', 'model', 'safety', 'tuner', 'link', 'pool')
                     ).lower() + ' ' + ' '.join(row['alarms']).lower()
+
+
+def filter_rows(rows, text):
+    """Rows whose rig, model, safety, tuner, link, pool or alarm ids contain `text`."""
+    if not text:
+        return rows
+    t = text.lower()
+    return [row for row in rows if t in _haystack(row)]
 
 
 def sort_rows(rows, sort='key', reverse=False):

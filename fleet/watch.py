@@ -186,6 +186,8 @@ class WatchApp(App):
         self.cursor = 0
         self.first = 0
         self.rows = []
+        self.all_rows = None
+        self.totals = {}
         self.last_redraw_s = 0.0    # how long the last redraw took (the 5 000-rig figure)
 
     def compose(self) -> ComposeResult:
@@ -207,11 +209,17 @@ class WatchApp(App):
     def page_rows(self):
         return max(1, self.query_one('#table', Static).size.height - 1)
 
-    def redraw(self):
+    def redraw(self, snapshot=True, resort=True):
+        """snapshot: take the state's rows again (the timer, a new site); resort: filter and sort
+        them again (sort, reverse, filter keys); a cursor move only draws the window."""
         t0 = time.perf_counter()
-        self.rows = self.state.rows(site=self.site, text=self.text, sort=self.sort, reverse=self.reverse)
-        all_rows = self.state.rows(site=self.site) if self.text else self.rows
-        totals = self.state.site_totals(rows=all_rows)
+        if snapshot or self.all_rows is None:
+            self.all_rows = self.state.rows(site=self.site)
+            self.totals = self.state.site_totals(rows=self.all_rows)
+            resort = True
+        if resort:
+            rows = fstate.filter_rows(self.all_rows, self.text)
+            self.rows = fstate.sort_rows(rows, self.sort, self.reverse)
         self.cursor = max(0, min(self.cursor, len(self.rows) - 1))
         page = self.page_rows()
         if self.cursor < self.first:
@@ -219,24 +227,24 @@ class WatchApp(App):
         elif self.cursor >= self.first + page:
             self.first = self.cursor - page + 1
         self.query_one('#totals', Static).update(render_totals(
-            totals, len(self.rows), len(all_rows), self.sort, self.reverse, self.text, self.site))
+            self.totals, len(self.rows), len(self.all_rows), self.sort, self.reverse, self.text, self.site))
         self.query_one('#table', Static).update(render_rows(self.rows, self.first, page, self.cursor, self.sort))
         self.last_redraw_s = time.perf_counter() - t0
 
     def action_move(self, n):
         self.cursor = max(0, min(len(self.rows) - 1, self.cursor + int(n)))
-        self.redraw()
+        self.redraw(snapshot=False, resort=False)
 
     def action_page(self, n):
         self.action_move(int(n) * self.page_rows())
 
     def action_sort(self):
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self.redraw()
+        self.redraw(snapshot=False)
 
     def action_reverse(self):
         self.reverse = not self.reverse
-        self.redraw()
+        self.redraw(snapshot=False)
 
     def action_next_site(self):
         sites = sorted(set(r.site for r in list(self.state.rigs.values())))
@@ -262,7 +270,7 @@ class WatchApp(App):
         event.input.disabled = True
         self.set_focus(None)
         self.cursor = 0
-        self.redraw()
+        self.redraw(snapshot=False)
 
     def action_open(self):
         if self.rows:
