@@ -131,6 +131,7 @@ def _run(tmp_path, specs, cap_frac, curves, follow_restore=True):
             site.close()
 
 
+@pytest.mark.slow
 def test_curtail_small_site(tmp_path):
     for model in ('S21', 'S19JPRO'):
         check_shipped_curve(model)

@@ -68,6 +68,7 @@ def _pixel(br, board, chip):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_dashboard_in_chromium(tmp_path):
     users = {'alice': auth.hash_password('s3cret', iterations=1000)}
     fleet = FakeFleet(n=20, sites=('north', 'south'), chips_per_board=108)
