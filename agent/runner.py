@@ -254,6 +254,8 @@ class Agent:
         self.tune.register_commands(self.commands)
         self.commands.register('identify', commands.validate_identify, self._identify)
         self.commands.register('rebirth', commands.no_args, self._rebirth)
+        if self.work is not None:
+            self.work.register_commands(self.commands)   # switch_pool
         self.started_wall = time.monotonic()
         self.identify_until_s = None
         self.published = 0

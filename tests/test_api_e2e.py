@@ -27,6 +27,8 @@ from tests.agentproc import AgentProcess, Recorder
 from tests.broker import Broker
 from tests.simproc import start_sim
 
+pytestmark = [pytest.mark.e2e]
+
 FUZZ_N = int(os.environ.get('HASHPILOT_API_FUZZ_N', '300'))
 PORT = 4028
 

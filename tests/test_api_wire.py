@@ -259,3 +259,18 @@ def test_pools_from_the_stratum_status():
     assert p1['URL'] == 'stratum+tcp://b.example:3333' and p1['Stratum URL'] == 'b.example'
     assert reply_json('{"command":"summary"}', state=make_state(pools=pools))['SUMMARY'][0]['Accepted'] == 75
     assert pools_from_status(None) == []
+
+
+def test_switch_pool_command_through_the_registry():
+    from agent import commands
+    from agent.stratum.client import PoolManager
+    from agent.work.wiring import register_switch_pool
+    pm = PoolManager([{'url': 'stratum+tcp://a.example:3333', 'user': 'w', 'password': 'x'},
+                      {'url': 'stratum+tcp://b.example:3333', 'user': 'w', 'password': 'x'}])
+    reg = commands.Registry()
+    register_switch_pool(reg, pm)
+    bad = reg.submit('switch_pool', {'pool': 2}, source='api')
+    assert not bad['ok'] and '0..1' in bad['error'] and pm.preferred is None
+    assert not reg.submit('switch_pool', {'pool': True}, source='api')['ok']
+    ok = reg.submit('switch_pool', {'pool': 1}, source='api')
+    assert ok['ok'] and ok['result']['url'] == 'stratum+tcp://b.example:3333' and pm.preferred == 1

@@ -10,6 +10,7 @@ mines as `acct.r7`); a user with a dot is used as written. Passwords come from `
 import json
 import logging
 
+from agent import commands
 from agent.config import ConfigError
 from agent.stratum.client import PoolError, PoolManager
 from agent.work.engine import WorkEngine
@@ -82,6 +83,9 @@ class AgentWork:
         self.scheduler.add_timer(self.engine.check_pools, now)
         self.pools.start()
 
+    def register_commands(self, registry):
+        register_switch_pool(registry, self.pools)
+
     def get_status(self):
         return self.engine.get_status()
 
@@ -90,6 +94,25 @@ class AgentWork:
 
     def stop(self):
         self.pools.stop()
+
+
+def validate_switch_pool(body, ctx):
+    """switch_pool {pool: 0..n-1}: mine on that pool first (cgminer's switchpool)."""
+    err = commands.check_keys(body, ('pool',))
+    if err:
+        return None, err
+    n = ctx.get('pools', 0)
+    pool = body.get('pool')
+    if not commands.integer(pool) or not 0 <= pool < n:
+        return None, 'pool must be an integer 0..%d' % (n - 1)
+    return {'pool': pool}, None
+
+
+def register_switch_pool(registry, pools):
+    def switch(args):
+        pools.switch_to(args['pool'])
+        return {'pool': args['pool'], 'url': pools.pools[args['pool']]['url']}
+    registry.register('switch_pool', validate_switch_pool, switch, {'pools': len(pools.pools)})
 
 
 def build(cfg, rig, scheduler, clock, on_event):
