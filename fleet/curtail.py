@@ -76,7 +76,7 @@ class Tracker:
 
 class Curtailer:
     def __init__(self, state, client, site, cap_w, policy='efficiency', ramp_s=300.0, margin_pct=1.0,
-                 log=None):
+                 log=None, result_s=RESULT_S, tries=TRIES):
         self.state = state
         self.client = client
         self.site = site
@@ -85,8 +85,11 @@ class Curtailer:
         self.ramp_s = ramp_s
         self.margin_pct = margin_pct
         self.log = log or (lambda text: None)
+        self.result_s = result_s
+        self.tries = tries
         self.tracker = Tracker(state, site)
         self.rigs = {}          # key -> record (see plan)
+        self.alloc_input = []   # the rigs as fleet/allocate sees them (re-planned on escalation)
 
     # -- discovery and plan ----------------------------------------------------------------------
     def discover(self, wait_s=30.0, expect=None):
@@ -146,21 +149,20 @@ class Curtailer:
                 else:
                     rec['error'] = res.get('error')
                     self.escalate(rec, 'refused: %s' % res.get('error'), now)
-            elif now - rec['sent_s'] > RESULT_S:
-                if rec['tries'] < TRIES:
-                    self.log('%s: no cmd/result after %.0f s, sending again' % (rec['key'], RESULT_S))
+            elif now - rec['sent_s'] > self.result_s:
+                if rec['tries'] < self.tries:
+                    self.log('%s: no cmd/result after %.0f s, sending again' % (rec['key'], self.result_s))
                     self.send(rec, now)
                 else:
-                    self.escalate(rec, 'no answer after %d tries' % TRIES, now)
+                    self.escalate(rec, 'no answer after %d tries' % self.tries, now)
 
     def escalate(self, rec, why, now):
         """The rig cannot be moved: take its power as it is, the others give the difference."""
         self.log('%s escalated: %s' % (rec['key'], why))
         rec['status'] = 'escalated'
         rec['why'] = why
-        fixed = self.measured_w(rec['key']) or rec['before_w']
-        others = [a for a in getattr(self, 'alloc_input', []) if self.rigs[a['key']]['status'] != 'escalated']
-        if not others:
+        others = [a for a in self.alloc_input if self.rigs[a['key']]['status'] != 'escalated']
+        if not others or self.cap_w is None:     # restoring: nothing to re-plan
             return
         budget = self.cap_w * (1.0 - self.margin_pct / 100.0) - sum(
             self.measured_w(k) or r['before_w'] for k, r in self.rigs.items() if r['status'] == 'escalated')
@@ -174,7 +176,6 @@ class Curtailer:
             if round(w) < other['target_w'] - 1:
                 other['target_w'] = round(w)
                 self.send(other, now)
-        del fixed
 
     # -- following -------------------------------------------------------------------------------
     def measured_w(self, key, n=SAMPLES):
@@ -190,16 +191,20 @@ class Curtailer:
         return len(done) >= 2 and s[-1]['tuner'] == 'done'
 
     def site_w(self):
+        """Measured site power: online rigs, and stale ones at their last power (a rig whose
+        telemetry stopped without a Will may still draw it); rigs that sent their Will: 0."""
         total = 0.0
         for row in self.state.rows(site=self.site):
-            if row['link'] == 'online':
+            if row['link'] in ('online', 'stale'):
                 total += self.measured_w(row['key'], 3) or row.get('w') or 0.0
         return total
 
     def _comply(self, now):
         for rec in self.rigs.values():
             if rec['status'] == 'accepted' and self.tuned(rec):
-                w = self.measured_w(rec['key'], 3)
+                done = [x['w'] for x in self.tracker.recent(rec['key'], rec['accepted_s'])
+                        if x['tuner'] == 'done' and x['w'] is not None][-3:]
+                w = sum(done) / len(done) if done else None
                 if w is not None and w > rec['target_w'] * (1 + OVER_PCT / 100.0):
                     self.escalate(rec, 'holds %.0f W over its %d W target' % (w, rec['target_w']), now)
 
