@@ -51,9 +51,10 @@ mqtt {
   listen: 127.0.0.1:%(mqtt)d
   # QoS 1 messages, sessions and retained messages replicated on all three nodes
   stream_replicas: 3
-  # a consumer may be slow or restarting: this many unacknowledged messages per subscription
+  # a consumer may be slow or restarting: this many unacknowledged messages per subscription;
+  # a delivery lost with a node comes again after ack_wait (the consumer drops duplicates)
   max_ack_pending: 65535
-  ack_wait: "30s"
+  ack_wait: "10s"
 }
 '''
 
