@@ -93,27 +93,46 @@ class NatsCluster:
         return self
 
     def wait_ready(self, timeout_s=60.0, nodes=None):
-        """Every (given) node's MQTT port accepts an MQTT session (needs a JetStream leader)."""
-        from fleet import mqttwire as W
+        """Every (given) node takes an MQTT session and a QoS 1 subscription (JetStream ready)."""
         end = time.monotonic() + timeout_s
         todo = list(nodes if nodes is not None else range(len(self.procs)))
         while todo:
             i = todo[0]
             if self.procs[i].poll() is not None:
                 raise RuntimeError('nats-server n%d exited: %s' % (i, self.log_tail(i)))
-            try:
-                with socket.create_connection(('127.0.0.1', self.mqtt_ports[i]), timeout=5) as s:
-                    s.sendall(W.connect('hp-ready-%d' % i, version=4, clean=True, keepalive_s=10))
-                    s.settimeout(5)
-                    data = s.recv(4)
-                    if len(data) >= 4 and data[0] >> 4 == W.CONNACK and data[3] == 0:
-                        todo.pop(0)
-                        continue
-            except OSError:
-                pass
+            if self._probe(i):
+                todo.pop(0)
+                continue
             if time.monotonic() > end:
                 raise RuntimeError('nats cluster not ready: %s' % self.log_tail(i))
             time.sleep(0.2)
+
+    def _probe(self, i):
+        from fleet import mqttwire as W
+        try:
+            with socket.create_connection(('127.0.0.1', self.mqtt_ports[i]), timeout=5) as s:
+                s.settimeout(10)
+                s.sendall(W.connect('hp-ready-%d' % i, version=4, clean=True, keepalive_s=10))
+                sp = W.Splitter()
+                packets = []
+                while not packets:
+                    data = s.recv(4096)
+                    if not data:
+                        return False
+                    packets = sp.feed(data)
+                if packets[0][0] != W.CONNACK or W.parse_connack(packets[0][2])[1] != 0:
+                    return False
+                s.sendall(W.subscribe(1, [('hp/ready/%d' % i, 1)], version=4))
+                while True:
+                    for ptype, _flags, body in packets[1:]:
+                        if ptype == W.SUBACK:
+                            return body[2:3] == b'\x01'
+                    data = s.recv(4096)
+                    if not data:
+                        return False
+                    packets = [None] + sp.feed(data)
+        except (OSError, ValueError):
+            return False
 
     def kill(self, i):
         p = self.procs[i]

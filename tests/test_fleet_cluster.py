@@ -36,3 +36,61 @@ def test_cluster_twenty_thousand_rigs_node_killed():
     for kind in ('telemetry', 'chips'):
         assert rep['loss'][kind]['lost'] == 0
     assert rep['storm']['outage_max_s'] <= 30
+
+
+def test_real_agent_link_fails_over_between_cluster_nodes(tmp_path):
+    """The agent's own MqttLink (paho, MQTT 3.1.1) on node 0 with nodes 1 and 2 as failover: node 0
+    is killed, the link moves on, its outbox replays, a consumer on node 2 gets every seq."""
+    import queue
+    import subprocess
+    import sys
+    import time
+
+    from agent.mqtt_link import MqttLink
+    from fleet.cluster import NatsCluster
+    from mqtt_schema import payloads
+
+    status = {'state': 'running', 'boards': [{'index': 0, 'chips': [
+        {'temp_c': 60.5, 'freq_mhz': 525.0, 'hashrate_ghs': 1070.0, 'err_pct': 0.1, 'state': 'ok'}]}]}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with NatsCluster() as cl:
+        b = cl.brokers()
+        seen = str(tmp_path / 'c.seen')
+        ready = str(tmp_path / 'ready')
+        cons = subprocess.Popen([sys.executable, '-m', 'fleet.ingest', '--broker', b[2], '--broker', b[1],
+                                 '--protocol', '311', '--client-id', 'agent-check', '--sites', 'cl',
+                                 '--seen', seen, '--ready-file', ready, '--report', str(tmp_path / 'r.json'),
+                                 '--idle-exit-s', '6'], cwd=root, env=dict(os.environ, PYTHONPATH=root))
+        end = time.monotonic() + 30
+        while not os.path.exists(ready):
+            assert cons.poll() is None and time.monotonic() < end
+            time.sleep(0.05)
+        host, port = b[0].split(':')
+        link = MqttLink({'site': 'cl', 'rig': 'r1', 'host': host, 'port': int(port), 'protocol': 311,
+                         'failover': b[1:], 'state_dir': str(tmp_path / 'ob'),
+                         'backoff_min_s': 0.5, 'backoff_max_s': 2.0}, queue.Queue())
+        link.start()
+        end = time.monotonic() + 20
+        while not link.is_connected():
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        sent = 60
+        for i in range(sent):
+            if i == 15:
+                cl.kill(0)
+            link.publish('telemetry', payloads.build_telemetry(status, link.session))
+            time.sleep(0.25)
+        end = time.monotonic() + 60
+        while link.get_status()['queued'] and time.monotonic() < end:
+            time.sleep(0.2)
+        st = link.get_status()
+        link.stop(drain_s=2.0)
+        cons.wait(60)
+    from fleet.ingest import load_seen
+    got, _lat, _lts = load_seen(seen)
+    seqs = set()
+    for key, arr in got.items():
+        if key.endswith('|' + link.session['boot_id']) and '/telemetry' in key:
+            seqs.update(arr)
+    assert st['failovers'] >= 1 and st['broker'] != b[0]
+    assert seqs == set(range(1, sent + 1))
