@@ -5,10 +5,11 @@ Family facts come from hal/families.py (no per-chip branches); every frequency p
 HardwareLimits; rates are computed in physics seconds of the injected Clock.
 """
 
+import bisect
 import logging
 import time
 
-from hal import codec, families, pll
+from hal import bringup, codec, families, pll
 from hal.clock import Clock
 from hal.framer import ResponseFramer
 from hal.pipeline import ReadPipeline
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 
 RAMP_STEP_MHZ = 6.25
 RAMP_STEP_S = 0.1          # physics seconds between PLL steps
-BAUD_DRAIN_S = 0.06        # let TX drain after the baud write before moving the host UART
+RESET_FREQ_MHZ = 50.0      # ASSUMED chip PLL after reset: factory ramps start at 56.25 MHz
+RECENT_NONCES = 4096       # duplicate-nonce detection window
 DEFAULT_TICKET_BITS = 8
 COUNTER_WINDOW_S = 1.0     # difference counters over at least this (physics) time
 DEAD_AFTER = 3             # polls without any answer before a chip is marked dead
@@ -84,6 +86,13 @@ class ChainDriver:
         self.ticket_bits = None
         self.last_read_stats = {}
         self.nonce_sink = None     # fn(driver, chip or None, decoded): the work path checks nonces
+        self.nonces_duplicate = 0
+        self._recent = {}
+        self._recent_order = []
+        self.offsets = []          # sorted (0x0C offset, chip) when the family splits by offset
+        self.die_temp_fn = None    # () -> die temperature from the board (families reading the
+                                   # die diode through an external sensor, e.g. BM1370 + 0x54)
+        self.trace = None          # list: (tag, frame) of every frame sent (dry runs)
         # BM1368-class nonces carry the chip address; compare it with our addresses.
         self._layout = family['nonce_layout'] if family else None
 
@@ -95,16 +104,34 @@ class ChainDriver:
 
     def _on_nonce(self, d):
         self.nonces += 1
+        key = (d.get('nonce'), d.get('header'), d.get('version'))
+        if key in self._recent:
+            self.nonces_duplicate += 1      # the same work done twice (overlapping slices)
+        else:
+            self._recent[key] = True
+            self._recent_order.append(key)
+            if len(self._recent_order) > RECENT_NONCES:
+                self._recent.pop(self._recent_order.pop(0), None)
         addr = d.get('chip_addr')
         chip = self.by_addr.get(addr) if addr is not None else None
-        if chip is None and addr is None and len(self.chips) == 1:
-            chip = self.chips[0]        # layout without an address: only one chip it can be
+        if chip is None and addr is None:
+            chip = self._chip_by_offset(d.get('nonce'))
         if chip is None:
             self.nonces_unattributed += 1
         else:
             chip.nonces += 1
         if self.nonce_sink is not None:
             self.nonce_sink(self, chip, d)
+
+    def _chip_by_offset(self, nonce):
+        """Chip whose 0x0C range holds the nonce (counter bits 24..9), for layouts without a
+        chip address; the only chip when there is one."""
+        if len(self.chips) == 1:
+            return self.chips[0]
+        if not self.offsets or nonce is None:
+            return None
+        k = bisect.bisect_right([o for o, _ in self.offsets], (nonce >> 9) & 0xFFFF) - 1
+        return self.offsets[k][1] if k >= 0 else None
 
     def _on_stray(self, d):
         self.stray_answers += 1
@@ -114,13 +141,33 @@ class ChainDriver:
             raise ChainError('no HardwareLimits given; refusing to change frequency')
         return self.limits
 
-    def write(self, reg, value, chip_addr=None):
+    def send(self, frame, tag=None):
+        if self.trace is not None:
+            self.trace.append((tag, frame))
+        self.transport.write(frame)
+
+    def write(self, reg, value, chip_addr=None, tag=None):
         """Write a register of one chip (chip_addr) or of every chip (None: broadcast)."""
         if chip_addr is None:
             frame = codec.write_reg(reg, value, 0, broadcast=True)
         else:
             frame = codec.write_reg(reg, value, chip_addr)
-        self.transport.write(frame)
+        self.send(frame, tag)
+
+    def pause(self, seconds):
+        time.sleep(seconds)
+
+    def rolling_written(self, value):
+        """After a 0xA4 write: answers are 11 bytes from now on when it enables rolling."""
+        flen = families.response_len(self.family, bool(value & 0x80000000))
+        if flen != self.framer.frame_len:
+            self._wait_wire(11 * 3)
+            self.transport.discard_input()
+            self.framer.buf = bytearray()
+            self.framer.set_frame_len(flen)
+
+    def _steps(self, part, ctx=None):
+        bringup.run(self, bringup.split(self.family)[part], ctx or {})
 
     # -- enumeration and addressing --------------------------------------------------------
     def enumerate(self, silence_s=1.0, max_s=30.0, try_bauds=()):
@@ -149,7 +196,9 @@ class ChainDriver:
         earlier run answer in 11 bytes); the length that yields more chip IDs wins.
         """
         self.transport.discard_input()
-        self.transport.write(codec.read_reg(families.REG_CHIP_ID, 0, broadcast=True))
+        if self.family is not None:
+            self._steps(0)           # the family's writes before the scan (version rolling)
+        self.send(codec.read_reg(families.REG_CHIP_ID, 0, broadcast=True), 'scan')
         # Silence means no chip-ID answer: hashing chips keep sending nonces meanwhile.
         framers = {9: ResponseFramer(9), 11: ResponseFramer(11)}
         ids = {9: [], 11: []}
@@ -192,13 +241,25 @@ class ChainDriver:
                             fam['name'], self.family['name'])
         return ids
 
+    def assume_chips(self, count):
+        """Dry runs: take `count` chips of the driver's family as found, without a scan."""
+        self.chips = [Chip(i, self.family['chip_id']) for i in range(count)]
+        self.by_addr = {}
+
     def assign_addresses(self, rule=None):
-        """Chain inactive, then one set-address per chip (first unaddressed chip takes it)."""
+        """The family's steps from the scan to the set-address loop: chain inactive, then one
+        set-address per chip (the first unaddressed chip takes it), with the family's broadcast
+        writes where its real driver sends them."""
         if not self.chips:
             raise ChainError('no chips enumerated')
-        rule = rule or self.address_rule
+        self.address_rule = rule or self.address_rule
+        self._steps(1, {'ticket_bits': self.ticket_bits if self.ticket_bits is not None
+                        else DEFAULT_TICKET_BITS})
+        return [c.addr for c in self.chips]
+
+    def send_addresses(self):
+        rule = self.address_rule
         step = families.address_interval(len(self.chips), rule)
-        self.transport.write(codec.chain_inactive())
         out = bytearray()
         addrs = []
         for chip in self.chips:
@@ -206,9 +267,8 @@ class ChainDriver:
             chip.addr = addr
             addrs.append(addr)
             out += codec.set_address(addr)
-        self.transport.write(bytes(out))
+        self.send(bytes(out), 'address')
         self.by_addr = dict((c.addr, c) for c in self.chips)
-        self.address_rule = rule
         # Give the writes time to reach every chip before anything is read back.
         self._wait_wire(len(out) + 7)
         return addrs
@@ -250,7 +310,10 @@ class ChainDriver:
 
     # -- init ------------------------------------------------------------------------------
     def init(self, freq_mhz=None, ticket_bits=DEFAULT_TICKET_BITS, baud=None):
-        """Family init sequence (docs/protocol-notes.md), PLL ramp to freq_mhz, optional baud."""
+        """The rest of the family's bring-up after addressing (hal/families.py 'bringup'):
+        per-chip core setup, ticket mask, PLL ramp to freq_mhz, hash-counting number, nonce
+        offsets, temperature sensor, optional baud switch. The chips are taken to start from
+        their reset clock, as real drivers do after the chain's reset."""
         fam = self.family
         if fam is None or not self.chips or self.chips[0].addr is None:
             raise ChainError('enumerate and assign addresses before init')
@@ -262,44 +325,25 @@ class ChainDriver:
         if baud is not None and baud != self.transport.baud and baud not in fam['fast_bauds']:
             raise ChainError('%s cannot switch to %d baud (supported: %s)'
                              % (fam['name'], baud, sorted(fam['fast_bauds']) or 'none'))
-        # Power-on misc control value: clean state of the core/UART control bits.
-        self.write(families.REG_MISC_CONTROL, 0x0000C100)
-        self.write(families.REG_TICKET_MASK, families.ticket_mask_value(ticket_bits))
-        self.ticket_bits = ticket_bits
-        if fam['version_rolling']:
-            self.write(families.REG_VERSION_ROLLING, families.VERSION_ROLLING_ON)
-            self._wait_wire(11 * 3)
-            # Every answer from now on is 11 bytes; drop what the chips sent before.
-            self.transport.discard_input()
-            self.framer.buf = bytearray()
-            self.framer.set_frame_len(families.response_len(fam, True))
-        if fam['die_temp']:
-            self.write(families.REG_TEMP_ENABLE, 0x80000000)
-        # Learn the frequency the chips run at now, so the ramp starts there.
-        res = self.read_registers([(c.addr, families.REG_PLL0) for c in self.chips])
         for c in self.chips:
-            v = res.get((c.addr, families.REG_PLL0))
-            c.freq_mhz = pll.decode(fam, v) if v is not None else None
-        known = [c.freq_mhz for c in self.chips if c.freq_mhz is not None]
-        for c in self.chips:
-            if c.freq_mhz is None and known:
-                c.freq_mhz = min(known)     # silent chip: ramp it like the slowest one
-        self.set_frequency(freq_mhz, ramp=True)
-        if baud is not None and baud != self.transport.baud:
-            self.set_baud(baud)
+            if c.freq_mhz is None:
+                c.freq_mhz = RESET_FREQ_MHZ
+        self.offsets = []
+        self._steps(2, {'freq_mhz': freq_mhz, 'ticket_bits': ticket_bits, 'baud': baud})
+        self.offsets = sorted(self.offsets, key=lambda oc: oc[0])
         self.initialised = True
         return self.get_status()
 
     def set_baud(self, baud):
-        """Switch chips (0x28, broadcast at the old rate) and then the host UART."""
+        """Switch chips (the family's baud register, broadcast at the old rate), then the host."""
         fam = self.family
         value = fam['fast_bauds'].get(baud)
         if value is None and baud != families.RESET_BAUD:
             raise ChainError('%s has no register value for %d baud' % (fam['name'], baud))
         if value is None:
             raise ChainError('switching back to the reset rate needs a chip reset')
-        self.write(families.REG_UART_BAUD, value)
-        self._wait_wire(11, BAUD_DRAIN_S)
+        self.write(fam['baud_reg'], value, None, tag='baud')
+        self._wait_wire(11, bringup.BAUD_DRAIN_S)
         self.transport.set_baud(baud)
         self.transport.discard_input()
 
@@ -319,12 +363,19 @@ class ChainDriver:
         return pll.solve(self.family, mhz)['freq_mhz'] if not done else list(done.values())[0]
 
     def set_frequencies(self, plan, ramp=True):
-        """Move each chip in plan {addr: mhz} to its own target, all ramping together.
+        """Move each chip in plan {addr: mhz} to its own target, all ramping together, then
+        rewrite 0x10 for the new clocks. Returns {addr: realised MHz}."""
+        done = self._ramp(plan, ramp)
+        self.write_hcn(list(done))
+        return done
 
-        Every target passes HardwareLimits before anything is sent. One write batch per 100 ms
-        step carries every chip still moving (a broadcast when the whole chain moves in step),
-        then 0x10 is rewritten per chip. Returns {addr: realised MHz}.
-        """
+    def ramp_all(self, mhz):
+        self._ramp(dict((c.addr, mhz) for c in self.chips), True)
+
+    def _ramp(self, plan, ramp=True):
+        """PLL writes only: every target passes HardwareLimits before anything is sent. One
+        write batch per 100 ms step carries every chip still moving (a broadcast when the whole
+        chain moves in step)."""
         lim = self._limits()
         fam = self.family
         for mhz in plan.values():
@@ -351,41 +402,40 @@ class ChainDriver:
         same = len(sel) == len(self.chips) and len(set(tuple(p) for p in plans.values())) == 1
         nsteps = max(len(p) for p in plans.values())
         for k in range(nsteps):
-            if same:
-                step = pll.solve(fam, plans[sel[0].addr][k])
-                self.write(families.REG_PLL0, step['reg'])
-                for c in sel:
-                    c.freq_mhz = step['freq_mhz']
-                nbytes = 11
-            else:
-                out = bytearray()
-                for c in sel:
-                    p = plans[c.addr]
-                    if k < len(p):
-                        step = pll.solve(fam, p[k])
-                        out += codec.write_reg(families.REG_PLL0, step['reg'], c.addr)
-                        # Known after every step: a move that fails midway resumes from here.
-                        c.freq_mhz = step['freq_mhz']
-                self.transport.write(bytes(out))
-                nbytes = len(out)
+            out = bytearray()
+            for c in (sel[:1] if same else sel):
+                p = plans[c.addr]
+                if k < len(p):
+                    step = pll.solve(fam, p[k])
+                    out += bringup.pll_frames(fam, step['reg'], None if same else c.addr)
+                    # Known after every step: a move that fails midway resumes from here.
+                    for chip in (sel if same else (c,)):
+                        chip.freq_mhz = step['freq_mhz']
+            self.send(bytes(out), 'ramp')
             if k + 1 < nsteps:
                 self.clock.sleep(RAMP_STEP_S)
             else:
-                self._wait_wire(nbytes)
+                self._wait_wire(len(out))
         done = {}
-        out = bytearray()
         for c in sel:
-            f = pll.solve(fam, plan[c.addr])['freq_mhz']
-            hcn = families.hash_counting_number(fam, f, self.f_nom_mhz or f)
-            out += codec.write_reg(families.REG_HASH_COUNTING, hcn, c.addr)
-            c.freq_mhz = f
+            c.freq_mhz = pll.solve(fam, plan[c.addr])['freq_mhz']
             c.ref = None       # counter window restarts at the new frequency
-            done[c.addr] = f
-        if same:
-            self.write(families.REG_HASH_COUNTING, hcn)   # one broadcast does for the chain
-        else:
-            self.transport.write(bytes(out))
+            done[c.addr] = c.freq_mhz
         return done
+
+    def write_hcn(self, addrs):
+        """0x10 for each chip's realised clock (one broadcast when the whole chain shares it)."""
+        fam = self.family
+        by_addr = dict((c.addr, c) for c in self.chips)
+        n = len(self.chips)
+        words = dict((a, bringup.hcn_for(fam, n, by_addr[a].freq_mhz)) for a in addrs)
+        if len(addrs) == n and len(set(words.values())) == 1:
+            self.write(families.REG_HASH_COUNTING, words[addrs[0]], None, tag='hcn')
+            return
+        out = bytearray()
+        for a in addrs:
+            out += codec.write_reg(families.REG_HASH_COUNTING, words[a], a)
+        self.send(bytes(out), 'hcn')
 
     # -- reads -----------------------------------------------------------------------------
     def read_registers(self, requests, retries=None, no_retry=None):
@@ -409,7 +459,8 @@ class ChainDriver:
         fam = self.family
         if not self.chips or fam is None:
             return self.get_status()
-        regs = [families.REG_TOTAL_HASH, families.REG_ERROR_COUNT]
+        hash_reg = fam['hash_reg']
+        regs = [hash_reg, families.REG_ERROR_COUNT]
         if fam['die_temp']:
             regs.insert(0, families.REG_TEMP_READ)
         reqs = []
@@ -447,14 +498,22 @@ class ChainDriver:
                 if t is not None:
                     c.temp_c = families.temp_c_from_code(t)
                     c.temp_at_s = phys0
-            h = values.get((c.addr, families.REG_TOTAL_HASH))
+            h = values.get((c.addr, hash_reg))
             e = values.get((c.addr, families.REG_ERROR_COUNT))
             if h is None or e is None:
                 continue
+            if fam['hash_reg_unit']:
+                # a rate register (BM1397 0x04): bit 31 set = no valid measurement yet
+                c.hashrate_ghs = None if h & 0x80000000 else \
+                    (h & 0x7FFFFFFF) * fam['hash_reg_unit'] / 1e9
+                continue
             # When the chip sampled the counter, in physics seconds (not the batch end).
-            tw = times.get((c.addr, families.REG_TOTAL_HASH), wall0)
+            tw = times.get((c.addr, hash_reg), wall0)
             t_s = phys0 - self.clock.time_scale * (wall0 - tw)
             self.account(c, t_s, h, e)
+        if self.die_temp_fn is not None and len(self.chips) == 1:
+            # the die diode read by the board's sensor (valid only when the chip routes it)
+            self.chips[0].temp_c = self.die_temp_fn()
         return self.get_status()
 
     def account(self, c, t_s, h, e):
@@ -496,6 +555,7 @@ class ChainDriver:
                 'framer': self.framer.stats(),
                 'nonces': self.nonces,
                 'nonces_unattributed': self.nonces_unattributed,
+                'nonces_duplicate': self.nonces_duplicate,
                 'stray_answers': self.stray_answers,
                 'counter_glitches': self.counter_glitches,
                 'link_error': self.link_error,

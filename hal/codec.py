@@ -79,7 +79,8 @@ def decode_command(frame):
         return out
     hdr = frame[2]
     length = frame[3]
-    if length + 2 != len(frame):
+    factory_job = hdr & 0x60 == TYPE_JOB and length == 0x36 and len(frame) == 88
+    if length + 2 != len(frame) and not factory_job:
         out['error'] = 'length byte %d does not match frame of %d bytes' % (length, len(frame))
         return out
     ftype = hdr & 0x60

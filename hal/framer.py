@@ -7,6 +7,9 @@ search resumes one byte later, so the stream resynchronises after garbage.
 
 from hal.crc import crc5, crc16_ccitt_false
 
+FACTORY_JOB_LEN = 0x36   # LEN byte of stock firmware's full-format jobs (S21 Pro, S19j Pro)
+FULL_JOB_BYTES = 88      # 55 AA 21 LEN + 82 bytes of job + CRC16
+
 NEED_MORE = 0
 FRAME = 1
 JUNK = 2      # bytes that cannot start a frame
@@ -139,10 +142,21 @@ def scan_command(buf, start):
     if ftype == 0x40:
         ok = crc5(bytes(buf[i + 2:end - 1])) == buf[end - 1]
     else:
-        ok = crc16_ccitt_false(bytes(buf[i + 2:end - 2])) == ((buf[end - 2] << 8) | buf[end - 1])
+        ok = _job_crc_ok(buf, i, end)
+        if not ok and length == FACTORY_JOB_LEN:
+            # Stock firmware declares a full-format job (88 bytes) with LEN 0x36, the length of
+            # a one-midstate BM1397 job: try the full size before calling it junk.
+            end = i + FULL_JOB_BYTES
+            if end > n:
+                return NEED_MORE, i, i
+            ok = _job_crc_ok(buf, i, end)
     if ok:
         return FRAME, i, end
     return BAD, i, i + 1
+
+
+def _job_crc_ok(buf, i, end):
+    return crc16_ccitt_false(bytes(buf[i + 2:end - 2])) == ((buf[end - 2] << 8) | buf[end - 1])
 
 
 class CommandFramer(_StreamFramer):

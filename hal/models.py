@@ -31,6 +31,7 @@ MODELS = {
         # them through I2C_XFER. power_offset_w: the board beyond the regulator's output
         # (ESP-Miner FamilyConfig Gamma power_offset), added to VOUT x IOUT.
         'i2c_parts': ('EMC2101', 'TPS546'), 'power_offset_w': 5.0,
+        'die_diode_sensor': 1,   # EMC2101-style external channel reads the BM1370 die diode
     },
 }
 

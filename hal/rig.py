@@ -37,6 +37,20 @@ class Rig:
         self.work_check_bits = work_check_bits
         self.board_status = None
         self.started = False
+        self._board_lock = threading.Lock()
+        k = self.model.get('die_diode_sensor')
+        if self.family['die_temp_via'] == 'diode_mux' and k is not None and board is not None:
+            # BM1370: the die diode reaches the board's sensor k (0x54 select 2), not 0xB4
+            for i, drv in enumerate(self.chains):
+                drv.die_temp_fn = (lambda b=i: self._board_temp(b, k))
+
+    def _board_temp(self, board, k):
+        with self._board_lock:
+            try:
+                temps = self.board.read_temps_c(board)
+            except Exception:         # a failed read is an unknown temperature, never 'cold'
+                return None
+        return temps[k] if temps is not None and k < len(temps) else None
 
     @classmethod
     def from_ports_file(cls, path, clock=None, **kw):
@@ -91,7 +105,8 @@ class Rig:
         return self.get_status()
 
     def _poll_board(self):
-        self.board_status = self.board.get_status()     # never raises on a failed read
+        with self._board_lock:
+            self.board_status = self.board.get_status()     # never raises on a failed read
 
     def set_frequency(self, mhz, board=None, chips=None, ramp=True):
         drivers = self.chains if board is None else [self.chains[board]]

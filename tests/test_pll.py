@@ -22,11 +22,12 @@ def test_solve_decode_round_trip_in_fb_range(name, target):
     s = pll.solve(fam, target)
     assert fam['pll_fb_min'] <= s['fb'] <= fam['pll_fb_max']
     assert 1 <= s['pd2'] <= s['pd1'] <= 7 and s['ref'] in (1, 2)
+    assert s['pd1'] > s['pd2'] or fam['pll_pd_equal']
     assert abs(pll.decode(fam, s['reg']) - s['freq_mhz']) < 1e-9
-    assert ((s['reg'] >> 24) & 0x10 != 0) == (s['vco_mhz'] >= 2400.0)
+    assert ((s['reg'] >> 24) & 0x10 != 0) == (s['vco_mhz'] >= 2400.0 and fam['pll_vco_flag'])
     # Closest realisable frequency: no other candidate is nearer.
     best = min(abs(25.0 * fb / (ref * p1 * p2) - target)
-               for ref in (1, 2) for p1 in range(1, 8) for p2 in range(1, p1 + 1)
+               for ref in (1, 2) for p1, p2 in pll.post_pairs(fam)
                for fb in range(fam['pll_fb_min'], fam['pll_fb_max'] + 1))
     assert abs(s['freq_mhz'] - target) <= best + 1e-6
 
@@ -69,3 +70,23 @@ def test_temperature_code_round_trip(t):
                                          (126, 'even', 2), (60, 'even', 4), (60, 'pow2', 4)])
 def test_address_interval(n, rule, step):
     assert families.address_interval(n, rule) == min(step, 256)
+
+
+# Known answers from real traffic (docs/protocol-notes.md): factory firmware PLL writes in
+# mujina's S19j Pro (BM1362) and S21 Pro (BM1370) captures, ESP-Miner's PLL unit test (BM1397).
+@pytest.mark.parametrize('name, mhz, word', [
+    ('BM1362', 56.25, 0x40A20255),   # S19j Pro ramp start: 6 x 6 post dividers (PD1 = PD2)
+    ('BM1362', 525.0, 0x40A80230),   # S19j Pro target
+    ('BM1370', 600.0, 0x50C00230),   # S21 Pro target: VCO exactly 2400 MHz carries 0x50
+    ('BM1370', 525.0, 0x40A80230),   # lowest VCO rule (ESP-Miner #1051) at the Bitaxe's 525 MHz
+    ('BM1397', 450.0, 0x40480221),   # ESP-Miner test_pll.c: fb 72, ref 2, pd 2/1, raw dividers
+])
+def test_pll_words_from_real_drivers(name, mhz, word):
+    assert pll.solve(families.get(name), mhz)['reg'] == word
+
+
+def test_post_divider_rule_per_family():
+    # ESP-Miner restored PD1 > PD2 for BM1368/70 (#1051); factory BM1362 firmware writes 6 x 6.
+    assert not families.get('BM1370')['pll_pd_equal'] and families.get('BM1362')['pll_pd_equal']
+    s = pll.solve(families.get('BM1370'), 56.25)
+    assert s['pd1'] > s['pd2'] and s['freq_mhz'] == 56.25

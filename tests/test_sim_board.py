@@ -40,14 +40,14 @@ class Board:
         self.port.close()
 
 
-def chip_ids(path, quiet_s=0.3):
+def chip_ids(path, quiet_s=0.3, max_s=5.0):
     port = serial.serial_for_url(path, baudrate=115200, timeout=0.02)
     port.reset_input_buffer()
     port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
     fr = framer.ResponseFramer(9)
     out = []
-    last = time.monotonic()
-    while time.monotonic() - last < quiet_s:
+    last = t0 = time.monotonic()
+    while time.monotonic() - last < quiet_s and time.monotonic() - t0 < max_s:
         data = port.read(4096)
         if data:
             last = time.monotonic()
@@ -61,7 +61,7 @@ def sim(tmp_path_factory):
     truth = tmp_path_factory.mktemp('simb') / 'truth.jsonl'
     with start_sim('S21', time_scale=SCALE, truth=truth,
                    faults=['sensor-absent:board=2,sensor=1',
-                           'sensor-stuck:board=1,sensor=0,value_c=30']) as s:
+                           'sensor-stuck:board=1,sensor=0,value_c=30'], extra=['--warm']) as s:
         yield s
 
 
@@ -133,7 +133,10 @@ def test_temps_power_and_sensor_faults(board, sim):
 
 def test_enable_off_silences_chain_and_resets_chips(board, sim):
     path = sim.ports['chains'][2]
-    port = serial.serial_for_url(path, timeout=0.02)
+    # the rig started warm (chips hashing, 11-byte answers): a power cycle resets them
+    assert board.call(bp.SET_ENABLE, bytes([2, 0]))[0] == bp.ST_OK
+    assert board.call(bp.SET_ENABLE, bytes([2, 1]))[0] == bp.ST_OK
+    port = serial.serial_for_url(path, baudrate=115200, timeout=0.02)
     port.write(codec.chain_inactive() + codec.set_address(0x40))   # chip 0 -> address 0x40
     port.close()
     assert chip_ids(path)[0]['chip_addr'] == 0x40
@@ -150,7 +153,7 @@ def test_enable_off_silences_chain_and_resets_chips(board, sim):
 def test_chip_dead_fault_makes_chip_silent():
     with start_sim('S21', time_scale=SCALE, faults=['chip-dead:board=0,chip=5,at=6']) as s:
         path = s.ports['chains'][0]
-        port = serial.serial_for_url(path, timeout=0.02)
+        port = serial.serial_for_url(path, baudrate=115200, timeout=0.02)
         port.write(codec.chain_inactive() + b''.join(codec.set_address(2 * i)
                                                      for i in range(108)))
         port.write(codec.read_reg(families.REG_CHIP_ID, 10))
@@ -171,7 +174,7 @@ def test_corrupt_fault_damages_chip_stream():
     with start_sim('S21', time_scale=SCALE, faults=['corrupt:rate=0.01,chain=1']) as s:
         clean = chip_ids(s.ports['chains'][0])
         assert len(clean) == 108
-        port = serial.serial_for_url(s.ports['chains'][1], timeout=0.02)
+        port = serial.serial_for_url(s.ports["chains"][1], baudrate=115200, timeout=0.02)
         fr = framer.ResponseFramer(9)
         for _ in range(3):
             port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
@@ -183,7 +186,7 @@ def test_corrupt_fault_damages_chip_stream():
 
 
 def test_gamma_per_board_voltage_and_identity():
-    with start_sim('GAMMA', time_scale=SCALE) as s:
+    with start_sim('GAMMA', time_scale=SCALE, extra=['--warm']) as s:
         b = Board(s.ports['board'])
         st, body = b.call(bp.GET_INFO)
         assert st == bp.ST_OK and list(body[:4]) == [1, 1, 2, 1]

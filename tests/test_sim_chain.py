@@ -123,37 +123,55 @@ def hashrate_units_per_s(link, addr, wait_s=0.6):
     return (a1 - a0) / ((t1 - t0) * SCALE)
 
 
-def test_pll_write_changes_hash_counter_rate(link):
+def open_cores(link, addr):
+    """The BM1368 per-chip pass (core reset, report enables, clock words, core enable)."""
+    chip_step = [s for s in FAM['bringup'] if s[0] == 'chip'][0]
+    link.send(*[codec.write_reg(reg, value, addr) for reg, value in chip_step[1]])
+
+
+def hcn(mhz, chips=108):
+    s = pll.solve(FAM, mhz)
+    return families.hash_counting_number(FAM, chips, s['fb'], s['ref'], s['pd1'], s['pd2'])
+
+
+def test_chip_hashes_only_once_set_up_like_silicon(link):
     address_chain(link)
     addr = 20
-    reset_rate = hashrate_units_per_s(link, addr)
+    link.send(codec.write_reg(families.REG_SOFT_RESET, 0x00070000, addr),
+              codec.write_reg(families.REG_HASH_COUNTING, 0, addr))
+    assert hashrate_units_per_s(link, addr, 0.3) == 0          # no core enable yet
+    open_cores(link, addr)
+    assert hashrate_units_per_s(link, addr, 0.3) == 0          # cores on, but no sweep length
     f_reset = pll.decode(FAM, link.read(addr, families.REG_PLL0))
     assert 45 <= f_reset <= 55
-    expect_reset = f_reset * 1e6 * 1276 / 2 ** 32
-    assert reset_rate == pytest.approx(expect_reset, rel=0.15)
+    link.send(codec.write_reg(families.REG_HASH_COUNTING, hcn(f_reset), addr))
+    reset_rate = hashrate_units_per_s(link, addr)
+    assert reset_rate == pytest.approx(f_reset * 1e6 * 1276 / 2 ** 32, rel=0.15)
     sol = pll.solve(FAM, F_NOM)
-    link.send(codec.write_reg(families.REG_PLL0, sol['reg'], addr))
-    # without the matching hash-counting number the counter under-counts by written/expected
-    stale = hashrate_units_per_s(link, addr)
-    hcn_ratio = (families.hash_counting_number(FAM, f_reset, F_NOM)
-                 / families.hash_counting_number(FAM, sol['freq_mhz'], F_NOM))
-    full = sol['freq_mhz'] * 1e6 * 1276 / 2 ** 32
-    assert stale == pytest.approx(full * hcn_ratio, rel=0.15)
-    link.send(codec.write_reg(families.REG_HASH_COUNTING,
-                              families.hash_counting_number(FAM, sol['freq_mhz'], F_NOM), addr))
+    link.send(codec.write_reg(families.REG_PLL0, sol['reg'], addr),
+              codec.write_reg(families.REG_HASH_COUNTING, hcn(F_NOM), addr))
     rate = hashrate_units_per_s(link, addr)
-    assert rate == pytest.approx(full, rel=0.1)
+    assert rate == pytest.approx(sol['freq_mhz'] * 1e6 * 1276 / 2 ** 32, rel=0.1)
     assert rate > 8 * reset_rate
+    # report enables off (0x18 high bits clear): cores switch but nothing is counted
+    link.send(codec.write_reg(families.REG_MISC_CONTROL, 0x0000C100, addr))
+    assert hashrate_units_per_s(link, addr, 0.3) == 0
+    link.send(codec.write_reg(families.REG_MISC_CONTROL, 0xF000C100, addr))
     # invalid PLL word: the chip stops hashing
     link.send(codec.write_reg(families.REG_PLL0, 0x40000000, addr))
     assert hashrate_units_per_s(link, addr, 0.3) == 0
 
 
-def test_die_temperature_needs_enable(link, sim):
+def test_die_temperature_needs_the_enable_sequence(link, sim):
     address_chain(link)
-    link.send(codec.write_reg(families.REG_TEMP_ENABLE, 0, broadcast=True))
+    link.send(codec.write_reg(families.REG_TEMP_ENABLE, 0x80000000, broadcast=True))
     assert families.temp_c_from_code(link.read(6, families.REG_TEMP_READ)) is None
-    link.send(codec.write_reg(families.REG_TEMP_ENABLE, 1, broadcast=True))
+    # bit 31 alone (what the old driver wrote) powers the sensor down; so does a wrong order
+    link.send(*[codec.write_reg(families.REG_TEMP_ENABLE, v, broadcast=True)
+                for v in (0x10020000, 0x01020000, 0x00020000)])
+    assert families.temp_c_from_code(link.read(6, families.REG_TEMP_READ)) is None
+    link.send(*[codec.write_reg(families.REG_TEMP_ENABLE, v, broadcast=True)
+                for v in FAM['temp_enable']])
     t = families.temp_c_from_code(link.read(6, families.REG_TEMP_READ))
     truth = sim.truth_lines()[-1]['boards'][1]['t_c'][3]
     assert t == pytest.approx(truth, abs=3)
@@ -166,9 +184,11 @@ def test_version_rolling_switches_to_11_byte_frames_and_nonces(link):
     link.send(codec.read_reg(families.REG_CHIP_ID, 8))
     got = link.collect(0.15, frame_len=11)
     assert len(got) == 1 and got[0]['length'] == 11 and got[0]['chip_addr'] == 8
-    # feed "work": ticket mask 2^4 on one chip at 490 MHz -> ~36 nonces per simulated second
+    # a chip set up to hash, ticket mask 2^4 at 490 MHz -> ~36 nonces per simulated second
     sol = pll.solve(FAM, F_NOM)
+    open_cores(link, 8)
     link.send(codec.write_reg(families.REG_PLL0, sol['reg'], 8),
+              codec.write_reg(families.REG_HASH_COUNTING, hcn(F_NOM), 8),
               codec.write_reg(families.REG_TICKET_MASK, families.ticket_mask_value(4), 8))
     frames = link.collect(0.6, max_s=0.6)
     nonces = [r for r in frames if r['kind'] == 'nonce']
@@ -205,9 +225,14 @@ def test_baud_switch_paces_faster(link):
     link.send(codec.write_reg(families.REG_UART_BAUD, FAM['fast_bauds'][3125000],
                               broadcast=True))
     time.sleep(0.1)
+    # the host still at 115200: what the chips send at 3.125 Mbaud arrives as garbage
+    _, n = timed()
+    assert n == 0
+    link.port.baudrate = 3125000
     fast, n = timed()
-    link.send(codec.write_reg(families.REG_UART_BAUD, 0x0000301A, broadcast=True))
+    link.send(codec.write_reg(families.REG_UART_BAUD, FAM['reset_baud_word'], broadcast=True))
     time.sleep(0.1)
+    link.port.baudrate = 115200
     link.port.timeout = 0.02
     assert n == want and fast < slow_wire_s / 3
 

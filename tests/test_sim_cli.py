@@ -63,7 +63,7 @@ def test_sigint_also_exits_cleanly(tmp_path):
 
 def discover(path):
     """Broadcast chip-ID read on a chain; the answer frames until 0.4 s of silence."""
-    port = serial.serial_for_url(path, timeout=0.02)
+    port = serial.serial_for_url(path, baudrate=115200, timeout=0.02)
     port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
     fr = framer.ResponseFramer(9)
     got = []
@@ -89,12 +89,12 @@ def test_slave_reopen_and_host_gone_do_not_crash():
     with start_sim('S21') as sim:
         path = sim.ports['chains'][0]
         for _ in range(3):
-            port = serial.serial_for_url(path, timeout=0.02)
+            port = serial.serial_for_url(path, baudrate=115200, timeout=0.02)
             port.write(codec.read_reg(families.REG_CHIP_ID, broadcast=True))
             port.close()                  # answers go nowhere
         time.sleep(0.3)
         assert sim.alive()
-        port = serial.serial_for_url(path, timeout=0.3)
+        port = serial.serial_for_url(path, baudrate=115200, timeout=0.3)
         port.write(codec.read_reg(families.REG_CHIP_ID, 0))
         assert len(port.read(9 * 108)) > 0
         port.close()

@@ -29,14 +29,9 @@ def wait_truth(sim, t_s, timeout_s=20):
 def test_running_sim_settles_at_the_oracle_steady_state(tmp_path):
     truth = tmp_path / 'truth.jsonl'
     with start_sim('S21', time_scale=50, truth=truth,
-                   extra=['--fan-duty-pct', '60', '--truth-period-s', '10']) as sim:
+                   extra=['--fan-duty-pct', '60', '--truth-period-s', '10', '--warm']) as sim:
+        # --warm: every chain brought up at 490 MHz by the real driver's full bring-up
         sol = pll.solve(FAM, 490.0)
-        hcn = families.hash_counting_number(FAM, sol['freq_mhz'], 490.0)
-        for path in sim.ports['chains']:
-            port = serial.serial_for_url(path, timeout=0.02)
-            port.write(codec.write_reg(families.REG_PLL0, sol['reg'], broadcast=True)
-                       + codec.write_reg(families.REG_HASH_COUNTING, hcn, broadcast=True))
-            port.close()
         t_set = wait_truth(sim, 0)[-1]['t_s']
         lines = wait_truth(sim, t_set + 300)        # 10 die time constants later
     cal = P.calibrate(models.get('S21'))
@@ -52,9 +47,9 @@ def test_running_sim_settles_at_the_oracle_steady_state(tmp_path):
 def test_fan_stop_and_ambient_faults(tmp_path):
     truth = tmp_path / 'truth.jsonl'
     faults = ['fan-stop:fan=2,at=5', 'ambient:to_c=40,at=5,ramp_s=10']
-    with start_sim('S21', time_scale=20, truth=truth, faults=faults) as sim:
+    with start_sim('S21', time_scale=20, truth=truth, faults=faults, extra=['--warm']) as sim:
         lines = wait_truth(sim, 60)
-        port = serial.serial_for_url(sim.ports['board'], timeout=0.5)
+        port = serial.serial_for_url(sim.ports["board"], baudrate=115200, timeout=0.5)
         port.write(bp.encode(1, bp.GET_FANS))
         time.sleep(0.2)
         (_seq, _cmd, body), = bp.Framer().feed(port.read(256))

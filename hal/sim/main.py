@@ -82,6 +82,9 @@ def build_parser():
                    metavar='N', help='leading zero bits of the simulated chips\' nonce solutions '
                    '(reduced difficulty, default %d; see docs/simulator.md "Work")' % SIM_CHECK_BITS)
     p.add_argument('--fan-duty-pct', type=_pct, default=100.0, help='initial fan duty (100)')
+    p.add_argument('--warm', action='store_true',
+                   help='chips already brought up at f_nom by an earlier host (reset baud); '
+                        'default: freshly reset chips that hash only once a host sets them up')
     p.add_argument('--chip', action='append', default=[], metavar='SPEC',
                    help='per-chip silicon override, e.g. board=0,chip=3,speed=0.8[,leak=2]'
                         '[,cap=1.1][,dead=1] (repeatable)')
@@ -135,6 +138,8 @@ class Simulator:
         self.rig = SimRig(model, seed=args.seed, sigma_f=args.sigma_f, sigma_l=args.sigma_l,
                           ambient_c=args.ambient_c, fan_duty_pct=args.fan_duty_pct,
                           overrides=args.chip_overrides, lots=args.lots)
+        if args.warm:
+            self.rig.warm_start()
         self.faults = FaultSet(faults, self.rig, args.seed)
         self.wall0 = time.monotonic()
         for ch in self.rig.chains:

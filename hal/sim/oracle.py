@@ -15,7 +15,7 @@ voltage picks the best. `brute_force()` checks this on tiny cases.
 import bisect
 import math
 
-from hal import families, models
+from hal import families, models, pll
 from hal.sim import physics as P
 
 MODES = ('power', 'hashrate', 'efficiency')
@@ -33,13 +33,12 @@ def freq_grid(family, f_min_mhz, f_max_mhz):
     if g is None:
         s = set()
         for ref in (2, 1):
-            for pd1 in range(1, 8):
-                for pd2 in range(1, pd1 + 1):
-                    div = ref * pd1 * pd2
-                    for fb in range(family['pll_fb_min'], family['pll_fb_max'] + 1):
-                        f = 25.0 * fb / div
-                        if f_min_mhz - 1e-9 <= f <= f_max_mhz + 1e-9:
-                            s.add(round(f, 6))
+            for pd1, pd2 in pll.post_pairs(family):
+                div = ref * pd1 * pd2
+                for fb in range(family['pll_fb_min'], family['pll_fb_max'] + 1):
+                    f = 25.0 * fb / div
+                    if f_min_mhz - 1e-9 <= f <= f_max_mhz + 1e-9:
+                        s.add(round(f, 6))
         g = sorted(s)
         _GRIDS[key] = g
     return g
@@ -448,11 +447,21 @@ def polish(prob, mode, target, mv_list, freqs, steps=3):
                         moves.append(('f', b, i, grid[k + d]))
         for d in (-2, -1, 1, 2):
             moves.append(('v', None, None, d * prob.mv_step))
+        # pair moves (one chip a grid step up, another down): single moves stall where power
+        # is the binding limit and the grid is coarse (PD1 > PD2 families)
+        flat = [(b, i) for b in range(len(freqs)) for i in range(len(freqs[b]))]
+        for x in range(len(flat)):
+            for y in range(len(flat)):
+                if x != y:
+                    moves.append(('p', flat[x], flat[y], None))
         for kind, b, i, val in moves:
             f2 = [list(f) for f in freqs]
             mv2 = list(mv_list)
             if kind == 'f':
                 f2[b][i] = val
+            elif kind == 'p':
+                if not _pair_move(grid, f2, b, i):
+                    continue
             else:
                 mv2 = [m + val for m in mv_list]
                 if min(mv2) < prob.mv_min or max(mv2) > prob.mv_max:
@@ -462,6 +471,17 @@ def polish(prob, mode, target, mv_list, freqs, steps=3):
             if cand[:2] > best[:2]:
                 best, freqs, mv_list, improved = cand, f2, mv2, True
     return mv_list, freqs, best[2]
+
+
+def _pair_move(grid, freqs, up, down):
+    """One grid step up for chip `up`, one down for chip `down` (in place); False at an edge."""
+    ku = bisect.bisect_left(grid, freqs[up[0]][up[1]] - 1e-6)
+    kd = bisect.bisect_left(grid, freqs[down[0]][down[1]] - 1e-6)
+    if ku + 1 >= len(grid) or kd < 1:
+        return False
+    freqs[up[0]][up[1]] = grid[ku + 1]
+    freqs[down[0]][down[1]] = grid[kd - 1]
+    return True
 
 
 # ------------------------------------------------------------------ conveniences

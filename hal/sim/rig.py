@@ -43,18 +43,31 @@ class SimRig:
         self.sensor_fault = {}     # (board, sensor) -> None (absent) or stuck value_c
         self.t_s = 0.0
         # Start from the steady state of the start-up settings ("the rig has been idling").
-        self.temps = []
-        self.powers = []
+        self.temps = [[] for _ in range(nb)]
+        self.powers = [[] for _ in range(nb)]
+        self.settle()
+
+    def settle(self):
+        """Jump every board to the steady state of its current settings."""
         d = self.airflow_d()
-        for b in range(nb):
+        for b in range(len(self.chains)):
             chips = self.chains[b].chips
-            st = P.board_steady_state(cal, self.pop[b], [c.freq_mhz for c in chips],
-                                      self.chip_v(b), d, ambient_c, self.board_on(b))
-            self.temps.append(list(st['t_c']))
-            self.powers.append(list(st['p_w']))
+            st = P.board_steady_state(self.cal, self.pop[b],
+                                      [c.freq_mhz if c.hashing() else 0.0 for c in chips],
+                                      self.chip_v(b), d, self.ambient_c, self.board_on(b))
+            self.temps[b] = list(st['t_c'])
+            self.powers[b] = list(st['p_w'])
             for i, c in enumerate(chips):
                 c.temp_c = st['t_c'][i]
                 c.fmax_mhz = st['fmax_mhz'][i]
+
+    def warm_start(self, freq_mhz=None):
+        """Chips as a previous host left them: brought up by the real driver (hal/chain.py)
+        at freq_mhz (model f_nom), still at the reset baud, boards at steady state."""
+        from hal.sim.link import bring_up
+        for chain in self.chains:
+            bring_up(chain, self.model, freq_mhz, self.seed)
+        self.settle()
 
     # ------------------------------------------------------------ settings
 
@@ -100,6 +113,7 @@ class SimRig:
             self.fan_rpm[f] = P.relax(self.fan_rpm[f], target, dt, P.TAU_FAN_S)
         g = P.airflow_g(cal, self.airflow_d())
         for b, chain in enumerate(self.chains):
+            chain.update_sweeps()
             v = self.chip_v(b)
             on = self.board_on(b)
             temps = self.temps[b]
@@ -123,6 +137,12 @@ class SimRig:
         key = (b, k)
         if key in self.sensor_fault:
             return self.sensor_fault[key]
+        if self.model.get('die_diode_sensor') == k:
+            # the external channel reads chip 0's die diode, only while 0x54 routes it out
+            chip = self.chains[b].chips[0]
+            if not chip.diode_routed():
+                return None
+            return self.temps[b][0] + self.rng.gauss(0.0, 0.25)
         g = P.airflow_g(self.cal, self.airflow_d())
         t = P.sensor_c(self.cal, self.powers[b], g, self.ambient_c, SENSOR_POS[k],
                        self.board_on(b))
@@ -138,12 +158,11 @@ class SimRig:
         f, t, p, err, good = [], [], [], [], []
         for i, c in enumerate(chain.chips):
             e = c.err()
-            rate = c.rate_units() * 4294967296.0
             f.append(round(c.freq_mhz if c.hashing() else 0.0, 3))
             t.append(round(self.temps[b][i], 3))
             p.append(round(self.powers[b][i], 4))
             err.append(float('%.6g' % e))
-            good.append(round(rate * (1.0 - e)))
+            good.append(round(c.good_rate_units() * 4294967296.0))
         return {'mv': self.board_mv[b], 'enabled': self.enabled[b], 'v_chip': self.chip_v(b),
                 'f_mhz': f, 't_c': t, 'p_w': p, 'err': err, 'good_hs': good}
 

@@ -8,7 +8,10 @@ written to the pty when its last byte's wire time has come. Real (wall) time thr
 
 import collections
 import errno
+import fcntl
 import os
+import random
+import struct
 import termios
 import time
 import tty
@@ -25,6 +28,24 @@ TX_COALESCE_S = 0.0005
 # behind; beyond it the pty buffer fills and the host's writes block, as on a real UART.
 RX_AHEAD_MAX_S = 0.1
 OUTBUF_MAX = 65536         # bytes due but not taken by the pty (nobody reading): beyond, dropped
+BAUD_TOLERANCE = 0.05      # 8N1 receivers sample mid-bit: beyond ~5 % apart every byte is wrong
+TCGETS2 = 0x802C542A       # Linux: struct termios2 with the real c_ispeed / c_ospeed
+
+
+def host_baud(fd):
+    """The rate the host set on the pty (pyserial sets custom rates through termios2), or None
+    where the OS cannot tell; then the host is taken to match the chips."""
+    buf = bytearray(44)
+    try:
+        fcntl.ioctl(fd, TCGETS2, buf)
+    except (OSError, ValueError):
+        return None
+    ospeed = struct.unpack_from('I', buf, 40)[0]
+    return ospeed or None
+
+
+def baud_mismatch(host, chip):
+    return host is not None and abs(host - chip) > BAUD_TOLERANCE * chip
 
 
 class Pty:
@@ -105,6 +126,16 @@ class ChainPort:
         self.nonces_dropped = 0
         self.bytes_in = 0
         self.bytes_out = 0
+        self.garbled_bytes = 0
+        self._garble = random.Random(0x5EED)
+
+    def _at_wrong_baud(self, data):
+        """Bytes sent at a rate the other end does not use arrive as garbage."""
+        if not baud_mismatch(host_baud(self.pty.master), self.chain.baud):
+            return data
+        self.garbled_bytes += len(data)
+        rnd = self._garble.getrandbits
+        return bytes(rnd(8) for _ in data)
 
     def bytetime(self):
         return 10.0 / self.chain.baud
@@ -114,6 +145,7 @@ class ChainPort:
         if not data:
             return
         self.bytes_in += len(data)
+        data = self._at_wrong_baud(data)
         bt = self.bytetime()
         t0 = self.rx_free if self.rx_free > now else now
         cs = len(self.rxbuf)            # where this chunk starts in rxbuf
@@ -215,11 +247,12 @@ class ChainPort:
             self.bytes_out += len(out)
             if self.corrupt is not None:
                 out = self.corrupt(out)
-            self.pty.write(out)
+            self.pty.write(self._at_wrong_baud(out))
         elif self.pty.outbuf:
             self.pty.write()
 
     def get_status(self):
         return {'path': self.pty.path, 'baud': self.chain.baud, 'chain': self.chain.get_status(),
                 'bytes_in': self.bytes_in, 'bytes_out': self.bytes_out,
-                'nonces_dropped': self.nonces_dropped, 'tx_pending': self.tx_pending, 'out_dropped': self.pty.dropped_out_bytes}
+                'nonces_dropped': self.nonces_dropped, 'tx_pending': self.tx_pending,
+                'out_dropped': self.pty.dropped_out_bytes, 'garbled_bytes': self.garbled_bytes}

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from hal import codec, families, pll
+from hal import codec, families, pll, registers
 
 
 class UsageError(ValueError):
@@ -59,8 +59,9 @@ def _jsonable(d):
     return out
 
 
-def decode_one(frame, layout=None):
-    """Decode one frame of either direction; adds hex and (registers) a few readable extras."""
+def decode_one(frame, layout=None, family=None):
+    """Decode one frame of either direction; adds hex, the register's name and its fields
+    (hal/registers.py; family-specific layouts follow `family` when given)."""
     if frame[:2] == codec.CMD_PREAMBLE:
         d = codec.decode_command(frame)
     else:
@@ -71,6 +72,9 @@ def decode_one(frame, layout=None):
         d['value_hex'] = '0x%08X' % d['value']
     if 'reg' in d:
         d['reg_hex'] = '0x%02X' % d['reg']
+        d['reg_name'] = registers.name(d['reg'])
+        if 'value' in d and d.get('kind') in ('command', 'reg'):
+            d['fields'] = registers.fields(d['reg'], d['value'], family)
     if d.get('kind') == 'reg' and d.get('reg') == families.REG_CHIP_ID:
         fam = families.by_chip_id((d['value'] >> 16) & 0xFFFF)
         d['family'] = fam['name'] if fam else None
@@ -101,6 +105,9 @@ def split_frames(data, flen=None):
         head = data[i:i + 2]
         if head == codec.CMD_PREAMBLE and i + 3 < n:
             end = min(n, i + 2 + max(data[i + 3], 3))
+            if data[i + 2] & 0x60 == codec.TYPE_JOB and data[i + 3] == 0x36 \
+                    and not codec.decode_command(data[i:end])['crc_ok']:
+                end = min(n, i + 88)   # stock firmware's full-format job: LEN 0x36, 88 bytes
             out.append(('frame', data[i:end]))
             i = end
         elif head == codec.RESP_PREAMBLE:
@@ -117,14 +124,15 @@ def split_frames(data, flen=None):
 
 
 def cmd_decode(args):
-    layout = None
+    layout = fam = None
     if args.family:
-        layout = families.get(args.family)['nonce_layout']
+        fam = families.get(args.family)
+        layout = fam['nonce_layout']
     data = parse_hex(args.hex)
     out = []
     for what, chunk in split_frames(data, args.frame_len):
         if what == 'frame':
-            out.append(decode_one(chunk, layout))
+            out.append(decode_one(chunk, layout, fam))
         else:
             out.append({'kind': 'junk', 'hex': chunk.hex(' '), 'bytes': len(chunk)})
     for d in out:
