@@ -5,7 +5,6 @@ Family facts come from hal/families.py (no per-chip branches); every frequency p
 HardwareLimits; rates are computed in physics seconds of the injected Clock.
 """
 
-import bisect
 import logging
 import time
 
@@ -130,8 +129,13 @@ class ChainDriver:
             return self.chips[0]
         if not self.offsets or nonce is None:
             return None
-        k = bisect.bisect_right([o for o, _ in self.offsets], (nonce >> 9) & 0xFFFF) - 1
-        return self.offsets[k][1] if k >= 0 else None
+        start = (nonce >> 9) & 0xFFFF
+        found = None
+        for offset, chip in self.offsets:       # sorted by offset
+            if offset > start:
+                break
+            found = chip
+        return found
 
     def _on_stray(self, d):
         self.stray_answers += 1
@@ -513,7 +517,10 @@ class ChainDriver:
             self.account(c, t_s, h, e)
         if self.die_temp_fn is not None and len(self.chips) == 1:
             # the die diode read by the board's sensor (valid only when the chip routes it)
-            self.chips[0].temp_c = self.die_temp_fn()
+            t = self.die_temp_fn()
+            self.chips[0].temp_c = t
+            if t is not None:
+                self.chips[0].temp_at_s = phys0
         return self.get_status()
 
     def account(self, c, t_s, h, e):

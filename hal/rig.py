@@ -5,6 +5,7 @@ Built from a simulator ports file or explicit URLs; chains are started and polle
 """
 
 import json
+import threading
 
 from hal import families, models
 from hal.board_sim import SimBoardController

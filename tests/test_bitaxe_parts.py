@@ -95,7 +95,8 @@ def test_tps546_refuses_outside_its_window_and_part_missing_is_an_error():
 
 @pytest.fixture(scope='module')
 def gamma():
-    with start_sim('GAMMA', time_scale=10.0) as sim:
+    # --warm: the BM1370 was brought up (0x54 = 2 routes its diode to the EMC2101)
+    with start_sim('GAMMA', time_scale=10.0, extra=['--warm']) as sim:
         lim = HardwareLimits(GAMMA, families.get('BM1370'))
         ctl = SimBoardController(Transport(sim.ports['board']), lim, timeout_s=0.3)
         bus = BoardI2C(ctl)

@@ -48,6 +48,8 @@ class SimEMC2101(Part):
         key = (0, 1)
         if key in self.rig.sensor_fault:        # sensor-absent / sensor-stuck on the diode
             return self.rig.sensor_fault[key]
+        if not self.rig.chains[0].chips[0].diode_routed():
+            return None     # open diode: the BM1370 routes its diode out only with 0x54 = 2
         return self.die_c() + self.rng.gauss(0.0, 0.125)
 
     def read(self, reg, n):
