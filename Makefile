@@ -98,7 +98,7 @@ fuzz-api: setup
 # fleet scale, long form: 50 000 rigs at real rates for 5 minutes, then the 3-node cluster
 # failover under 20 000 rigs (docs/fleet-scale.md)
 bench-fleet: setup
-	HASHPILOT_BENCH_FLEET=1 nice -n 10 $(VENV)/bin/python -m pytest -q -s -m slow tests/test_fleet_bench.py tests/test_fleet_cluster.py
+	HASHPILOT_BENCH_FLEET=1 nice -n 10 $(VENV)/bin/python -m pytest -q -s tests/test_fleet_bench.py tests/test_fleet_cluster.py -k 'fifty_thousand or twenty_thousand'
 
 # operator tools, long form: curtail a site of 8 simulated rigs with their own seeds (reference
 # curves from the oracle), then the watch/dashboard figures at 5 000 rigs (docs/fleet.md)

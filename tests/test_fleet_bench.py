@@ -19,6 +19,8 @@ def bench(*argv, timeout=600):
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_short_fleet_bench_loses_nothing():
     rep = bench('--rigs', '600', '--duration-s', '8', '--rate-scale', '10', '--consumers', '2',
                 '--store', 'vm+chips')
@@ -33,6 +35,8 @@ def test_short_fleet_bench_loses_nothing():
         sum(w['written']['chips'] for w in rep['store_written']) == rep['loss']['chips']['expected']
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_broker_restart_storm_single_consumer_loses_nothing():
     rep = bench('--rigs', '400', '--duration-s', '10', '--rate-scale', '10', '--consumers', '1',
                 '--restart-broker-at-s', '4', '--backoff-min-s', '0.5', '--backoff-max-s', '4')
@@ -43,6 +47,7 @@ def test_broker_restart_storm_single_consumer_loses_nothing():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(os.environ.get('HASHPILOT_BENCH_FLEET') != '1',
                     reason='50 000 rigs for 5 minutes: HASHPILOT_BENCH_FLEET=1 (make bench-fleet)')
 def test_fifty_thousand_rigs_real_rates():

@@ -11,6 +11,8 @@ import pytest
 from test_fleet_bench import bench
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_node_killed_nothing_lost_agents_back():
     rep = bench('--cluster', 'nats', '--rigs', '300', '--rigs-per-site', '50', '--duration-s', '30',
                 '--rate-scale', '10', '--consumers', '2', '--kill-node-at-s', '8',
@@ -25,6 +27,7 @@ def test_node_killed_nothing_lost_agents_back():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(os.environ.get('HASHPILOT_BENCH_FLEET') != '1',
                     reason='20 000 rigs on the cluster: HASHPILOT_BENCH_FLEET=1 (make bench-fleet)')
 def test_cluster_twenty_thousand_rigs_node_killed():
@@ -38,6 +41,8 @@ def test_cluster_twenty_thousand_rigs_node_killed():
     assert rep['storm']['outage_max_s'] <= 30
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_real_agent_link_fails_over_between_cluster_nodes(tmp_path):
     """The agent's own MqttLink (paho, MQTT 3.1.1) on node 0 with nodes 1 and 2 as failover: node 0
     is killed, the link moves on, its outbox replays, a consumer on node 2 gets every seq."""

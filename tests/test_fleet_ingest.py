@@ -2,6 +2,7 @@
 processes and together they get every message; a consumer killed with SIGKILL and restarted on its
 persistent session loses nothing (acks follow the store commit) and stores nothing twice."""
 
+import pytest
 import json
 import os
 import signal
@@ -54,6 +55,8 @@ def _loadgen(b, rigs, duration_s, scale):
                text=True)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_shared_subscription_splits_and_restart_loses_nothing(tmp_path):
     tmp = str(tmp_path)
     with Broker() as b:
@@ -82,6 +85,8 @@ def test_shared_subscription_splits_and_restart_loses_nothing(tmp_path):
     assert r1['messages']['telemetry'] < rep['expected']['telemetry']   # the load was split
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_consumer_with_store_loses_and_duplicates_nothing(tmp_path):
     tmp = str(tmp_path)
     db = os.path.join(tmp, 'chips.sqlite')
