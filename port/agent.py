@@ -15,9 +15,8 @@ import sys
 import time
 
 from agent import commands, telemetry
-from agent.autotune.halio import ControlLoopIO
-from agent.autotune.tuner import Tuner
-from agent.autotune.validate import validate_autotune, validate_set_power_target
+from agent import options
+from agent.autotune import session as tune_session
 from agent.control import ControlLoop
 from agent.safety import Supervisor
 from hal import families, models
@@ -26,6 +25,7 @@ from hal.chain import ChainDriver
 from hal.limits import HardwareLimits
 from mqtt_schema import payloads
 from port.loop import NEVER, Loop
+from port import tune_store
 from port.rig import SingleBoardRig
 
 VERSION = 'hashpilot-mpy 0.1'
@@ -52,13 +52,19 @@ def settings(cfg):
 
 
 def load_profiles(path):
-    """Tuner profiles as JSON (TOML needs CPython): written by `build/micropython/stage.py
-    --profiles FILE --model GAMMA` from agent/profiles/*.toml, with their targets resolved for
-    the model ('targets': {'power': W, 'hashrate': TH/s, 'efficiency': TH/s})."""
-    if not path:
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    """Tuner profiles as JSON (TOML needs CPython): `build/micropython/stage.py --profiles FILE`
+    writes agent/profiles/*.toml there, validated. -> load_profile(name) for TuneSession."""
+    profiles = {}
+    if path:
+        with open(path) as f:
+            profiles = json.load(f)
+
+    def load(name):
+        if name not in profiles:
+            raise options.ConfigError('unknown profile %r (on this board: %s)'
+                                      % (name, ', '.join(sorted(profiles)) or 'none'))
+        return dict(profiles[name])
+    return load
 
 
 class Health:
@@ -111,9 +117,11 @@ class MpyAgent:
         self.health = Health(cfg['state_dir'])
         self.link = link_factory(cfg)
         self.loop = Loop(clock, idle=self._idle, on_error=self._task_failed)
-        self.profiles = load_profiles(cfg['profiles'])
-        self.tuner = None
-        self.tuner_gen = 0
+        self.tune = tune_session.TuneSession(
+            options.build(tune_session.SECTION, {}), self.model, self.control, self.supervisor,
+            self.loop, clock, cfg['state_dir'], self._on_event,
+            min_period_s=MIN_WALL_PERIOD_S * clock.time_scale,
+            load_profile=load_profiles(cfg['profiles']), store=tune_store)
         self.active_alarms = []
         self.identify_until_s = None
         self.started_s = None
@@ -152,10 +160,7 @@ class MpyAgent:
         self.control.register_commands(reg)
         reg.register('identify', commands.validate_identify, self._c_identify)
         reg.register('rebirth', commands.no_args, self._c_rebirth)
-        reg.register('autotune', validate_autotune, self._c_autotune)
-        reg.register('set_power_target', validate_set_power_target, self._c_set_power_target,
-                     {'power_min_w': round(0.2 * self.model['nameplate_w']),
-                      'power_max_w': self.supervisor.cfg['power_limit_w']})
+        self.tune.register_commands(reg)
         return reg
 
     def on_command(self, op, data):
@@ -178,73 +183,6 @@ class MpyAgent:
         self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
                         'message': 'identify requested for %.0f s' % a['duration_s']})
         self.loop.add_timer(self._identify_end, self.identify_until_s)
-
-    def _c_autotune(self, a):
-        if a['action'] == 'stop':
-            was = self.tuner is not None
-            self.tuner = None               # chips keep the frequencies they have now
-            self.tuner_gen += 1
-            return {'stopped': was}
-        return self.start_tuner(a['profile'], a.get('mode'), a.get('target'))
-
-    def _c_set_power_target(self, a):
-        name = self.tuner.prof['name'] if self.tuner is not None else 'balanced'
-        return self.start_tuner(name, 'power', a['w'])
-
-    # -- autotune -------------------------------------------------------------------------------
-    def start_tuner(self, name, mode=None, target=None):
-        """Start (or restart) the tuner; ValueError when the profile or target is refused."""
-        prof = self.profiles.get(name)
-        if prof is None:
-            raise ValueError('unknown profile %r (on this board: %s)'
-                             % (name, ', '.join(sorted(self.profiles)) or 'none'))
-        prof = dict(prof)
-        targets = prof.pop('targets')
-        if mode is not None:
-            prof['mode'] = mode
-        if target is None:
-            target = targets[prof['mode']]
-        if prof['mode'] == 'power':
-            lo, hi, unit = round(0.2 * self.model['nameplate_w']), self.supervisor.cfg['power_limit_w'], 'W'
-        else:
-            nominal = targets['nominal_ths']
-            lo, hi, unit = 0.05 * nominal, 1.5 * nominal, 'TH/s'
-        if not lo <= target <= hi:
-            raise ValueError('%s target %.1f %s outside %.1f..%.1f %s'
-                             % (prof['mode'], target, unit, lo, hi, unit))
-        io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
-                           power_limit_w=self.supervisor.cfg['power_limit_w'])
-        self.tuner = Tuner(io, prof, target)
-        self.tuner_gen += 1
-        gen = self.tuner_gen
-        self.loop.add_timer(lambda now: self._tune_tick(now, gen), self.clock.monotonic())
-        return {'profile': prof['name'], 'mode': prof['mode'], 'target': target, 'reused': False}
-
-    def _safety_ok(self):
-        return self.supervisor.get_status().get('state') == 'normal'
-
-    def _tune_tick(self, now, gen):
-        tuner = self.tuner
-        if tuner is None or gen != self.tuner_gen:
-            return NEVER
-        nxt = tuner.step(now)
-        if tuner.stage == 'done' and not getattr(tuner, 'saved', False):
-            tuner.saved = True
-            self._save_tune(tuner.result())
-        if nxt is None or nxt <= now:
-            nxt = now + 5.0
-        return self._period(now, nxt - now)
-
-    def _save_tune(self, res):
-        """One small file per finished run (a flash write per tune, not per step)."""
-        try:
-            with open(self.cfg['state_dir'] + '/tune-result.json', 'w') as f:
-                json.dump(res, f)
-        except (OSError, TypeError, ValueError) as e:
-            print('tune result not saved: %s' % e)
-        self._on_event({'id': 'rig.tune_done', 'action': 'raise', 'severity': 'info',
-                        'message': 'autotune done: %.1f W, %.3f TH/s, %.2f J/TH'
-                                   % (res['power_w'], res['good_ths'], res['j_per_th'])})
 
     def _identify_end(self, now):
         if self.identify_until_s is not None and now >= self.identify_until_s:
@@ -270,7 +208,8 @@ class MpyAgent:
         return self._period(now, period)
 
     def status(self):
-        return telemetry.collect(self.control, self.rig, self.supervisor, self.health, self.tuner,
+        return telemetry.collect(self.control, self.rig, self.supervisor, self.health,
+                                 self.tune.tuner,
                                  self.link, uptime_s=self.clock.monotonic() - self.started_s)
 
     def _telemetry(self, now):

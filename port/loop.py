@@ -9,6 +9,17 @@ import time
 NEVER = float('inf')
 
 
+class Timer:
+    """Handle returned by add_timer (as agent/scheduler.Timer): cancel() ends it before its next run."""
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
 class Loop:
     def __init__(self, clock, idle=None, on_error=None, idle_wall_s=0.05):
         self.clock = clock
@@ -23,9 +34,12 @@ class Loop:
         self.errors = 0
 
     def add_timer(self, callback, first_s=None):
+        """callback(now_s) -> next wake time or NEVER. Returns a Timer handle."""
+        timer = Timer(callback)
         self._seq += 1
         heapq.heappush(self._timers, (self.clock.monotonic() if first_s is None else first_s,
-                                      self._seq, callback))
+                                      self._seq, timer))
+        return timer
 
     def call_soon(self, fn, *args):
         self._soon.append((fn, args))
@@ -46,13 +60,15 @@ class Loop:
         now = self.clock.monotonic()
         self.ticks += 1
         while self._timers and self._timers[0][0] <= now and not self.stopped:
-            _, _, cb = heapq.heappop(self._timers)
-            nxt = self._guard(cb, now)
+            _, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            nxt = self._guard(timer.callback, now)
             if nxt is None:
                 nxt = now + 1.0             # a timer that failed retries in a second
             if nxt != NEVER:
                 self._seq += 1
-                heapq.heappush(self._timers, (max(nxt, now), self._seq, cb))
+                heapq.heappush(self._timers, (max(nxt, now), self._seq, timer))
             now = self.clock.monotonic()
         while self._soon:
             fn, args = self._soon.pop(0)

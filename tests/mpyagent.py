@@ -31,12 +31,12 @@ def frozen_binary():
     return FROZEN
 
 
-def profiles(tmp_path, model='GAMMA'):
-    """The shipped tuner profiles as the port reads them (JSON, targets resolved for the model)."""
+def profiles(tmp_path):
+    """The shipped tuner profiles as the port reads them (JSON)."""
     path = os.path.join(str(tmp_path), 'profiles.json')
     proc = subprocess.run([sys.executable, os.path.join(mpyunix.ROOT, 'build', 'micropython',
-                                                        'stage.py'), '--profiles', path,
-                           '--model', model], capture_output=True, text=True, timeout=60)
+                                                        'stage.py'), '--profiles', path],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return path
 

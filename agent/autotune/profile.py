@@ -3,13 +3,14 @@ naming the key and line), shipped profiles in agent/profiles/, user files by pat
 """
 
 import os
-import tomllib
 
 from agent import options
 from agent.options import ConfigError
 
-PROFILE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           'profiles')
+
+def profile_dir():
+    """agent/profiles (a function: MicroPython, which has no os.path, imports resolve_target)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'profiles')
 
 
 _o = options.opt
@@ -83,6 +84,7 @@ def load_file(path):
         return '%s:%d' % (path, n) if n else path
 
     try:
+        import tomllib   # here, not at the top: MicroPython (no tomllib) imports resolve_target
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError('%s: %s' % (path, e))
@@ -101,7 +103,7 @@ def load_file(path):
 def shipped():
     """Names of the shipped profiles."""
     try:
-        return sorted(f[:-5] for f in os.listdir(PROFILE_DIR) if f.endswith('.toml'))
+        return sorted(f[:-5] for f in os.listdir(profile_dir()) if f.endswith('.toml'))
     except OSError:
         return []
 
@@ -110,7 +112,7 @@ def load(name_or_path):
     """A shipped profile by name, or a user file by path."""
     if os.sep in name_or_path or name_or_path.endswith('.toml'):
         return load_file(name_or_path)
-    path = os.path.join(PROFILE_DIR, name_or_path + '.toml')
+    path = os.path.join(profile_dir(), name_or_path + '.toml')
     if not os.path.exists(path):
         raise ConfigError('unknown profile %r (shipped: %s; or give a file path)'
                           % (name_or_path, ', '.join(shipped())))

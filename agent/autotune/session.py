@@ -2,7 +2,6 @@
 commands, one Tuner run at a time on its own cancellable scheduler timer, results saved once."""
 
 import logging
-import os
 
 from agent import options
 from agent.autotune import profile as tune_profile
@@ -24,7 +23,11 @@ class TuneSession:
     """Starts, steps, stops and saves tuner runs on the control thread."""
 
     def __init__(self, section, model, control, supervisor, scheduler, clock, state_dir,
-                 on_event, hooks=None, min_period_s=0.0):
+                 on_event, hooks=None, min_period_s=0.0, load_profile=None, store=None):
+        # load_profile(name) -> profile dict; store: save/load_saved. Defaults: TOML profiles and
+        # atomic POSIX files; the MicroPython port passes JSON profiles and its flash store.
+        self.load_profile = load_profile or tune_profile.load
+        self.store = store or tune_store
         self.model = model
         self.control = control
         self.supervisor = supervisor
@@ -33,11 +36,11 @@ class TuneSession:
         self.on_event = on_event
         self.min_period_s = min_period_s   # wall-time floor of time-warped runs
         self.hooks = hooks
-        self.results_dir = section['results_dir'] or os.path.join(state_dir, 'tune')
+        self.results_dir = section['results_dir'] or state_dir.rstrip('/') + '/tune'
         self.start_profile = section['profile']
         if self.start_profile:
             try:
-                tune_profile.load(self.start_profile)
+                self.load_profile(self.start_profile)
             except options.ConfigError as e:
                 raise options.ConfigError('tuner.profile: %s' % e)
         self.tuner = None
@@ -81,7 +84,7 @@ class TuneSession:
     def start(self, profile_name, mode=None, target=None):
         """Start (or restart) a run; ValueError when the profile or target is refused."""
         try:
-            prof = tune_profile.load(profile_name)
+            prof = self.load_profile(profile_name)
         except options.ConfigError as e:
             raise ValueError(str(e))
         if mode is not None:
@@ -94,7 +97,7 @@ class TuneSession:
                              % (prof['mode'], target, unit, lo, hi, unit))
         io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
                            power_limit_w=self.supervisor.cfg['power_limit_w'])
-        saved = tune_store.load_saved(self.results_dir, io.board_ids())
+        saved = self.store.load_saved(self.results_dir, io.board_ids())
         self.stop()
         self.tuner = Tuner(io, prof, target, saved=saved)
         self.saved = False
@@ -129,7 +132,7 @@ class TuneSession:
         return max(nxt, now + self.min_period_s)
 
     def _save(self, res):
-        paths = tune_store.save(self.results_dir, res)
+        paths = self.store.save(self.results_dir, res)
         self.on_event({'id': 'rig.tune_done', 'action': 'raise', 'severity': 'info',
                        'message': 'autotune done: %.0f W, %.2f TH/s, %.2f J/TH'
                                   % (res['power_w'], res['good_ths'], res['j_per_th'])})

@@ -17,7 +17,7 @@ def _safe(board_id):
 
 
 def path_for(results_dir, board_id):
-    return os.path.join(results_dir, 'tune-%s.json' % _safe(board_id))
+    return '%s/tune-%s.json' % (str(results_dir).rstrip('/'), _safe(board_id))
 
 
 def atomic_write(path, data_bytes, _crash_after=None):
@@ -47,8 +47,10 @@ def atomic_write(path, data_bytes, _crash_after=None):
         os.close(dfd)
 
 
-def save(results_dir, result, saved_at_s=None):
-    """Split a tuner result (tuner.Tuner.result()) into one file per board. Returns the paths."""
+def save(results_dir, result, saved_at_s=None, write=None):
+    """Split a tuner result (tuner.Tuner.result()) into one file per board. Returns the paths.
+    write(path, bytes): atomic_write here; the MicroPython port passes its flash writer."""
+    write = write or atomic_write
     paths = []
     for b, bid in enumerate(result['board_ids']):
         rec = {'version': VERSION, 'board_id': bid, 'board': b, 'mode': result['mode'],
@@ -60,7 +62,7 @@ def save(results_dir, result, saved_at_s=None):
                        'tune_s': result['tune_s'], 'curve': result['curve']},
                'saved_at_s': saved_at_s}
         p = path_for(results_dir, bid)
-        atomic_write(p, (json.dumps(rec, sort_keys=True) + '\n').encode())
+        write(p, (json.dumps(rec, sort_keys=True) + '\n').encode())
         paths.append(p)
     return paths
 

@@ -2,13 +2,13 @@
 """Compile the agent's MicroPython modules (build/micropython/modules.txt) to .mpy with mpy-cross.
 
     python3 build/micropython/stage.py [--target unix|esp32] [--out DIR] [--json]
-    python3 build/micropython/stage.py --profiles FILE [--model GAMMA]
+    python3 build/micropython/stage.py --profiles FILE
 
 Output: DIR/<module>.mpy (default build/cache/micropython/lib-<target>), ready for MICROPYPATH on
 the Unix port or for copying to an ESP32's /lib (mpremote cp -r). Prints the total .mpy size.
 ESP32-S3 targets get `-march=xtensawin`; the bytecode is the same, native code is not used.
 --profiles writes the shipped tuner profiles (agent/profiles/*.toml, read by CPython: there is no
-TOML on MicroPython) as JSON with their targets resolved for the model, for port/agent.py.
+TOML on MicroPython) as JSON for port/agent.py.
 """
 
 import argparse
@@ -46,19 +46,11 @@ def stage(target, out_dir):
     return sizes
 
 
-def export_profiles(path, model_name):
+def export_profiles(path):
+    """The shipped tuner profiles, validated by CPython's agent/autotune/profile.py, as JSON."""
     sys.path.insert(0, ROOT)
     from agent.autotune import profile
-    from hal import models
-    model = models.get(model_name)
-    out = {}
-    for name in profile.shipped():
-        prof = profile.load(name)
-        nominal = profile.resolve_target(dict(prof, mode='hashrate', target=0.0, target_rel=1.0), model)
-        prof['targets'] = {'nominal_ths': nominal}
-        for mode in ('power', 'hashrate', 'efficiency'):
-            prof['targets'][mode] = profile.resolve_target(dict(prof, mode=mode), model)
-        out[name] = prof
+    out = dict((name, profile.load(name)) for name in profile.shipped())
     with open(path, 'w') as f:
         json.dump(out, f, indent=1, sort_keys=True)
     return out
@@ -70,11 +62,10 @@ def main(argv=None):
     p.add_argument('--out')
     p.add_argument('--json', action='store_true')
     p.add_argument('--profiles', metavar='FILE', help='write the tuner profiles as JSON instead')
-    p.add_argument('--model', default='GAMMA')
     a = p.parse_args(argv)
     if a.profiles:
-        names = export_profiles(a.profiles, a.model)
-        print('stage: %d profiles for %s -> %s' % (len(names), a.model, a.profiles))
+        names = export_profiles(a.profiles)
+        print('stage: %d profiles -> %s' % (len(names), a.profiles))
         return 0
     out = a.out or os.path.join(ROOT, 'build', 'cache', 'micropython', 'lib-' + a.target)
     sizes = stage(a.target, out)
