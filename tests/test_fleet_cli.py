@@ -55,7 +55,7 @@ def test_serve_command(tmp_path):
             base = 'http://127.0.0.1:%d' % port
             _wait(lambda: socket.create_connection(('127.0.0.1', port), 0.5).close() or True, 20, 'the listener')
             pub = Publisher(broker, FakeFleet(n=6, sites=('east',), chips_per_board=4), period_s=0.5)
-            _wait(lambda: _get_json(base + '/api/fleet')['total'] == 6, 20, 'six rigs')
+            _wait(lambda: _get_json(base + '/api/fleet')['totals'].get('east', {}).get('online') == 6, 20, 'six rigs online')
             d = _get_json(base + '/api/fleet?sort=w&rev=1&limit=2')
             assert len(d['rows']) == 2 and d['rows'][0]['w'] >= d['rows'][1]['w']
             assert d['totals']['east']['online'] == 6
