@@ -2,7 +2,6 @@
 processes and together they get every message; a consumer killed with SIGKILL and restarted on its
 persistent session loses nothing (acks follow the store commit) and stores nothing twice."""
 
-import pytest
 import json
 import os
 import signal
@@ -10,6 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 
 from broker import Broker
 from fleet import ingest
