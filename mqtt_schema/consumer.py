@@ -124,28 +124,27 @@ _COMPILED = {}
 
 
 def _compiled(defs):
-    """defs -> (rename {wire key: name}, [(wire key, name, converter)] for fields that convert)."""
+    """defs -> {wire key: (name, converter or None)}."""
     table = _COMPILED.get(id(defs))
     if table is None or table[0] is not defs:
-        rename = {}
-        convs = []
+        conv = {}
         for f in defs:
-            rename[f[0]] = f[1]
-            fn = _converter(f[2], f[4])
-            if fn is not None:
-                convs.append((f[0], f[1], fn))
-        table = _COMPILED[id(defs)] = (defs, (rename, convs))
+            conv[f[0]] = (f[1], _converter(f[2], f[4]))
+        table = _COMPILED[id(defs)] = (defs, conv)
     return table[1]
 
 
-def _unpack(table, wire):
-    rename, convs = table
-    out = dict(zip(map(rename.get, wire, wire), wire.values()))   # unknown keys keep their name
-    get = wire.get
-    for key, name, fn in convs:
-        val = get(key)
-        if val is not None:
-            out[name] = fn(val)
+def _unpack(conv, wire):
+    out = {}
+    get = conv.get
+    for key, val in wire.items():
+        f = get(key)
+        if f is None:
+            out[key] = val                  # unknown keys keep their name
+        elif f[1] is None or val is None:
+            out[f[0]] = val
+        else:
+            out[f[0]] = f[1](val)
     return out
 
 
