@@ -67,6 +67,16 @@ def load_profiles(path):
     return load
 
 
+def fastest_baud(family, transport):
+    """The family's fastest rate that the serial adapter can set (a pty only has the standard
+    termios rates; an ESP32 UART has them all)."""
+    ok = getattr(transport, 'supports_baud', lambda b: True)
+    for b in sorted(family['fast_bauds'], reverse=True):
+        if ok(b):
+            return b
+    return families.RESET_BAUD
+
+
 class Health:
     """Controller health for telemetry's ctrl map: heap in use and the outbox's filesystem."""
 
@@ -109,8 +119,7 @@ class MpyAgent:
                                       heartbeat=heartbeat)
         chain = ChainDriver(chain_transport, self.family, clock=clock, limits=self.limits)
         self.rig = SingleBoardRig(self.model, self.limits, chain, board)
-        self.baud = cfg['baud'] or (max(self.family['fast_bauds']) if self.family['fast_bauds']
-                                    else families.RESET_BAUD)
+        self.baud = cfg['baud'] or fastest_baud(self.family, chain_transport)
         self.control = ControlLoop(self.rig, self.supervisor, clock, on_event=self._on_event,
                                    start_freq_mhz=cfg['freq_mhz'] or None, chain_baud=self.baud)
         self.kick = kick                    # feeds a hardware watchdog each completed tick

@@ -52,6 +52,9 @@ class UartSerial:
     def drain(self):
         self._uart.flush()
 
+    def supports_baud(self, baud):
+        return True
+
     def set_baud(self, baud):
         self._uart.flush()            # finish sending at the old rate first (serial.c does too)
         self.baud = int(baud)

@@ -12,10 +12,25 @@ _VTIME = 5      # c_cc indices (Linux); MicroPython's termios has no VMIN/VTIME 
 _VMIN = 6
 
 
+_TOLERANCE = 0.05   # 8N1: a receiver copes with rates this far apart (the simulator too)
+_RATES = (9600, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000)
+
+
+def _speed_code(baud):
+    """termios Bnnn of the standard rate nearest to baud within 5 % (BM1370's 1 041 667 runs
+    as B1000000, 4 % slow), or None."""
+    best = None
+    for r in _RATES:
+        if abs(r - baud) <= _TOLERANCE * baud and (best is None or abs(r - baud) < abs(best - baud)):
+            best = r
+    return getattr(termios, 'B%d' % best, None) if best else None
+
+
 class PtySerial:
     def __init__(self, path, baud=115200):
         self.url = path
         self.baud = int(baud)
+        self.os_baud_ok = True
         self.tx_bytes = 0
         self.rx_bytes = 0
         try:
@@ -26,6 +41,7 @@ class PtySerial:
             attrs[6][_VMIN] = 0
             attrs[6][_VTIME] = 0
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            self._set_speed(self.baud)
         except OSError as e:
             raise TransportError('cannot open %s: %s' % (path, e))
         self._rx = bytearray(512)          # one receive buffer: no 4 KB allocation per read
@@ -69,9 +85,30 @@ class PtySerial:
     def drain(self):
         pass
 
+    def _set_speed(self, baud):
+        """The line rate in termios, as a UART driver sets it (the simulator garbles bytes sent
+        at a rate its chips do not use). Only the standard Bnnn rates MicroPython's termios
+        knows; another rate keeps the nominal value for timing (os_baud_ok False)."""
+        code = _speed_code(baud)
+        if code is None:
+            self.os_baud_ok = False
+            return
+        fd = self._f.fileno()
+        attrs = termios.tcgetattr(fd)
+        attrs[4] = code
+        attrs[5] = code
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        self.os_baud_ok = True
+
+    def supports_baud(self, baud):
+        return _speed_code(baud) is not None
+
     def set_baud(self, baud):
-        # The simulator paces by the chips' own baud register: only the nominal rate changes.
         self.baud = int(baud)
+        try:
+            self._set_speed(self.baud)
+        except OSError as e:
+            raise TransportError('baud %d on %s: %s' % (baud, self.url, e))
 
     def byte_time_s(self):
         return 10.0 / self.baud
@@ -83,5 +120,5 @@ class PtySerial:
             pass
 
     def get_status(self):
-        return {'url': self.url, 'baud': self.baud, 'os_baud_ok': True,
+        return {'url': self.url, 'baud': self.baud, 'os_baud_ok': self.os_baud_ok,
                 'tx_bytes': self.tx_bytes, 'rx_bytes': self.rx_bytes}
