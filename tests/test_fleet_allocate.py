@@ -48,7 +48,7 @@ def test_efficiency_matches_brute_force():
     for cap_w in (7000, 5000, 3000):
         t = A.allocate(rigs, cap_w, 'efficiency')
         best = 0.0
-        grids = [list(range(r['min_w'], int(r['max_w']) + 1, 50)) for r in rigs]
+        grids = [list(range(r['min_w'], int(r['max_w']) + 1, 100)) for r in rigs]
         for combo in itertools.product(*grids):
             if sum(combo) <= cap_w:
                 best = max(best, sum(A.curve_of(r)(p) for r, p in zip(rigs, combo)))
