@@ -68,4 +68,10 @@ def main(argv=None):
     if entry is None:
         print('hashpilot fleet: unknown command %r\n\n%s' % (argv[0], usage()), file=sys.stderr)
         return 2
-    return entry[0]()(argv[1:]) or 0
+    try:
+        fn = entry[0]()
+    except ImportError as e:    # the firmware binary and a plain install leave the extras out
+        print("hashpilot fleet %s: needs the operator extras (pip install 'hashpilot[fleet]'): %s"
+              % (argv[0], e), file=sys.stderr)
+        return 2
+    return fn(argv[1:]) or 0
