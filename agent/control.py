@@ -22,6 +22,7 @@ RAMP_STEPS_PER_TICK = 3
 REINIT_FREQ_MHZ = 100.0      # a re-init ramps only this far; later ticks walk on from there
 REINIT_BACKOFF_S = (5.0, 10.0, 30.0, 60.0)
 REINIT_ALARM_AFTER = 3       # failed re-inits of one board before an alarm
+PLL_CACHE_SIZE = 512         # distinct target frequencies remembered (a tuner run uses ~100)
 
 
 def validate_set_frequency(body, ctx):
@@ -66,6 +67,7 @@ class ControlLoop:
         self._rr = nboards - 1             # round-robin position for re-inits
         self.fan_duty_pct = [None] * self.model['fans']
         self.last_snapshot = None
+        self._pll_cache = {}               # target MHz -> achievable MHz (pll_mhz)
         self.last_board = {}
         self.io_errors = 0
         self.ticks = 0
@@ -237,6 +239,17 @@ class ControlLoop:
         f = self.requested_mhz[i][chip_index] * self.caps_pct[i] / 100.0
         return max(lim.freq_min_mhz, min(lim.freq_max_mhz, f))
 
+    def pll_mhz(self, mhz):
+        """The frequency the PLL really makes for mhz. Cached: every tick asks it for every chip
+        (324 on an S21) and the answer only changes when a request or a cap does; solving it
+        each time was half of the agent's CPU."""
+        f = self._pll_cache.get(mhz)
+        if f is None:
+            if len(self._pll_cache) >= PLL_CACHE_SIZE:
+                self._pll_cache.clear()
+            f = self._pll_cache[mhz] = pll.solve(self.family, mhz)['freq_mhz']
+        return f
+
     def _apply_freqs(self, boards):
         """Walk chips toward requested x cap, at most RAMP_STEPS_PER_TICK steps this tick."""
         max_move = RAMP_STEPS_PER_TICK * RAMP_STEP_MHZ
@@ -247,7 +260,7 @@ class ControlLoop:
             for c in chain.chips:
                 if not c.alive or c.index >= len(self.requested_mhz[i]):
                     continue
-                target = pll.solve(self.family, self.effective_mhz(i, c.index))['freq_mhz']
+                target = self.pll_mhz(self.effective_mhz(i, c.index))
                 cur = c.freq_mhz
                 if cur is not None and abs(cur - target) <= FREQ_TOLERANCE_MHZ:
                     continue

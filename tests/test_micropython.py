@@ -23,9 +23,10 @@ OPTIONAL_PURE = ['hal/sim/__init__.py', 'hal/sim/physics.py']
 GUARDED = ['hal/board_bitaxe.py', 'hal/board_i2c.py', 'hal/errors.py', 'hal/clock.py',
            'agent/options.py', 'agent/fan.py', 'agent/safety/__init__.py', 'agent/safety/board.py',
            'agent/safety/config.py', 'agent/safety/detectors.py', 'agent/safety/supervisor.py',
-           'agent/safety/watchdog.py', 'agent/commands.py', 'agent/logsafe.py',
+           'agent/safety/watchdog.py', 'agent/safety/watch.py', 'agent/commands.py', 'agent/logsafe.py',
            'agent/autotune/maths.py',
-           'agent/autotune/tuner.py', 'agent/autotune/io.py', 'mqtt_schema/fields.py', 'mqtt_schema/cmdauth.py',
+           'agent/autotune/tuner.py', 'agent/autotune/search.py', 'agent/autotune/voltage.py',
+           'agent/autotune/io.py', 'mqtt_schema/fields.py', 'mqtt_schema/cmdauth.py',
            'mqtt_schema/topics.py', 'mqtt_schema/payloads.py']
 
 CHECKS = [

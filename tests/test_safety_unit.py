@@ -766,7 +766,8 @@ print(repr([int(fc.update(float(t), die_c=80.0) * 1000) for t in range(5)]))
 """
 MPY_MODULES = ['hal/__init__.py', 'hal/models.py', 'agent/__init__.py', 'agent/options.py', 'agent/fan.py',
                'agent/safety/__init__.py', 'agent/safety/config.py', 'agent/safety/board.py',
-               'agent/safety/detectors.py', 'agent/safety/supervisor.py', 'agent/safety/watchdog.py']
+               'agent/safety/detectors.py', 'agent/safety/supervisor.py', 'agent/safety/watchdog.py',
+               'agent/safety/watch.py']
 
 
 def test_pure_core_same_under_micropython(tmp_path):

@@ -18,41 +18,19 @@ import math
 
 from hal import pll
 from agent.autotune import maths
+from agent.autotune.search import ChipSearch, ChipState
+from agent.autotune.voltage import VoltageLoop
 
 STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
 SETTLED_STEP = 0.006       # a chip whose last step was smaller than this counts as settled
-SETTLED_FRAC = 0.75        # share of settled chips before the goal is judged
-URGENT_OVER = 0.02         # over budget by more than this: move the voltage without waiting
-CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
-MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision
 RECENT_AFTER_MOVE_S = 10.0  # recent power counts from this long after a voltage move
-CAPPED_FRAC = 0.5          # share of chips held back by the budget for a predictive move
-ZERO_ERR_COUNT = 3.0       # expected errors at the target when a silent chip may step up
 STOCK_MARGIN = 1.25        # assumed fmax / stock frequency for the first voltage move
 MEASURE_WINDOW_S = 30.0    # the goal is judged on the last this many seconds
-UP_MOVE_MAX = 0.02         # largest voltage rise per move (ln): power grows ~6x as fast
 SECANT_MIN_STEPS = 4       # closer settled points are noise: use the prior slope
-SAMPLES_KEPT_S = 600.0
 ERR_DRIFT_FRAC = 0.1       # this share of chips clearly above err_max while holding: re-tune
 EVENTS_KEPT = 20
 HOT_MEMORY_S = 300.0       # a chip held back by the hot limit blocks voltage rises this long
 POWER_MIN_SAMPLES = 3
-
-
-class ChipState:
-    def __init__(self, f):
-        self.f = f
-        self.pending = True          # baseline not taken yet (frequency not yet seen applied)
-        self.h0 = 0.0
-        self.e0 = 0
-        self.last_step = 1.0
-        self.decisions = 0
-        self.zero_runs = 0
-        self.err_est = None
-        self.temp_c = None
-        self.alive = True
-        self.hot_at = None           # last time the chip was held back by the hot limit
-        self.bad = False             # last window clearly above err_max (error drift)
 
 
 class Tuner:
@@ -84,6 +62,8 @@ class Tuner:
         self.dropped = False         # initial voltage drop done (or not needed)
         self.events = []             # (t_s, why, mv_old, mv_new) of recent voltage moves
         self.capped = None           # (fraction of chips held back by the budget, median wish)
+        self.search = ChipSearch(self)
+        self.voltage = VoltageLoop(self)
 
     # ------------------------------------------------------------------ setup
     def _bounds(self):
@@ -218,84 +198,7 @@ class Tuner:
                 st.pending = True
 
     def _chip_decisions(self, obs, now_s):
-        plan = {}
-        hold = self.stage == 'done'
-        gain = 0.5 if self.stage in ('verify', 'done') else 0.8
-        nmin = self.prof['min_err_count'] * (2.0 if hold else 1.0)
-        over_budget = self.mode == 'power' and self.p_recent is not None and \
-            self.p_recent > self.target * (1.0 + CLIMB_STOP_OVER)
-        up_cap = 1.0
-        p_now = self.p_recent if self.p_recent is not None else \
-            (self.samples[-1][1] if self.samples else None)
-        if self.mode == 'power' and p_now:
-            up_cap = max(MIN_UP_STEP, self.target / p_now - 1.0 + CLIMB_STOP_OVER)
-        wants = []
-        self.capped = None
-        for b, row in enumerate(obs):
-            for i, c in enumerate(row):
-                st = self.chips[b][i]
-                st.temp_c = c.get('temp_c')
-                st.alive = bool(c.get('alive', True))
-                if not st.alive:
-                    continue
-                if st.pending:
-                    if c.get('freq_mhz') is not None and abs(c['freq_mhz'] - st.f) <= 0.5:
-                        st.pending = False
-                        st.h0 = c.get('hash_units') or 0.0
-                        st.e0 = c.get('err_units') or 0
-                    continue
-                h = (c.get('hash_units') or 0.0) - st.h0
-                e = (c.get('err_units') or 0) - st.e0
-                hot = st.temp_c is not None and st.temp_c > self.hot_c
-                if hot:
-                    st.hot_at = now_s
-                step = None
-                if hot:
-                    step = -0.01
-                elif e == 0 and not hold and h * self.err_t >= ZERO_ERR_COUNT:
-                    # No error where ZERO_ERR_COUNT were expected at the target: the rate is
-                    # below it with ~95 % confidence; bracket upward (doubling) without waiting.
-                    st.zero_runs += 1
-                    st.err_est = maths.err_estimate(0, h)
-                    step = min(0.04, max(maths.freq_step(0, h, self.err_t, gain), 0.01)
-                               * (1 << min(st.zero_runs - 1, 2)))
-                elif maths.decision_ready(e, h, self.err_t, nmin):
-                    st.err_est = maths.err_estimate(e, h)
-                    st.bad = maths.clearly_above(e, h, self.err_max)
-                    step = maths.freq_step(e, h, self.err_t, gain)
-                    if e == 0 and not hold:
-                        # No errors at all: bracket upward faster (doubling) while it lasts.
-                        st.zero_runs += 1
-                        step = min(0.04, step * (1 << min(st.zero_runs - 1, 2)))
-                    else:
-                        st.zero_runs = 0
-                    if hold and not maths.clearly_above(e, h, self.err_max) \
-                            and abs(step) < 0.004:
-                        step = 0.0     # holding: do not chase noise
-                if step is None:
-                    continue
-                if step > 0 and over_budget:
-                    continue           # spending more power now only deepens the overshoot
-                if step > up_cap:
-                    wants.append(step)
-                    step = up_cap      # chips step together: keep the rise within the headroom
-                st.decisions += 1
-                st.last_step = 0.0 if hot else abs(step)   # hot-limited: at its limit
-                f_new = self._snap(st.f * (1.0 + step))
-                if abs(f_new - st.f) < 1e-6:
-                    # Below PLL resolution: keep the data unless the window grew too long.
-                    if h * self.err_t > 6 * nmin:
-                        st.h0 += h * 0.5
-                        st.e0 += e // 2
-                    continue
-                st.f = f_new
-                st.pending = True
-                plan[(b, i)] = f_new
-        n = sum(len(r) for r in obs)
-        if wants and n:
-            wants.sort()
-            self.capped = (len(wants) / float(n), wants[len(wants) // 2])
-        return plan
+        return self.search.decide(obs, now_s)
 
     # ------------------------------------------------------------------ voltage
     def _measure(self):
@@ -331,98 +234,7 @@ class Tuner:
         return g
 
     def _voltage_loop(self, now_s):
-        if self.stage not in ('search', 'verify', 'done'):
-            return
-        if self.stage == 'search' and not self.dropped and self.p_recent is not None:
-            self.dropped = True
-            if self._initial_drop(now_s):
-                return
-        if self.mode == 'power' and self.stage != 'done' and self.p_recent is not None \
-                and self.p_recent > self.target * (1.0 + URGENT_OVER):
-            # Urgent: do not wait for settling while over budget (chips may still be climbing).
-            mv = self.mv[0]
-            new_mv = maths.next_voltage_mv(mv, self.p_recent, self.target, self._slope(mv / 1000.0),
-                                           self.mv_step, self.mv_lo, self.mv_hi)
-            if new_mv < mv:
-                if self.stage == 'verify':
-                    self.stage = 'search'
-                self._move_voltage(mv, new_mv, now_s, 'over budget %.0f W' % self.p_recent)
-                return
-        if self.mode == 'power' and self.stage == 'search' and self.p_recent is not None \
-                and self.capped is not None and self.capped[0] >= CAPPED_FRAC \
-                and now_s - self.t_v >= 0.5 * self.prof['settle_s']:
-            # The budget is full while most chips still want to climb: predict the power they
-            # would draw and lower the voltage now (they then climb to the new, lower limits).
-            mv = self.mv[0]
-            y_pred = self.p_recent * (1.0 + 0.8 * self.capped[1])
-            self.capped = None
-            new_mv = maths.next_voltage_mv(mv, y_pred, self.target, self._slope(mv / 1000.0),
-                                           self.mv_step, self.mv_lo, self.mv_hi)
-            if new_mv < mv:
-                self._move_voltage(mv, new_mv, now_s, 'budget full, chips climbing %.0f W' % y_pred)
-                return
-        m = self._measure()
-        if m is None:
-            return
-        pw, g, span = m
-        self.last = {'power_w': pw, 'good_ths': g, 'j_per_th': pw / g if g > 0 else None}
-        y = self._goal_value(m)
-        tol = self.prof['power_tol_pct'] / 100.0
-        settled = self._settled_frac() >= SETTLED_FRAC and span >= 20.0
-        if self.stage == 'done':
-            self._watch_drift(now_s, y, tol)
-            return
-        overtime = now_s - self.t_start > self.prof['time_budget_s']
-        if overtime:
-            # Time budget spent: hold what we have (the urgent over-budget rule still acts),
-            # verify it for verify_s and finish.
-            if self.stage == 'search':
-                self._stage('verify', now_s)
-                self.message = 'time budget reached: holding the current settings'
-            elif now_s - self.t_stage >= self.prof['verify_s']:
-                self._finish(now_s, pw, g)
-                self.message = 'time budget reached after %.0f s' % (now_s - self.t_start)
-            return
-        if not settled:
-            return
-        mv = self.mv[0]
-        v = mv / 1000.0
-        if settled:
-            self.vhist.append((mv, y))
-            self.curve.append((pw, pw / g if g > 0 else None, mv))
-            self._keep_best(pw, g)
-        slope = self._slope(v)
-        if self.mode == 'power':
-            new_mv = maths.next_voltage_mv(mv, y, self.target, slope, self.mv_step,
-                                           self.mv_lo, self.mv_hi)
-            new_mv = min(new_mv, int(mv * math.exp(UP_MOVE_MAX) / self.mv_step) * self.mv_step)
-        else:
-            # Meet the hashrate: round up (a floor must hold), least voltage that reaches it.
-            new_mv = maths.next_voltage_mv(mv, y, self.target, slope, self.mv_step,
-                                           self.mv_lo, self.mv_hi)
-            if y < self.target and new_mv <= mv:
-                new_mv = min(self.mv_hi, mv + self.mv_step)
-        if new_mv > mv and self._hot_chips(now_s) > 0:
-            new_mv = mv          # at the thermal limit: more voltage would only heat (runaway)
-        # Bands with hysteresis: measured power is noisy (PSU +-1 %); verify does not flap.
-        wide = 1.5 if self.stage == 'verify' else 1.0
-        if self.mode == 'power':
-            within = self.target * (1.0 - 0.8 * tol * wide) <= y <= \
-                self.target * (1.0 + 0.5 * tol * wide)
-        else:
-            within = self.target * (1.0 - 0.2 * tol * wide) <= y <= self.target * (1.0 + tol * wide)
-        if new_mv == mv or within:
-            self.converged += 1
-            self.samples = [s for s in self.samples if s[0] >= now_s - SAMPLES_KEPT_S]
-            self.t_v = min(self.t_v, now_s - self.prof['settle_s'])
-            if self.stage == 'search' and self.converged >= 2:
-                self._stage('verify', now_s)
-            elif self.stage == 'verify' and now_s - self.t_stage >= self.prof['verify_s']:
-                self._finish(now_s, pw, g)
-            return
-        if self.stage == 'verify':
-            self.stage = 'search'
-        self._move_voltage(mv, new_mv, now_s, 'settled at %.2f' % y)
+        self.voltage.run(now_s)
 
     def _initial_drop(self, now_s):
         """Approach the goal from below: stock settings leave chips well under their limits, so

@@ -9,7 +9,8 @@ from agent.fan import FanControl, validate_set_fan
 from agent.options import finite
 from agent.safety import config as _config
 from agent.safety.board import BoardSafety, worst
-from agent.safety.detectors import Alarms, Debounce, FanMonitor, SensorMonitor
+from agent.safety.detectors import Alarms, Debounce, FanMonitor
+from agent.safety.watch import BoardWatch
 
 
 def _list(v):
@@ -29,24 +30,6 @@ def validate_reset_safety(body, ctx):
     return {'board': board}, None
 
 
-class _BoardWatch:
-    """Per-board detector state that is not the thermal machine."""
-
-    def __init__(self, index, cfg):
-        self.sensors = [SensorMonitor(index, k, cfg) for k in range(cfg['sensors_per_board'])]
-        self.dead = Debounce()
-        self.dies_unreadable = Debounce()
-        self.blind = Debounce()
-        self.stale = Debounce()
-        self.stuck_on = Debounce()
-        self.dead_count = 0
-        self.no_chips = False
-        self.die_max_c = None
-        self.temp_c = None
-        self.sensor_bad = False
-        self.extra = []  # published state/reason additions this tick
-
-
 class Supervisor:
     def __init__(self, model, config=None, fan_control=None):
         self.model = model
@@ -60,7 +43,7 @@ class Supervisor:
         self.fan = fan_control
         self.alarms = Alarms()
         self.boards = [BoardSafety(i, cfg) for i in range(self.n_boards)]
-        self.watch = [_BoardWatch(i, cfg) for i in range(self.n_boards)]
+        self.watch = [BoardWatch(i, cfg, self.chips) for i in range(self.n_boards)]
         self.fan_mons = [FanMonitor(k, cfg) for k in range(self.n_fans)]
         self.now_s = None
         self.started = False
@@ -170,7 +153,7 @@ class Supervisor:
         boards, fans, power = self._parse(snapshot)
         self._fans(now, fans)
         for i in range(self.n_boards):
-            self._board_inputs(now, i, boards[i])
+            self.watch[i].read(now, boards[i], self.boards[i], self.alarms, self.problems)
         self._power(now, power)
         self._boards(now)
         if self.problems:
@@ -208,101 +191,6 @@ class Supervisor:
                                    % (100.0 * self.airflow_frac, lost, self.n_fans, self.airflow_cap_pct), now)
             else:
                 self.alarms.clear('rig.airflow', 'all %d fans running' % self.n_fans, now)
-
-    def _board_inputs(self, now, i, e):
-        c = self.cfg
-        b, w = self.boards[i], self.watch[i]
-        e = e if isinstance(e, dict) else {}
-        en = e.get('enabled')
-        # The hardware's word wins: a board we switched off that still reports power is read
-        # (and alarmed), never assumed cold.
-        powered = en if isinstance(en, bool) else b.enable
-        if w.stuck_on.update(powered and not b.enable, now, c['dies_missing_s'], 0.0):
-            self.alarms.raise_('board%d.disable_failed' % i, 'critical', 'board %d: commanded off but still '
-                               'reports power; runner must retry or cut the PSU' % i, now, i)
-        else:
-            self.alarms.clear('board%d.disable_failed' % i, 'board %d: now off as commanded' % i, now)
-        raw_dies = _list(e.get('die_c')) or []
-        alive = _list(e.get('chips_alive')) or []
-        ages = _list(e.get('die_age_s'))
-        dies = []
-        stale = 0
-        for k in range(min(len(raw_dies), self.chips)):
-            v = finite(raw_dies[k])
-            if v is None or v < c['die_min_c'] or v > c['die_max_c']:
-                continue
-            if k < len(alive) and alive[k] is False:
-                continue
-            age = finite(ages[k]) if ages is not None and k < len(ages) else 0.0
-            if age is None or age > c['die_stale_s']:
-                stale += 1      # an old value is no reading: unknown, hence hot
-                continue
-            dies.append(v)
-        if not powered:
-            dies = []
-            stale = 0
-        self._stale_and_blind(now, i, e, powered, stale and not dies)
-        w.die_max_c = max(dies) if dies else None
-        die_min = min(dies) if dies else None
-        die_mean = sum(dies) / len(dies) if dies else None
-        raw_s = _list(e.get('sensors_c'))
-        if raw_s is None:
-            if 'sensors_c' in e and e.get('sensors_c') is not None:
-                self.problems.append('board %d: sensors_c is not a list' % i)
-            raw_s = []
-        while len(w.sensors) < len(raw_s) and len(w.sensors) < 16:
-            w.sensors.append(SensorMonitor(i, len(w.sensors), c))
-        vals = [finite(raw_s[k]) if k < len(raw_s) else None for k in range(len(w.sensors))]
-        for k in range(len(w.sensors)):
-            ref = die_mean
-            if ref is None:
-                others = [vals[j] for j in range(len(vals)) if j != k and vals[j] is not None]
-                ref = sum(others) / len(others) if others else None
-            peers = [w.sensors[j] for j in range(len(w.sensors)) if j != k]
-            w.sensors[k].update(now, raw_s[k] if k < len(raw_s) else None, ref, die_min, self.alarms, peers)
-        trusted = [s.trusted() for s in w.sensors if s.trusted() is not None]
-        w.sensor_bad = False
-        for s in w.sensors:
-            if s.bad():
-                w.sensor_bad = True
-        # Limits are die limits: with die readings the dies decide (an air sensor near the outlet
-        # may legitimately read above a die); the sensors stand in only when no die answers.
-        temps = dies if dies else trusted
-        w.temp_c = max(temps) if temps else None
-        grace = b.in_grace(now)
-        expect_dies = powered and not grace
-        missing = self.chips - len(dies)
-        w.dead_count = missing if expect_dies else w.dead_count
-        if expect_dies and 0 < missing < self.chips:
-            if w.dead.update(True, now, c['dead_chip_s'], c['dead_chip_s']):
-                self.alarms.raise_('board%d.dead_chips' % i, 'warning', 'board %d: %d of %d chips give no die '
-                                   'temperature (dead or not answering); the rest keep running'
-                                   % (i, missing, self.chips), now, i)
-        elif expect_dies and missing == 0:
-            if not w.dead.update(False, now, c['dead_chip_s'], c['dead_chip_s']):
-                self.alarms.clear('board%d.dead_chips' % i, 'board %d: all chips answer again' % i, now)
-        if w.dies_unreadable.update(expect_dies and not dies, now, c['dies_missing_s'], 0.0):
-            self.alarms.raise_('board%d.dies_unreadable' % i, 'critical', 'board %d: no die temperature '
-                               'readable; treated as hot' % i, now, i)
-        else:
-            self.alarms.clear('board%d.dies_unreadable' % i, 'board %d: die temperatures readable again' % i, now)
-        w.blind.update(expect_dies and w.temp_c is None, now, c['blind_max_s'], 0.0)
-        b.track_rate(now, w.die_max_c)
-
-    def _stale_and_blind(self, now, i, e, powered, all_stale):
-        """Alarms for readings that stopped coming (poll loop or driver stopped) and for a
-        powered board on which no chip was found (it hashes blind: off at once)."""
-        c, w, b = self.cfg, self.watch[i], self.boards[i]
-        expect = powered and not b.in_grace(now)
-        if w.stale.update(expect and all_stale, now, c['stale_off_s'], 0.0) or \
-                w.stale.bad_since is not None:
-            self.alarms.raise_('board%d.dies_stale' % i, 'critical', 'board %d: die readings older '
-                               'than %.0f s (chip poll stopped or driver hung): treated as hot, '
-                               'fans 100 %%, off after %.0f s' % (i, c['die_stale_s'], c['stale_off_s']),
-                               now, i)
-        else:
-            self.alarms.clear('board%d.dies_stale' % i, 'board %d: die readings current again' % i, now)
-        w.no_chips = powered and e.get('chips_found') == 0
 
     def _power(self, now, p):
         c = self.cfg
@@ -372,77 +260,70 @@ class Supervisor:
             b.step(now, t, forced, why, block, self.alarms)
 
     def _board_view(self, i):
-        """Published (state, reason, cap, enable) including rig-level derates."""
+        """What is published for board i, rig-level derates included:
+        {'state', 'reason', 'cap_pct', 'enable'}."""
         b, w = self.boards[i], self.watch[i]
         state, reasons = b.state, [b.reason] if b.state != 'normal' else []
         if w.sensor_bad:
-            bad = []
-            for s in w.sensors:
-                if s.bad():
-                    bad.append('sensor %d %s' % (s.index, '/'.join(s.reasons())))
-            reasons.append('board %d: %s: treated as hot, fans 100 %%, cap <= %.0f %%'
-                           % (i, ', '.join(bad), self.cfg['sensor_fault_cap_pct']))
+            reasons.append(w.bad_sensor_reason(self.cfg['sensor_fault_cap_pct']))
             state = worst(state, 'hot')
         if not b.enable:
-            return state, '; '.join(reasons) or 'disabled', b.cap_pct, False
+            return {'state': state, 'reason': '; '.join(reasons) or 'disabled',
+                    'cap_pct': b.cap_pct, 'enable': False}
         cap = self._pre_power_cap(i)
         if self.airflow_frac < 1.0:
             reasons.append('airflow %.0f %%: cap <= %.0f %%' % (100.0 * self.airflow_frac, self.airflow_cap_pct))
         if self.power_cap_pct < 100.0:
             reasons.append('power cap %.0f %%' % self.power_cap_pct)
         cap = min(cap, self.power_cap_pct)
-        return state, '; '.join(reasons) or 'ok', cap, True
+        return {'state': state, 'reason': '; '.join(reasons) or 'ok', 'cap_pct': cap, 'enable': True}
 
-    def _actions(self, now):
-        views = [self._board_view(i) for i in range(self.n_boards)]
+    def _rig_view(self, now, views):
+        """Rig state and reason from the board views and the rig-wide derates."""
         rig = 'normal'
         for v in views:
-            rig = worst(rig, v[0])
-        rig_reasons = [v[1] for v in views if v[0] != 'normal']
+            rig = worst(rig, v['state'])
+        reasons = [v['reason'] for v in views if v['state'] != 'normal']
         if self.fans_all_lost:
             rig = worst(rig, 'dangerous')
-            rig_reasons.insert(0, 'all fans lost')
+            reasons.insert(0, 'all fans lost')
         elif self.airflow_frac < 1.0 or self.power_cap_pct < 100.0 or self.problems:
             rig = worst(rig, 'hot')
         if self.airflow_frac < 1.0 and not self.fans_all_lost:
-            rig_reasons.append('airflow %.0f %%' % (100.0 * self.airflow_frac))
+            reasons.append('airflow %.0f %%' % (100.0 * self.airflow_frac))
         if self.power_cap_pct < 100.0:
-            rig_reasons.append('power cap %.0f %% (limit %.0f W)' % (self.power_cap_pct, self.cfg['power_limit_w']))
+            reasons.append('power cap %.0f %% (limit %.0f W)' % (self.power_cap_pct, self.cfg['power_limit_w']))
         if self.problems:
-            rig_reasons.append('malformed snapshot')
+            reasons.append('malformed snapshot')
         if rig != self.rig_state:
             self.rig_state, self.rig_since_s = rig, now
-        self.rig_reason = '; '.join(rig_reasons) or 'ok'
-        # Fans: the PID follows trusted temperatures only; anything abnormal -> 100 %.
-        suspect = False
-        for m in self.fan_mons:
-            if m.lost() or m.suspect:
-                suspect = True
-        override = None
-        hot_view = False
-        for v in views:
-            if v[0] != 'normal':
-                hot_view = True
-        missing = False
-        for w in self.watch:
-            if w.dies_unreadable.bad_since is not None or w.sensor_bad:
-                missing = True
-        # Power over limit alone does not force the fans (they would add power).
-        if hot_view or suspect or missing or self.airflow_frac < 1.0 or self.fans_all_lost or self.problems:
-            override = 100.0
+        self.rig_reason = '; '.join(reasons) or 'ok'
+
+    def _fan_override(self, views):
+        """100 % when anything is abnormal (the PID follows trusted temperatures only), else
+        None. Power over limit alone does not force the fans (they would add power)."""
+        suspect = any(m.lost() or m.suspect for m in self.fan_mons)
+        hot_view = any(v['state'] != 'normal' for v in views)
+        missing = any(w.dies_unreadable.bad_since is not None or w.sensor_bad for w in self.watch)
+        if hot_view or suspect or missing or self.airflow_frac < 1.0 or self.fans_all_lost \
+                or self.problems:
+            return 100.0
+        return None
+
+    def _fan_inputs(self):
+        """(die_c, board_c) the fan PID follows: hottest trusted die and board sensor."""
         dies = [w.die_max_c for w in self.watch if w.die_max_c is not None]
         sens = []
         for w in self.watch:
-            for s in w.sensors:
-                if s.trusted() is not None:
-                    sens.append(s.trusted())
+            sens.extend(w.trusted_sensors())
         die_c = max(dies) if dies else None
         board_c = max(sens) if sens else None
-        if die_c is not None and board_c is not None and getattr(self.fan, 'source', 'die') == 'board':
+        source = getattr(self.fan, 'source', 'die')
+        if die_c is not None and board_c is not None and source == 'board':
             # Safety net for board mode: a sensor stuck low (not yet flagged) cannot pull the
             # measurement below what the dies say (die target - board target offset).
             board_c = max(board_c, die_c - (self.cfg['temp_target_c'] - self.fan.target_c))
-        if board_c is not None and getattr(self.fan, 'source', 'die') == 'die':
+        if board_c is not None and source == 'die':
             # Air heats at once when the fans slow, dies follow with a 30 s lag: a die-only PID
             # would idle the fans at start-up while the air behind cold dies passes the hot
             # limit. On multi-chip boards a trusted air sensor reads below the hottest die at
@@ -450,13 +331,18 @@ class Supervisor:
             # transient (on a one-chip GAMMA the outlet sensor reads ~2 degC above the die: the
             # fans run a little more generously, never less).
             die_c = board_c if die_c is None else max(die_c, board_c)
-        duty = self.fan.update(now, die_c, board_c, override)
+        return die_c, board_c
+
+    def _actions(self, now):
+        views = [self._board_view(i) for i in range(self.n_boards)]
+        self._rig_view(now, views)
+        die_c, board_c = self._fan_inputs()
+        duty = self.fan.update(now, die_c, board_c, self._fan_override(views))
         d = int(duty + 0.5)
         d = 0 if d < 0 else (100 if d > 100 else d)
         self.fan_duty_pct = [d] * self.n_fans
-        boards = []
-        for i in range(self.n_boards):
-            boards.append({'index': i, 'enable': views[i][3], 'freq_cap_pct': round(views[i][2], 1)})
+        boards = [{'index': i, 'enable': v['enable'], 'freq_cap_pct': round(v['cap_pct'], 1)}
+                  for i, v in enumerate(views)]
         self._views = views
         return {'fan_duty_pct': list(self.fan_duty_pct), 'boards': boards, 'events': self.alarms.drain()}
 
@@ -471,7 +357,9 @@ class Supervisor:
         for i in range(self.n_boards):
             b, w = self.boards[i], self.watch[i]
             st = b.get_status(now)
-            st['state'], st['reason'], st['freq_cap_pct'], st['enable'] = views[i]
+            v = views[i]
+            st['state'], st['reason'] = v['state'], v['reason']
+            st['freq_cap_pct'], st['enable'] = v['cap_pct'], v['enable']
             st['state_machine'] = b.state
             st['die_max_c'] = w.die_max_c
             st['temp_c'] = w.temp_c

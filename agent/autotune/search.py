@@ -1,0 +1,141 @@
+"""Per-chip frequency search of the tuner: counters since a chip last changed frequency decide
+its next step so its error rate goes to the target (maths.freq_step); hot dies step down; the
+power budget limits how fast chips climb together. Pure (MicroPython-safe).
+"""
+
+from agent.autotune import maths
+
+CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
+MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision
+ZERO_ERR_COUNT = 3.0       # expected errors at the target when a silent chip may step up
+MAX_STEP = 0.04            # largest relative step of a chip bracketing upward
+MIN_BRACKET_STEP = 0.01
+HOT_STEP = -0.01           # a chip above the hot limit steps down this much
+HOLD_NOISE_STEP = 0.004    # holding: smaller steps are noise, not a reason to move
+
+
+class ChipState:
+    def __init__(self, f):
+        self.f = f
+        self.pending = True          # baseline not taken yet (frequency not yet seen applied)
+        self.h0 = 0.0
+        self.e0 = 0
+        self.last_step = 1.0
+        self.decisions = 0
+        self.zero_runs = 0
+        self.err_est = None
+        self.temp_c = None
+        self.alive = True
+        self.hot_at = None           # last time the chip was held back by the hot limit
+        self.bad = False             # last window clearly above err_max (error drift)
+
+
+class ChipSearch:
+    """Decides every chip's next frequency from the tuner's observations (one call per step).
+
+    Reads the tuner's goal and state (stage, mode, target, recent power, limits) through `t`;
+    owns nothing but the decision rules, so the tuner stays the one place that holds state.
+    """
+
+    def __init__(self, tuner):
+        self.t = tuner
+
+    def _rules(self):
+        """This step's decision parameters: holding, gain, errors needed, budget headroom."""
+        t = self.t
+        hold = t.stage == 'done'
+        p_now = t.p_recent if t.p_recent is not None else (t.samples[-1][1] if t.samples else None)
+        up_cap = 1.0
+        if t.mode == 'power' and p_now:
+            up_cap = max(MIN_UP_STEP, t.target / p_now - 1.0 + CLIMB_STOP_OVER)
+        return {'hold': hold, 'gain': 0.5 if t.stage in ('verify', 'done') else 0.8,
+                'nmin': t.prof['min_err_count'] * (2.0 if hold else 1.0),
+                'over_budget': t.mode == 'power' and t.p_recent is not None and
+                t.p_recent > t.target * (1.0 + CLIMB_STOP_OVER),
+                'up_cap': up_cap}
+
+    def decide(self, obs, now_s):
+        """obs (io.chips()) -> {(board, chip): new MHz}; sets tuner.capped."""
+        rules = self._rules()
+        plan = {}
+        wants = []
+        self.t.capped = None
+        for b, row in enumerate(obs):
+            for i, c in enumerate(row):
+                f_new = self._chip(self.t.chips[b][i], c, now_s, rules, wants)
+                if f_new is not None:
+                    plan[(b, i)] = f_new
+        n = sum(len(r) for r in obs)
+        if wants and n:
+            wants.sort()
+            self.t.capped = (len(wants) / float(n), wants[len(wants) // 2])
+        return plan
+
+    def _chip(self, st, c, now_s, rules, wants):
+        """One chip: new frequency or None."""
+        counts = self._observe(st, c, now_s)
+        if counts is None:
+            return None
+        h, e, hot = counts
+        step = HOT_STEP if hot else self._step(st, h, e, rules)
+        if step is None:
+            return None
+        if step > 0 and rules['over_budget']:
+            return None            # spending more power now only deepens the overshoot
+        if step > rules['up_cap']:
+            wants.append(step)
+            step = rules['up_cap']   # chips step together: keep the rise within the headroom
+        st.decisions += 1
+        st.last_step = 0.0 if hot else abs(step)   # hot-limited: at its limit
+        f_new = self.t._snap(st.f * (1.0 + step))
+        if abs(f_new - st.f) < 1e-6:
+            # Below PLL resolution: keep the data unless the window grew too long.
+            if h * self.t.err_t > 6 * rules['nmin']:
+                st.h0 += h * 0.5
+                st.e0 += e // 2
+            return None
+        st.f = f_new
+        st.pending = True
+        return f_new
+
+    def _observe(self, st, c, now_s):
+        """(hashes, errors, hot) since the chip's baseline, or None (dead, or baseline taken now)."""
+        st.temp_c = c.get('temp_c')
+        st.alive = bool(c.get('alive', True))
+        if not st.alive:
+            return None
+        if st.pending:
+            if c.get('freq_mhz') is not None and abs(c['freq_mhz'] - st.f) <= 0.5:
+                st.pending = False
+                st.h0 = c.get('hash_units') or 0.0
+                st.e0 = c.get('err_units') or 0
+            return None
+        hot = st.temp_c is not None and st.temp_c > self.t.hot_c
+        if hot:
+            st.hot_at = now_s
+        return (c.get('hash_units') or 0.0) - st.h0, (c.get('err_units') or 0) - st.e0, hot
+
+    def _step(self, st, h, e, rules):
+        """Relative frequency step from the error statistics, or None (not enough data yet)."""
+        err_t = self.t.err_t
+        if e == 0 and not rules['hold'] and h * err_t >= ZERO_ERR_COUNT:
+            # No error where ZERO_ERR_COUNT were expected at the target: the rate is below it
+            # with ~95 % confidence; bracket upward (doubling) without waiting.
+            st.zero_runs += 1
+            st.err_est = maths.err_estimate(0, h)
+            return min(MAX_STEP, max(maths.freq_step(0, h, err_t, rules['gain']), MIN_BRACKET_STEP)
+                       * (1 << min(st.zero_runs - 1, 2)))
+        if not maths.decision_ready(e, h, err_t, rules['nmin']):
+            return None
+        st.err_est = maths.err_estimate(e, h)
+        st.bad = maths.clearly_above(e, h, self.t.err_max)
+        step = maths.freq_step(e, h, err_t, rules['gain'])
+        if e == 0 and not rules['hold']:
+            # No errors at all: bracket upward faster (doubling) while it lasts.
+            st.zero_runs += 1
+            step = min(MAX_STEP, step * (1 << min(st.zero_runs - 1, 2)))
+        else:
+            st.zero_runs = 0
+        if rules['hold'] and not st.bad and abs(step) < HOLD_NOISE_STEP:
+            step = 0.0     # holding: do not chase noise
+        return step
