@@ -18,6 +18,8 @@ from tests.agentproc import Recorder, seqs_by_boot
 from tests.broker import Broker
 from tests.simproc import start_sim
 
+pytestmark = pytest.mark.e2e
+
 GAMMA_DANGER_C = 85.0
 
 
