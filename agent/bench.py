@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 
+from agent.cli import summary
 from hal import families, models
 from hal.rig import Rig, run_parallel
 
@@ -136,7 +137,7 @@ def run_sweep(args):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog='hashpilot bench', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='hashpilot bench', description=summary(__doc__))
     sub = p.add_subparsers(dest='what', required=True)
     s = sub.add_parser('sweep', help='UART sweep: every chip read once, vs wire-time bound')
     s.add_argument('--model', default='S21', type=str.upper, choices=sorted(models.MODELS))

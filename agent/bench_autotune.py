@@ -18,27 +18,36 @@ from hal import models
 from hal.clock import Clock
 from hal.rig import Rig
 from hal.sim import oracle as O
+from agent.cli import summary
 from agent.autotune import profile as PR
 from agent.autotune.halio import RigIO
 from agent.autotune.tuner import Tuner
 
 
 def add_arguments(p):
-    p.add_argument('--model', default='S21', type=str.upper, choices=sorted(models.MODELS))
-    p.add_argument('--seed', type=int, default=1)
-    p.add_argument('--sigma-f', type=float, default=0.05)
-    p.add_argument('--mode', default='power', choices=('power', 'hashrate', 'efficiency'))
+    p.add_argument('--model', default='S21', type=str.upper, choices=sorted(models.MODELS),
+                   help='simulated rig model (default S21)')
+    p.add_argument('--seed', type=int, default=1, help='simulator seed: the chip population')
+    p.add_argument('--sigma-f', type=float, default=0.05,
+                   help='spread of the chips\' frequency limits (relative, default 0.05)')
+    p.add_argument('--mode', default='power', choices=('power', 'hashrate', 'efficiency'),
+                   help='tuning goal (default power)')
     p.add_argument('--target-w', type=float, default=None, help='power mode target (W)')
     p.add_argument('--target-ths', type=float, default=None,
                    help='hashrate mode target / efficiency floor (TH/s)')
-    p.add_argument('--time-scale', type=float, default=30.0)
-    p.add_argument('--fan-duty-pct', type=float, default=70.0)
+    p.add_argument('--time-scale', type=float, default=30.0,
+                   help='simulator physics speed-up (default 30)')
+    p.add_argument('--fan-duty-pct', type=float, default=70.0,
+                   help='fans held at this duty while tuning (default 70)')
     p.add_argument('--baud', type=int, default=0,
                    help='chain baud after init; 0 = the fastest the chip family supports')
-    p.add_argument('--max-sim-min', type=float, default=45.0, help='give up after')
-    p.add_argument('--hold-s', type=float, default=120.0, help='simulated seconds held after')
+    p.add_argument('--max-sim-min', type=float, default=45.0,
+                   help='give up after this many simulated minutes without a result (default 45)')
+    p.add_argument('--hold-s', type=float, default=120.0,
+                   help='simulated seconds the result is held and measured after tuning '
+                        '(default 120)')
     p.add_argument('--profile', default=None, help='profile name or file (mode/target flags win)')
-    p.add_argument('--json', action='store_true')
+    p.add_argument('--json', action='store_true', help='print the figures as one JSON object')
     p.add_argument('--keep-truth', action='store_true', help='keep the truth file')
     p.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
     return p
@@ -201,7 +210,7 @@ def table(r):
 
 def main(argv=None):
     p = add_arguments(argparse.ArgumentParser(prog='hashpilot bench autotune',
-                                              description=__doc__.split('\n')[0]))
+                                              description=summary(__doc__)))
     return run_cli(p.parse_args(argv))
 
 

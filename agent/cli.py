@@ -4,9 +4,16 @@ Imports are explicit (inside small loader functions) so PyInstaller sees every m
 dynamic discovery, while `hashpilot --version` stays fast.
 """
 
+import os
 import sys
 
 from agent import __version__
+
+
+def summary(doc):
+    """A module docstring's first paragraph as one line: argparse descriptions whole, never
+    the first physical line of a sentence that goes on."""
+    return ' '.join(doc.strip().split('\n\n')[0].split())
 
 
 def _sim():
@@ -116,6 +123,14 @@ def main(argv=None):
         return entry[0]()(argv[1:]) or 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not an error of ours. Point stdout at devnull
+        # so the interpreter's final flush does not raise again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
 
 
 if __name__ == '__main__':

@@ -16,6 +16,7 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+from agent.cli import summary
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_schema import consumer
@@ -39,11 +40,13 @@ def _self_cmd():
 class View:
     """Keeps the latest decoded messages and renders a text screen."""
 
-    def __init__(self, root):
+    def __init__(self, root, clock=time.monotonic):
         self.root = root
         self.latest = {}
+        self.received = {}           # kind -> clock() when it last arrived
         self.alarms = []
         self.lock = threading.Lock()
+        self.clock = clock
 
     def on_message(self, client, userdata, msg):
         kind = msg.topic[len(self.root):]
@@ -53,6 +56,7 @@ class View:
             return
         with self.lock:
             self.latest[kind] = dec
+            self.received[kind] = self.clock()
             if kind == 'alarm':
                 self.alarms.append(dec)
                 self.alarms = self.alarms[-6:]
@@ -63,6 +67,7 @@ class View:
             status = self.latest.get('status')
             meta = self.latest.get('meta')
             alarms = list(self.alarms)
+            got_t = self.received.get('telemetry')
         lines = ['hashpilot demo  %s  (Ctrl-C to stop)' % self.root.rstrip('/')]
         if status:
             lines.append('agent: %s  %s  boot %s' % ('online' if status.get('online') else 'OFFLINE',
@@ -72,7 +77,9 @@ class View:
                          % (meta['model'], meta['boards'], meta['chips_per_board'], meta['chip']))
         if not t:
             lines.append('')
-            lines.append('waiting for telemetry (the agent scans and starts the chains first)...')
+            lines.append('waiting for telemetry: the agent scans and starts the chains first; the '
+                         'first numbers come about 15 s after start, then every %s s'
+                         % (meta.get('telemetry_s', 10) if meta else 10))
             return '\n'.join(lines)
         hr_ths = (t.get('hashrate_ghs') or 0.0) / 1000.0
         p = t.get('power_w')
@@ -85,15 +92,28 @@ class View:
         rpms = t.get('fan_rpm') or []
         lines.append('fans  ' + '  '.join('%3.0f%% %5.0f rpm' % (d or 0, r or 0) for d, r in zip(fans, rpms)))
         lines.append('')
-        lines.append('board  TH/s    MHz  die max  sensors (C)   mV     chips  safety')
+        lines.append('board  TH/s    MHz  die max  board sensors C      mV  chips  safety')
+        lines.append('                             intake  outlet')
+        below = False
         for b in t.get('boards') or []:
-            temps = b.get('temps_c') or []
-            lines.append('%5d %6.2f %6.1f  %6s  %-12s %6s  %5s  %s' % (
+            temps = list(b.get('temps_c') or [])
+            temps += [None] * (2 - len(temps))
+            die = b.get('temp_max_c')
+            if die is not None and temps[-1] is not None and die < temps[-1]:
+                below = True
+            lines.append('%5d %6.2f %6.1f  %6s  %6s  %6s  %6s  %5s  %s' % (
                 b.get('index', 0), (b.get('hashrate_ghs') or 0) / 1000.0, b.get('freq_avg_mhz') or 0,
-                '%.1f' % b['temp_max_c'] if b.get('temp_max_c') is not None else '-',
-                '/'.join('%.1f' % x for x in temps if x is not None) or '-',
+                '%.1f' % die if die is not None else '-',
+                _c(temps[0]), _c(temps[1]),
                 '%d' % b['voltage_mv'] if b.get('voltage_mv') else '-',
                 b.get('chips_ok', '-'), b.get('safety') or '-'))
+        if below:
+            lines.append('(a die below the outlet sensor: normal for the first minute or so; the air '
+                         'heats at once, the dies warm with a ~30 s time constant)')
+        if got_t is not None:
+            lines.append('')
+            lines.append('telemetry received %.0f s ago (the agent sends it every %s s)'
+                         % (self.clock() - got_t, meta.get('telemetry_s', 10) if meta else 10))
         ctl = t.get('ctrl') or {}
         if ctl:
             lines.append('')
@@ -107,8 +127,35 @@ class View:
         return '\n'.join(lines)
 
 
+def _c(v):
+    return '%.1f' % v if v is not None else '-'
+
+
+def _lock(host, port):
+    """One demo per broker address on this machine: a second one would share the broker and
+    the client ids (the two agents would kick each other off). -> open lock file, or None."""
+    import fcntl
+    path = os.path.join(tempfile.gettempdir(), 'hashpilot-demo-%s-%d.lock' % (host, port))
+    f = open(path, 'a+')
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        other = f.read().strip() or '?'
+        f.close()
+        print('hashpilot demo: another demo (pid %s) already runs with the broker %s:%d; stop it '
+              '(Ctrl-C in its terminal) or give this one its own: --broker %s:%d'
+              % (other, host, port, host, port + 1), file=sys.stderr)
+        return None
+    f.seek(0)
+    f.truncate()
+    f.write('%d\n' % os.getpid())
+    f.flush()
+    return f
+
+
 def main(argv):
-    p = argparse.ArgumentParser(prog='hashpilot demo', description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog='hashpilot demo', description=summary(__doc__))
     p.add_argument('--model', default='S21', choices=('S19JPRO', 'S21', 'GAMMA'))
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--time-scale', type=float, default=1.0, help='simulator physics speed-up')
@@ -118,6 +165,9 @@ def main(argv):
     args = p.parse_args(argv)
     host, _, port = args.broker.rpartition(':')
     port = int(port)
+    lock = _lock(host, port)
+    if lock is None:
+        return 3
     work = tempfile.mkdtemp(prefix='hashpilot-demo-')
     procs = []
     stop = threading.Event()
@@ -164,7 +214,8 @@ def main(argv):
                                       '--state-dir', os.path.join(work, 'state')])
         root = 'hashpilot/v1/demo/%s/' % args.model.lower()
         view = View(root)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id='hashpilot-demo-view')
+        client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id='hashpilot-demo-view-%d' % os.getpid())
         client.on_message = view.on_message
         client.on_connect = lambda c, u, f, rc, pr: c.subscribe(root + '#', qos=1)
         client.connect(host, port)
@@ -200,4 +251,5 @@ def main(argv):
                 except subprocess.TimeoutExpired:
                     proc.kill()
         print('\nstopped; logs kept in %s' % work)
+        lock.close()
     return 0

@@ -12,6 +12,7 @@ import sys
 import time
 
 from agent import config as C
+from agent.autotune import maths
 from agent.autotune import profile as PR
 from agent.autotune import store
 
@@ -28,13 +29,22 @@ def _eta(s):
     return '%d:%02d' % (s // 60, s % 60) if s < 3600 else '%dh%02d' % (s // 3600, s % 3600 // 60)
 
 
-def progress_line(st):
+def progress_line(st, wall_elapsed_s=None, time_scale=1.0):
+    """One progress line. The ETA is on the clock the user watches (wall time since the
+    start); on a time-warped simulator the tuner's own (simulated) elapsed time is labelled."""
     def f(v, nd):
         return '-' if v is None else '%.*f' % (nd, v)
-    return '%s %5.1f%% %-7s ETA %s  %s W  %s TH/s  %s J/TH  %s mV' % (
-        _bar(st['progress_pct'] / 100.0), st['progress_pct'], st['stage'], _eta(st['eta_s']),
+    eta = st['eta_s']
+    if wall_elapsed_s is not None:
+        eta = None if st['stage'] == 'done' else maths.eta_s(st['progress_pct'] / 100.0,
+                                                             wall_elapsed_s)
+    sim = ''
+    if time_scale != 1.0 and st.get('elapsed_s') is not None:
+        sim = '  (simulated %s at x%g)' % (_eta(st['elapsed_s']), time_scale)
+    return '%s %5.1f%% %-7s ETA %s  %s W  %s TH/s  %s J/TH  %s mV%s' % (
+        _bar(st['progress_pct'] / 100.0), st['progress_pct'], st['stage'], _eta(eta),
         f(st['power_w'], 0), f(st['good_ths'], 2), f(st['j_per_th'], 3),
-        (st['board_mv'] or ['-'])[0])
+        (st['board_mv'] or ['-'])[0], sim)
 
 
 def _open_rig(cfg):
@@ -90,23 +100,31 @@ def run_tune(args):
         last = 0.0
         limit = prof['time_budget_s'] * 1.5 + prof['verify_s']
         t0 = clock.monotonic()
+        wall0 = time.monotonic()
+
+        def line():
+            return progress_line(tuner.get_status(), time.monotonic() - wall0, clock.time_scale)
+
         while tuner.stage != 'done':
             rig.poll()
             now = clock.monotonic()
             tuner.step(now)
             if time.monotonic() - last > (0.5 if tty else 10.0):
                 last = time.monotonic()
-                line = progress_line(tuner.get_status())
-                sys.stderr.write(('\r' + line) if tty else (line + '\n'))
+                text = line()
+                sys.stderr.write(('\r' + text) if tty else (text + '\n'))
                 sys.stderr.flush()
             if now - t0 > limit:
                 print('\nhashpilot tune: no convergence within %.0f s' % limit, file=sys.stderr)
                 return 1
-        sys.stderr.write(('\r' if tty else '') + progress_line(tuner.get_status()) + '\n')
+        sys.stderr.write(('\r' if tty else '') + line() + '\n')
         res = tuner.result()
         paths = store.save(results_dir, res)
-        print('tuned: %.1f W, %.2f TH/s, %.3f J/TH in %.0f s; saved %s' % (
-            res['power_w'], res['good_ths'], res['j_per_th'], res['tune_s'], ', '.join(paths)))
+        scale = clock.time_scale
+        took = '%.0f s' % res['tune_s'] if scale == 1.0 else \
+            '%.0f s simulated (%.0f s here at x%g)' % (res['tune_s'], time.monotonic() - wall0, scale)
+        print('tuned: %.1f W, %.2f TH/s, %.3f J/TH in %s; saved %s' % (
+            res['power_w'], res['good_ths'], res['j_per_th'], took, ', '.join(paths)))
         return 0
     finally:
         rig.close()

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from agent.cli import summary
 from hal import codec, families
 from hal.work import chipjobs, jobs
 
@@ -99,7 +100,7 @@ def _common(p):
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog='hashpilot work', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='hashpilot work', description=summary(__doc__))
     sub = ap.add_subparsers(dest='cmd', required=True)
     p = sub.add_parser('job', help='chip job frame, merkle root and header from a notify')
     _common(p)

@@ -17,9 +17,11 @@ def _parser():
     sub = p.add_subparsers(dest='cmd', required=True)
 
     i = sub.add_parser('install', help='install a build into a root (idempotent)')
-    i.add_argument('--root', default='/', help='target root directory (default /)')
+    i.add_argument('--root', required=True,
+                   help='target root directory: / for this system, or an existing staging root')
     i.add_argument('--binary', default=None,
-                   help='one-file binary or one-folder build dir (default: this executable)')
+                   help='one-file binary or one-folder build dir; may be left out only when '
+                        'this command runs from a built binary (that binary is installed)')
     i.add_argument('--release-version', help='version of --binary (default: ask it --version)')
     i.add_argument('--init', default='auto', choices=('auto',) + initsys.KINDS)
     i.add_argument('--site', default='site1', help='site name for a new config')

@@ -33,6 +33,15 @@ def executable_of(binary):
     return exe
 
 
+def is_script(binary):
+    """True for a '#!' script (a venv's console-script wrapper), not a built executable."""
+    try:
+        with open(executable_of(binary), 'rb') as f:
+            return f.read(2) == b'#!'
+    except OSError:
+        return False
+
+
 def probe_version(binary, timeout_s=30):
     """Version reported by `BINARY --version` ('hashpilot X.Y.Z')."""
     exe = executable_of(binary)
@@ -180,6 +189,10 @@ def _check_topic_names(site, rig):
 
 def install(root, binary, version=None, init='auto', mqtt_user=None, password_file=None,
             rotate_credentials=False, site='site1', rig=None, log=print, run_staging_hooks=False):
+    if not os.path.isdir(root):
+        # A typo in --root must not grow a second system tree somewhere.
+        raise InstallError('--root %s: no such directory (create it first if it is a staging '
+                           'root)' % root)
     lay = L.Layout(root)
     if password_file and not mqtt_user:
         raise InstallError('--mqtt-password-file needs --mqtt-user')
@@ -194,6 +207,10 @@ def install(root, binary, version=None, init='auto', mqtt_user=None, password_fi
     if ids is None:
         log('note: %s has no etc/passwd; no hashpilot user added' % lay.root)
 
+    if is_script(binary):
+        log('warning: %s is a script (e.g. a venv wrapper), not a PyInstaller build: the '
+            'release runs only where that interpreter and its packages exist (build one with '
+            '`make build`)' % binary)
     _makedirs(lay.p(L.OPT), 0o755)
     install_release(lay, binary, version)
     cur = lay.link_target(L.CURRENT)

@@ -16,6 +16,8 @@ _FONT = {
     'Q': (7, 5, 5, 7, 1), 'R': (7, 5, 6, 5, 5), 'S': (7, 4, 7, 1, 7), 'T': (7, 2, 2, 2, 2),
     'U': (5, 5, 5, 5, 7), 'V': (5, 5, 5, 5, 2), 'W': (5, 5, 7, 7, 5), 'X': (5, 5, 2, 5, 5),
     'Y': (5, 5, 2, 2, 2), 'Z': (7, 1, 2, 4, 7), '(': (1, 2, 2, 2, 1), ')': (4, 2, 2, 2, 4),
+    # lower case only where the unit needs it: mV (millivolt) is not MV (megavolt)
+    'm': (0, 0, 7, 7, 5), 'z': (0, 7, 1, 2, 7),
 }
 
 
@@ -66,10 +68,11 @@ class Canvas:
                 y0 += sy
 
     def text(self, x, y, s, rgb=(0, 0, 0), scale=2):
-        """Upper-case text in the 3x5 font; returns the width drawn."""
+        """Text in the 3x5 font (upper case, plus the lower-case letters units need: mV, MHz);
+        returns the width drawn."""
         cx = x
-        for ch in str(s).upper():
-            g = _FONT.get(ch, _FONT[' '])
+        for ch in str(s):
+            g = _FONT.get(ch) or _FONT.get(ch.upper(), _FONT[' '])
             for r, bits in enumerate(g):
                 for c in range(3):
                     if bits & (4 >> c):

@@ -22,7 +22,14 @@ def load_records(path):
     recs = []
     for f in files:
         with open(f) as fh:
-            recs.append(json.load(fh))
+            try:
+                rec = json.load(fh)
+            except ValueError as e:
+                raise ValueError('%s: not a tune result (a JSON file written by the tuner, e.g. '
+                                 '<state_dir>/tune/tune-*.json): %s' % (f, e))
+        if not isinstance(rec, dict) or not isinstance(rec.get('freqs_mhz'), list):
+            raise ValueError('%s: not a tune result (no freqs_mhz list)' % f)
+        recs.append(rec)
     if not recs:
         raise ValueError('no tune results in %s' % path)
     recs.sort(key=lambda r: r.get('board', 0))
@@ -109,9 +116,9 @@ def render(recs, out_path):
     c.text(lx + 126, 10, 'HI', BLACK)
     y = 40
     for r, (cols, rows) in zip(recs, panels):
-        c.text(10, y, 'BOARD %d  %d MV' % (r.get('board', 0), r.get('board_mv', 0)), BLACK)
+        c.text(10, y, 'BOARD %d  %d mV' % (r.get('board', 0), r.get('board_mv', 0)), BLACK)
         y += 16
-        wf, hf = _heat(c, 10, y, r['freqs_mhz'], 'F', 'MHZ')
+        wf, hf = _heat(c, 10, y, r['freqs_mhz'], 'F', 'MHz')
         _heat(c, 10 + wf + 40, y, r.get('temps_c') or [None] * len(r['freqs_mhz']), 'T', 'C')
         y += hf + 30
     _curve(c, 20, y + 20, width - 120, 200, rig.get('curve') or [])

@@ -18,7 +18,7 @@ for arg in "$@"; do
     [ "$prev" = --root ] && ROOT=$arg
     prev=$arg
 done
-"$BIN" firmware install --binary ./hashpilot --release-version "$VERSION" "$@"
+"$BIN" firmware install --root "$ROOT" --binary ./hashpilot --release-version "$VERSION" "$@"
 
 HOOKS=$ROOT/etc/hashpilot/hooks.d
 for f in hooks.d/*; do

@@ -153,6 +153,10 @@ def cmd_encode(args):
         frame = codec.chain_inactive()
     elif k == 'pll':
         fam = families.get(args.chip)
+        lo, hi = fam['freq_min_mhz'], fam['freq_max_mhz']
+        if not lo <= args.mhz <= hi:     # the driver's HardwareLimits would refuse it too
+            raise UsageError('%s runs %.0f..%.0f MHz; %s MHz refused (limits in hal/families.py)'
+                             % (fam['name'], lo, hi, args.mhz))
         try:
             s = pll.solve(fam, args.mhz)
         except ValueError as exc:
@@ -204,7 +208,8 @@ def build_parser():
     esub.add_parser('inactive')
     q = esub.add_parser('pll', help='PLL register for a frequency + the broadcast write frame')
     q.add_argument('--chip', required=True, help='family, e.g. BM1366')
-    q.add_argument('--mhz', type=float, required=True)
+    q.add_argument('--mhz', type=float, required=True,
+                   help='target frequency, inside the family limits (e.g. 50..800 MHz)')
     q.add_argument('--addr', type=byte_arg, default=0, help='chip address (default: broadcast)')
     q.add_argument('--unicast', action='store_true', help='write to --addr only, even address 0')
     for sp in (r, w, s, q, esub.choices['inactive']):
