@@ -31,6 +31,16 @@ def _die_with_parent():
         pass
 
 
+def _drain(stream):
+    """What is left in a pipe, without blocking (a grandchild may still hold it open)."""
+    try:
+        os.set_blocking(stream.fileno(), False)
+        data = stream.read()
+    except (OSError, ValueError):
+        return ''
+    return data.decode(errors='replace') if data else ''
+
+
 class SimProcess:
     def __init__(self, argv, ports_file, truth, tmpdir, start_timeout_s=15.0):
         self.argv = argv
@@ -39,6 +49,7 @@ class SimProcess:
         self._tmpdir = tmpdir
         self.ports = None
         self.returncode = None
+        self.output = ''      # what the simulator printed, kept when it stops (failure reports)
         self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         try:
@@ -101,6 +112,7 @@ class SimProcess:
     def _cleanup(self):
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
+                self.output += _drain(stream)
                 stream.close()
         if self._tmpdir is not None:
             self._tmpdir.cleanup()

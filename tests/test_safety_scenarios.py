@@ -5,6 +5,7 @@ the figures the safety issue asks for (`pytest -s -k scenario` shows them).
 """
 
 import json
+import re
 import threading
 import time
 
@@ -18,6 +19,32 @@ from tests.simproc import start_sim
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 HOT_C, DANGER_C = 85.0, 95.0   # S21 model limits (hal/models.py)
+# Log lines that explain a failed scenario (a stall, a trip, a re-init, an error).
+RELEVANT = re.compile(r'stall|watchdog|alarm|WARNING|ERROR|CRITICAL|Traceback|re-?init|power')
+STARTED = []                   # (agent, sim) of the running test, for its failure report
+
+
+def relevant_lines(text, limit=40):
+    lines = [l for l in text.splitlines() if RELEVANT.search(l)]
+    return lines[-limit:]
+
+
+@pytest.fixture(autouse=True)
+def logs_on_failure(request):
+    """A failed scenario prints the agent's and the simulator's lines that explain it."""
+    STARTED.clear()
+    yield
+    rep = getattr(request.node, 'rep_call', None)
+    if rep is None or not rep.failed:
+        return
+    for agent, sim in STARTED:
+        print('--- agent log (relevant lines) ---')
+        try:
+            print('\n'.join(relevant_lines(agent.log())) or '(none)')
+        except OSError as e:
+            print('(agent log unreadable: %s)' % e)
+        print('--- simulator output (relevant lines) ---')
+        print('\n'.join(relevant_lines(getattr(sim, 'output', ''))) or '(none)')
 
 
 class Truth:
@@ -86,6 +113,7 @@ def scenario(tmp_path, faults, time_scale, extra_cfg=''):
         made.append(rec)
         agent = AgentProcess(tmp_path, sim.ports_file, broker, rig='safety', telemetry_s=5,
                              chips_s=60, extra_cfg=extra_cfg)
+        STARTED.append((agent, sim))
     except BaseException:
         close(*reversed(made))   # nothing started here outlives a failed set-up
         raise
