@@ -65,55 +65,20 @@ class View:
         with self.lock:
             t = self.latest.get('telemetry')
             status = self.latest.get('status')
-            meta = self.latest.get('meta')
+            meta = self.latest.get('meta') or {}
             alarms = list(self.alarms)
             got_t = self.received.get('telemetry')
-        lines = ['hashpilot demo  %s  (Ctrl-C to stop)' % self.root.rstrip('/')]
-        if status:
-            lines.append('agent: %s  %s  boot %s' % ('online' if status.get('online') else 'OFFLINE',
-                                                     status.get('firmware', ''), status.get('boot_id')))
-        if meta:
-            lines.append('rig: %s, %d boards x %d %s chips'
-                         % (meta['model'], meta['boards'], meta['chips_per_board'], meta['chip']))
+        period = meta.get('telemetry_s', 10)
+        lines = self._head(status, meta)
         if not t:
             lines.append('')
             lines.append('waiting for telemetry: the agent scans and starts the chains first; the '
-                         'first numbers come about 15 s after start, then every %s s'
-                         % (meta.get('telemetry_s', 10) if meta else 10))
+                         'first numbers come about 15 s after start, then every %s s' % period)
             return '\n'.join(lines)
-        hr_ths = (t.get('hashrate_ghs') or 0.0) / 1000.0
-        p = t.get('power_w')
-        jth = (p / hr_ths) if p and hr_ths > 0.1 else None
+        lines += self._rig(t) + self._boards(t.get('boards') or [])
         lines.append('')
-        lines.append('state %-8s  hashrate %7.2f TH/s  power %s  efficiency %s'
-                     % (t.get('state'), hr_ths, '%5.0f W' % p if p else '    ? W',
-                        '%5.2f J/TH' % jth if jth else '  ? J/TH'))
-        fans = t.get('fan_duty_pct') or []
-        rpms = t.get('fan_rpm') or []
-        lines.append('fans  ' + '  '.join('%3.0f%% %5.0f rpm' % (d or 0, r or 0) for d, r in zip(fans, rpms)))
-        lines.append('')
-        lines.append('board  TH/s    MHz  die max  board sensors C      mV  chips  safety')
-        lines.append('                             intake  outlet')
-        below = False
-        for b in t.get('boards') or []:
-            temps = list(b.get('temps_c') or [])
-            temps += [None] * (2 - len(temps))
-            die = b.get('temp_max_c')
-            if die is not None and temps[-1] is not None and die < temps[-1]:
-                below = True
-            lines.append('%5d %6.2f %6.1f  %6s  %6s  %6s  %6s  %5s  %s' % (
-                b.get('index', 0), (b.get('hashrate_ghs') or 0) / 1000.0, b.get('freq_avg_mhz') or 0,
-                '%.1f' % die if die is not None else '-',
-                _c(temps[0]), _c(temps[1]),
-                '%d' % b['voltage_mv'] if b.get('voltage_mv') else '-',
-                b.get('chips_ok', '-'), b.get('safety') or '-'))
-        if below:
-            lines.append('(a die below the outlet sensor: normal for the first minute or so; the air '
-                         'heats at once, the dies warm with a ~30 s time constant)')
-        if got_t is not None:
-            lines.append('')
-            lines.append('telemetry received %.0f s ago (the agent sends it every %s s)'
-                         % (self.clock() - got_t, meta.get('telemetry_s', 10) if meta else 10))
+        lines.append('telemetry received %.0f s ago (the agent sends it every %s s)'
+                     % (self.clock() - got_t, period))
         ctl = t.get('ctrl') or {}
         if ctl:
             lines.append('')
@@ -123,8 +88,50 @@ class View:
             lines.append('')
             lines.append('recent alarms:')
             for a in alarms:
-                lines.append('  %-5s %-8s %s' % (a.get('event'), a.get('severity'), a.get('message', '')[:width - 18]))
+                lines.append('  %-5s %-8s %s' % (a.get('event'), a.get('severity'),
+                                                 a.get('message', '')[:width - 18]))
         return '\n'.join(lines)
+
+    def _head(self, status, meta):
+        lines = ['hashpilot demo  %s  (Ctrl-C to stop)' % self.root.rstrip('/')]
+        if status:
+            lines.append('agent: %s  %s  boot %s' % ('online' if status.get('online') else 'OFFLINE',
+                                                     status.get('firmware', ''), status.get('boot_id')))
+        if meta:
+            lines.append('rig: %s, %d boards x %d %s chips'
+                         % (meta['model'], meta['boards'], meta['chips_per_board'], meta['chip']))
+        return lines
+
+    def _rig(self, t):
+        hr_ths = (t.get('hashrate_ghs') or 0.0) / 1000.0
+        p = t.get('power_w')
+        jth = (p / hr_ths) if p and hr_ths > 0.1 else None
+        fans = t.get('fan_duty_pct') or []
+        rpms = t.get('fan_rpm') or []
+        return ['', 'state %-8s  hashrate %7.2f TH/s  power %s  efficiency %s'
+                % (t.get('state'), hr_ths, '%5.0f W' % p if p else '    ? W',
+                   '%5.2f J/TH' % jth if jth else '  ? J/TH'),
+                'fans  ' + '  '.join('%3.0f%% %5.0f rpm' % (d or 0, r or 0)
+                                     for d, r in zip(fans, rpms))]
+
+    def _boards(self, boards):
+        lines = ['', 'board  TH/s    MHz  die max  board sensors C      mV  chips  safety',
+                 '                             intake  outlet']
+        below = False
+        for b in boards:
+            temps = list(b.get('temps_c') or [])
+            temps += [None] * (2 - len(temps))
+            die = b.get('temp_max_c')
+            below = below or (die is not None and temps[-1] is not None and die < temps[-1])
+            lines.append('%5d %6.2f %6.1f  %6s  %6s  %6s  %6s  %5s  %s' % (
+                b.get('index', 0), (b.get('hashrate_ghs') or 0) / 1000.0, b.get('freq_avg_mhz') or 0,
+                _c(die), _c(temps[0]), _c(temps[1]),
+                '%d' % b['voltage_mv'] if b.get('voltage_mv') else '-',
+                b.get('chips_ok', '-'), b.get('safety') or '-'))
+        if below:
+            lines.append('(a die below the outlet sensor: normal for the first minute or so; the air '
+                         'heats at once, the dies warm with a ~30 s time constant)')
+        return lines
 
 
 def _c(v):
