@@ -240,6 +240,7 @@ class ChainDriver:
             if self.family is None:
                 self.family = fam
                 self._layout = fam['nonce_layout']
+                self._steps(0)       # the family's pre-scan writes, now that it is known
             elif self.family['chip_id'] != fam['chip_id']:
                 log.warning('chain reports %s chips, driver configured for %s',
                             fam['name'], self.family['name'])

@@ -128,10 +128,21 @@ class ChainPort:
         self.bytes_out = 0
         self.garbled_bytes = 0
         self._garble = random.Random(0x5EED)
+        self._host_baud = None
 
-    def _at_wrong_baud(self, data):
+    def _rx_host_baud(self):
+        """The host's rate for bytes read now. When it has just changed, the pending bytes were
+        written before the switch (hosts drain before they move their UART): the old rate."""
+        now = host_baud(self.pty.master)
+        before = self._host_baud
+        self._host_baud = now
+        return before if (before is not None and now != before) else now
+
+    def _at_wrong_baud(self, data, host=None):
         """Bytes sent at a rate the other end does not use arrive as garbage."""
-        if not baud_mismatch(host_baud(self.pty.master), self.chain.baud):
+        if host is None:
+            host = host_baud(self.pty.master)
+        if not baud_mismatch(host, self.chain.baud):
             return data
         self.garbled_bytes += len(data)
         rnd = self._garble.getrandbits
@@ -145,7 +156,7 @@ class ChainPort:
         if not data:
             return
         self.bytes_in += len(data)
-        data = self._at_wrong_baud(data)
+        data = self._at_wrong_baud(data, self._rx_host_baud())
         bt = self.bytetime()
         t0 = self.rx_free if self.rx_free > now else now
         cs = len(self.rxbuf)            # where this chunk starts in rxbuf
