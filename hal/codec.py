@@ -158,7 +158,8 @@ def nonce_fields(layout, nonce, header):
         return (header & 0xF0) >> 1, header & 0x0F, ((nonce >> 18) & 0x7F) << 1
     if layout == 'bm1370':
         return (header & 0xF0) >> 1, header & 0x0F, None
-    return header, None, ((nonce >> 18) & 0x7F) << 1
+    # bm1397 (ESP-Miner bm1397.c): job id in bits 7..2, the midstate index in bits 1..0
+    return header & 0xFC, header & 0x03, ((nonce >> 18) & 0x7F) << 1
 
 
 def encode_nonce_fields(layout, rand_nonce, job_id, core, chip_addr):
@@ -171,7 +172,7 @@ def encode_nonce_fields(layout, rand_nonce, job_id, core, chip_addr):
         if layout == 'bm1366':
             header = (job_id & 0xF8) | (core & 0x07)
         else:
-            header = job_id & 0xFF
+            header = (job_id & 0xFC) | (core & 0x03)
         return nonce & 0xFFFFFFFF, header
     header = ((job_id << 1) & 0xF0) | (core & 0x0F)
     if layout == 'bm1368':

@@ -116,14 +116,15 @@ def test_nonce_response_round_trip_every_layout(rand, job, core, addr, version, 
         job, core = job & 0xF8, core & 0x07
     elif layout in ('bm1368', 'bm1370'):
         job = job & 0x78
+    else:               # bm1397: job id bits 7..2, midstate index bits 1..0 (ESP-Miner)
+        job, core = job & 0xFC, core & 0x03
     nonce, header = codec.encode_nonce_fields(layout, rand, job, core, addr)
     frame = codec.nonce_response(nonce, 0x5A, header, version, flen)
     assert len(frame) == flen
     d = codec.decode_response(frame, layout)
     assert d['kind'] == 'nonce' and d['crc_ok'] and d['nonce'] == nonce
     assert d['job_id'] == job
-    if layout != 'bm1397':
-        assert d['core'] == core
+    assert d['core'] == core
     if layout == 'bm1370':
         assert d['chip_addr'] is None
         assert nonce == rand
