@@ -130,19 +130,20 @@ class ChainPort:
         self._garble = random.Random(0x5EED)
         self._host_baud = None
 
-    def _rx_host_baud(self):
-        """The host's rate for bytes read now. When it has just changed, the pending bytes were
-        written before the switch (hosts drain before they move their UART): the old rate."""
+    def _rx_host_rates(self):
+        """The host rates bytes read now may have been sent at: the current one and, right after
+        the host moved its UART, the previous one too (a lagging simulator cannot tell whether
+        pending bytes were written before or after the switch)."""
         now = host_baud(self.pty.master)
         before = self._host_baud
         self._host_baud = now
-        return before if (before is not None and now != before) else now
+        return (now, before) if (before is not None and now != before) else (now,)
 
-    def _at_wrong_baud(self, data, host=None):
+    def _at_wrong_baud(self, data, hosts=None):
         """Bytes sent at a rate the other end does not use arrive as garbage."""
-        if host is None:
-            host = host_baud(self.pty.master)
-        if not baud_mismatch(host, self.chain.baud):
+        if hosts is None:
+            hosts = (host_baud(self.pty.master),)
+        if not all(baud_mismatch(h, self.chain.baud) for h in hosts):
             return data
         self.garbled_bytes += len(data)
         rnd = self._garble.getrandbits
@@ -156,7 +157,7 @@ class ChainPort:
         if not data:
             return
         self.bytes_in += len(data)
-        data = self._at_wrong_baud(data, self._rx_host_baud())
+        data = self._at_wrong_baud(data, self._rx_host_rates())
         bt = self.bytetime()
         t0 = self.rx_free if self.rx_free > now else now
         cs = len(self.rxbuf)            # where this chunk starts in rxbuf
