@@ -27,6 +27,8 @@ def add_arguments(p):
     p.add_argument('--seconds', type=float, default=60.0, help='mining phase (wall s)')
     p.add_argument('--idle-seconds', type=float, default=10.0, help='idle phase (wall s)')
     p.add_argument('--clean-every-s', type=float, default=30.0)
+    p.add_argument('--job-every-s', type=float, default=2.0,
+                   help='new job (no clean_jobs) period of the pools: latency samples')
     p.add_argument('--check-bits', type=int, default=10, help='simulated solutions\' zero bits')
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--agent', action='store_true',
@@ -36,12 +38,12 @@ def add_arguments(p):
 
 
 class PoolProcess:
-    def __init__(self, difficulty, clean_every_s, port=0, tag='a'):
+    def __init__(self, difficulty, clean_every_s, port=0, tag='a', job_every_s=2.0):
         self.dir = tempfile.mkdtemp(prefix='hashpilot-pool-')
         self.status_file = os.path.join(self.dir, 'status-%s.json' % tag)
         cmd = [sys.executable, '-m', 'agent', 'pool', '--port', str(port), '--difficulty',
-               repr(difficulty), '--clean-every-s', str(clean_every_s), '--status-file',
-               self.status_file]
+               repr(difficulty), '--clean-every-s', str(clean_every_s), '--job-every-s',
+               str(job_every_s), '--status-file', self.status_file]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT, text=True)
         info = json.loads(self.proc.stdout.readline())
         self.url, self.port = info['url'], info['port']
@@ -84,8 +86,8 @@ def run(args):
     baud = max(fam['fast_bauds']) if fam['fast_bauds'] else None
     diff = 1.0 / (1 << (args.check_bits + 13))   # every simulated solution meets it
     sim = SimProcess(args.model, args.seed, 1.0, ['--work-check-bits', str(args.check_bits)])
-    pools = [PoolProcess(diff, args.clean_every_s, tag='a'),
-             PoolProcess(diff, args.clean_every_s, tag='b')]
+    pools = [PoolProcess(diff, args.clean_every_s, tag='a', job_every_s=args.job_every_s),
+             PoolProcess(diff, args.clean_every_s, tag='b', job_every_s=args.job_every_s)]
     wr = None
     res = {'model': args.model, 'check_bits': args.check_bits, 'pool_difficulty': diff,
            'load1_start': os.getloadavg()[0]}
@@ -105,13 +107,16 @@ def run(args):
         time.sleep(min(10.0, half / 2.0))
         t_first = wr.first_accepted(1, t_kill)
         res['failover_s'] = None if t_first is None else t_first - t_kill
-        revived = PoolProcess(diff, args.clean_every_s, port=pools[0].port, tag='a2')
+        revived = PoolProcess(diff, args.clean_every_s, port=pools[0].port, tag='a2',
+                              job_every_s=args.job_every_s)
         pools.append(revived)
         t_rev = time.monotonic()
         time.sleep(max(5.0, half - min(10.0, half / 2.0)))
         t_back = wr.first_accepted(0, t_rev)
         res['failback_s'] = None if t_back is None else t_back - t_rev
         st = wr.engine.get_status()
+        res['notify_samples'] = len(wr.engine.lat_notify_s)
+        res['notify_to_frame_max_ms'] = 1000 * max(wr.engine.lat_notify_s or [0.0])
         res.update({k: st[k] for k in ('notify_to_frame_p99_ms', 'nonce_to_share_p99_ms',
                                        'nonces', 'hw_errors', 'stale_nonces', 'submitted',
                                        'duplicates', 'jobs', 'frames')})
