@@ -16,6 +16,7 @@ from agent.mqtt_link import OUTBOX_FLUSH_S, OUTBOX_MAX_BYTES
 from agent.mqtt_link import SECTION as MQTT_SECTION
 from agent.options import ConfigError   # noqa: F401 (the name callers catch)
 from agent.safety.config import SECTION as SAFETY_SECTION
+from agent.work import wiring as work_wiring
 from firmware_hooks.events import SECTION as HOOKS_SECTION
 
 _o = options.opt
@@ -68,6 +69,8 @@ SECTIONS = [
     HOOKS_SECTION,
     api.SECTION,
     tune_session.SECTION,
+    work_wiring.POOL_SECTION,
+    work_wiring.WORK_SECTION,
 ]
 BY_NAME = dict((spec['name'], spec) for spec in SECTIONS)
 

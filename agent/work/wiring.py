@@ -10,16 +10,54 @@ mines as `acct.r7`); a user with a dot is used as written. Passwords come from `
 import json
 import logging
 
-from agent import commands
-from agent.config import ConfigError
-from agent.stratum.client import PoolError, PoolManager
+from agent import commands, options
+from agent.options import ConfigError
+from agent.stratum.client import PoolError, PoolManager, parse_url
 from agent.work.engine import WorkEngine
 
 log = logging.getLogger(__name__)
 
-WORK_DEFAULTS = {'refresh_max_s': 30.0, 'window_s': 60.0, 'hw_alarm_pct': 5.0,
-                 'failback_s': 60.0, 'backoff_max_s': 60.0, 'timeout_s': 10.0,
-                 'suggest_difficulty': 0.0}
+
+def _check_pool(sec):
+    try:
+        parse_url(sec['url'])
+    except PoolError as e:
+        raise sec.error('url', '%s = %r: %s' % (sec.label('url'), sec['url'], e.args[0]))
+    if not sec['user'] or any(c.isspace() for c in sec['user']):
+        raise sec.error('user', '%s: the pool account (no spaces); workers get .<rig>'
+                        % sec.label('user'))
+    if sec['password'] and sec['password_file']:
+        raise sec.error('password_file', '%s: give password or password_file, not both'
+                        % sec.label('password_file'))
+
+
+POOL_SECTION = options.section('pool', [
+    options.opt('url', 'str', '', 'stratum+tcp://host:port or stratum+ssl://host:port '
+                '(tcp://, tls:// too)'),
+    options.opt('user', 'str', '', 'pool account; without a dot the worker is <user>.<rig>'),
+    options.opt('password', 'str', '', 'pool password (sent in mining.authorize only; never '
+                'logged or published); empty = "x"'),
+    options.opt('password_file', 'str', '', 'file holding the password instead'),
+    options.opt('tls_ca', 'str', '', 'CA file for a TLS pool; empty = the system CAs'),
+], check=_check_pool, array=True,
+    doc='Stratum V1 pools in priority order, one [[pool]] table each; none = no work path')
+
+WORK_SECTION = options.section('work', [
+    options.opt('refresh_max_s', 'float', 30.0, 'longest time one job stays on the chips',
+                1.0, 600.0),
+    options.opt('window_s', 'float', 60.0, 'window of the per-chip nonce hashrate and '
+                'hardware-error share', 5.0, 3600.0),
+    options.opt('hw_alarm_pct', 'float', 5.0, 'chip<i>.hw_errors above this share of wrong '
+                'nonces in a window', 0.1, 100.0),
+    options.opt('failback_s', 'float', 60.0, 'while on a backup pool, try the better ones '
+                'this often', 1.0, 3600.0),
+    options.opt('backoff_max_s', 'float', 60.0, 'pool reconnect back-off ceiling', 1.0, 3600.0),
+    options.opt('timeout_s', 'float', 10.0, 'connect, subscribe and authorize timeout',
+                1.0, 120.0),
+    options.opt('suggest_difficulty', 'float', 0.0, 'mining.suggest_difficulty sent to the '
+                'pool; 0 = none', 0.0, 1e15),
+])
+WORK_DEFAULTS = dict((o['key'], o['default']) for o in WORK_SECTION['options'])
 
 
 def worker_name(user, rig):
