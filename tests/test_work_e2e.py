@@ -64,7 +64,9 @@ def test_gamma_mines_against_test_pool(pool_pair):
 def test_s21_failover_and_bad_nonce_chip(pool_pair):
     main, backup = pool_pair
     with start_sim('S21', time_scale=1, faults=['bad-nonces:board=1,chip=7']) as sim:
-        m = WorkRig(sim.ports_file, _pools([main.url, backup.url]), baud=3125000)
+        # ~0.6 nonces/s per chip: 3 wrong ones in a 10 s window are enough for the test
+        m = WorkRig(sim.ports_file, _pools([main.url, backup.url]), baud=3125000,
+                    engine_kw={'hw_alarm_min': 3})
         try:
             assert wait_for(lambda: main.counts['accepted'] >= 50, 60), main.counts
             main.kill()

@@ -13,7 +13,7 @@ from hal.rig import Rig
 
 class WorkRig:
     def __init__(self, ports_file, pools, baud=None, window_s=10.0, poll_s=2.0, pool_kw=None,
-                 start_pools=True):
+                 start_pools=True, engine_kw=None):
         self.rig = Rig.from_ports_file(ports_file)
         self.rig.start(baud=baud)
         self.events = []
@@ -26,7 +26,7 @@ class WorkRig:
         self.pools = PoolManager(pools, on_event=self._pool_event, **kw)
         self.engine = WorkEngine(self.rig.chains, self.rig.family, self.pools, self.rig.clock,
                                  check_bits=self.rig.work_check_bits, on_event=self.events.append,
-                                 window_s=window_s)
+                                 window_s=window_s, **(engine_kw or {}))
         self.engine.attach()
         now = self.rig.clock.monotonic()
         self.sched.add_timer(self.engine.tick, now)
