@@ -32,7 +32,8 @@ def test_node_killed_nothing_lost_agents_back():
                     reason='20 000 rigs on the cluster: HASHPILOT_BENCH_FLEET=1 (make bench-fleet)')
 def test_cluster_twenty_thousand_rigs_node_killed():
     rep = bench('--cluster', 'nats', '--rigs', os.environ.get('HASHPILOT_BENCH_CLUSTER_RIGS', '20000'),
-                '--duration-s', '180', '--consumers', '2', '--kill-node-at-s', '60',
+                '--duration-s', os.environ.get('HASHPILOT_BENCH_CLUSTER_DURATION_S', '180'),
+                '--consumers', '2', '--kill-node-at-s', os.environ.get('HASHPILOT_BENCH_KILL_AT_S', '60'),
                 '--backoff-min-s', '1', '--backoff-max-s', '16', '--idle-exit-s', '20',
                 '--connect-rate', '1000', timeout=1800)
     print(json.dumps(rep, indent=1))
