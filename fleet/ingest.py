@@ -160,11 +160,13 @@ class Ingest:
             self.lat[kind].append(int(now_ms - ts))
             self.lat_ts[kind].append(ts // 1000)
         boot, seq = msg.get('boot_id'), msg.get('seq')
+        verdict = 'new'
         if kind in ('telemetry', 'chips', 'alarm') and isinstance(seq, int):
-            if self.seq.check(topic, boot, seq) == 'dup':
+            verdict = self.seq.check(topic, boot, seq)
+            if verdict == 'dup':
                 return None
-        if self.feed is not None:
-            self.feed(topic, msg)
+        if self.feed is not None and verdict == 'new':
+            self.feed(topic, msg)      # a late message goes to history, never over newer state
         if self.writer is not None and kind in ('telemetry', 'chips'):
             parts = topic.split('/')
             if kind == 'telemetry':

@@ -105,3 +105,23 @@ def test_killed_consumer_with_store_loses_and_duplicates_nothing(tmp_path):
     con = sqlite3.connect(db)
     rows = con.execute('SELECT COUNT(*), COUNT(DISTINCT site || rig || boot_id || seq) FROM chips').fetchone()
     assert rows[0] == rows[1] == rep['expected']['chips'] > 300
+
+
+def test_on_message_feeds_only_newer_state_and_drops_duplicates():
+    from mqtt_schema import bench as schema_bench
+    from mqtt_schema import codec, payloads
+    args = ingest.build_parser().parse_args(['--broker', '127.0.0.1:1'])
+    ing = ingest.Ingest(args)
+    fed = []
+    ing.feed = lambda topic, msg: fed.append(msg['seq'])
+    status = schema_bench.sample_status('S21', 1)
+    sess = payloads.new_session('feedc0de')
+    msgs = [codec.encode(payloads.build_telemetry(status, sess)) for _ in range(3)]
+    topic = 'hashpilot/v1/s1/r1/telemetry'
+    for i in (0, 2, 1, 1, 2):          # seq 1, 3, 2 (late), 2 and 3 again (duplicates)
+        ing.on_message(topic, msgs[i], False, False)
+    ing.on_message(topic, b'\xff junk', False, False)
+    assert fed == [1, 3]
+    rep = ing.report()
+    assert rep['duplicates'] == 2 and rep['late'] == 1 and rep['gaps'] == 0
+    assert rep['messages']['telemetry'] == 5 and rep['decode_errors'] == 1
