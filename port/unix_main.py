@@ -45,10 +45,15 @@ def main(argv):
         cfg.setdefault('board', ports['board'])
         cfg.setdefault('model', ports.get('model', 'GAMMA'))
         cfg.setdefault('time_scale', ports.get('time_scale', 1.0))
-    clock = Clock(cfg.get('time_scale', 1.0))
-    ctl = SimBoardController(PtySerial(cfg.pop('board')), clock=clock, timeout_s=0.3)
-    agent = MpyAgent(cfg, PtySerial(cfg.pop('chain')), BoardI2C(ctl), clock, link_factory(clock),
-                     identity=lambda: ctl.board_id(0), heartbeat=ctl.set_heartbeat_watchdog)
+    try:
+        clock = Clock(cfg.get('time_scale', 1.0))
+        ctl = SimBoardController(PtySerial(cfg.pop('board')), clock=clock, timeout_s=0.3)
+        agent = MpyAgent(cfg, PtySerial(cfg.pop('chain')), BoardI2C(ctl), clock,
+                         link_factory(clock), identity=lambda: ctl.board_id(0),
+                         heartbeat=ctl.set_heartbeat_watchdog)
+    except (KeyError, ValueError, OSError) as e:
+        print('hashpilot-mpy: cannot start (%s): %r' % (argv[1], e))
+        return 2
     try:
         agent.run()
     except KeyboardInterrupt:

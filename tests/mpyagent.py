@@ -61,7 +61,7 @@ class MpyAgentProcess:
         self.log_path = os.path.join(self.dir, 'mpy-agent.log')
         env = dict(os.environ)
         env.pop('MICROPYPATH', None)
-        code = 'from port.unix_main import main; main(["unix_main", %r])' % self.cfg_path
+        code = 'import sys; from port.unix_main import main; sys.exit(main(["unix_main", %r]))' % self.cfg_path
         self.proc = subprocess.Popen([frozen_binary(), '-X', 'heapsize=' + heapsize, '-c', code],
                                      cwd=self.dir, env=env, stdout=open(self.log_path, 'w'),
                                      stderr=subprocess.STDOUT)

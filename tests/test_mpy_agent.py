@@ -326,3 +326,16 @@ def test_frozen_agent_board_heartbeat_makes_the_board_safe(tmp_path):
                 agent.proc.send_signal(signal.SIGCONT)
     assert not last['boards'][0]['enabled'] and last['fans'][0]['duty_pct'] >= 99, last
     assert last['t_s'] - t_stop < 40
+
+
+def test_broken_config_stops_start_up_with_the_key_named(tmp_path):
+    with start_sim('GAMMA', time_scale=10.0) as sim, Broker() as broker:
+        agent = mpyagent.MpyAgentProcess(tmp_path, sim.ports_file, broker, rig='bx',
+                                         telemetry_sx=10)
+        try:
+            agent.proc.wait(30)
+        finally:
+            agent.stop()
+    assert agent.proc.returncode != 0
+    assert agent.proc.returncode == 2 and 'cannot start' in agent.log() \
+        and 'unknown config key(s): telemetry_sx' in agent.log(), agent.log()[-2000:]
