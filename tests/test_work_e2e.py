@@ -47,10 +47,11 @@ def test_gamma_mines_against_test_pool(pool_pair):
             pool.new_job(clean=True)                 # clean_jobs: chips move to the new job
             n = pool.counts['accepted']
             assert wait_for(lambda: pool.counts['accepted'] >= n + 10, 30)
+            # the client counts an accept when the pool's answer arrives: wait for it
+            assert wait_for(lambda: m.pools.status()['pools'][0]['accepted'] >= 30, 10)
             st = m.engine.get_status()
             assert pool.counts['invalid'] == 0 and pool.counts['duplicate'] == 0
             assert st['submitted'] >= 30 and st['hw_errors'] <= 2
-            assert st['pool']['pools'][0]['accepted'] >= 30
             assert wait_for(lambda: m.engine.chip_status(0)[0]['hashrate_ghs'], 20)
             ghs = m.engine.chip_status(0)[0]['hashrate_ghs']
             counter_ghs = m.rig.chains[0].chips[0].hashrate_ghs
