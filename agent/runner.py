@@ -16,23 +16,24 @@ import threading
 import time
 
 from agent import __version__, commands, config, telemetry
+from agent.alarms import AlarmBook
 from agent import api as cgminer_api
 from agent.autotune.session import TuneSession
 from agent.control import ControlLoop
 from agent.health import BoardHealth
 from agent.mqtt_link import MqttLink, settings_from_config
 from agent.safety import Supervisor, Watchdog
+from agent.safety.safestate import SafeStateWriter
 from agent.scheduler import NEVER, Scheduler
 from agent.work import wiring as work_wiring
 from firmware_hooks import health as health_file
 from firmware_hooks import sd_notify
 from firmware_hooks.events import HookRunner
-from hal import board_protocol, families, models
+from hal import families, models
 from hal.board import BoardError
 from hal.board_sysfs import SysfsBoardController
 from hal.clock import Clock
 from hal.rig import Rig
-from hal.transport import Transport
 from mqtt_schema import payloads
 
 log = logging.getLogger('hashpilot')
@@ -50,45 +51,6 @@ HW_WATCHDOG_FACTOR = 2.0
 # process for half a second is 10 simulated seconds at scale 20. Both watchdogs wait at least
 # this long in wall time (at scale 1 the configured watchdog_s, 2..600 s, is longer anyway).
 WATCHDOG_MIN_WALL_S = 2.0
-
-
-class SafeStateWriter:
-    """Watchdog side channel: fire-and-forget safe-state frames on its own port handle (or
-    its own sysfs controller), so a control thread stuck in a transaction cannot hold it up.
-    """
-
-    def __init__(self, board_url, sysfs_board=None):
-        self.transport = Transport(board_url, 115200) if board_url and sysfs_board is None else None
-        self.sysfs_board = sysfs_board
-        self.seq = 0x80
-
-    def apply(self):
-        if self.sysfs_board is not None:
-            try:
-                self.sysfs_board.set_fan_duty(None, 100)
-                self.sysfs_board.set_enabled(None, False)
-                return True
-            except Exception as e:
-                log.error('watchdog: writing the safe state failed: %s', e)
-                return False
-        if self.transport is None:
-            return False
-        frames = b''
-        for _ in range(2):   # twice: a frame garbled on the line is not fatal
-            for cmd, payload in ((board_protocol.SET_FAN, bytes([board_protocol.ALL, 100])),
-                                 (board_protocol.SET_ENABLE, bytes([board_protocol.ALL, 0]))):
-                self.seq = (self.seq + 1) & 0xFF
-                frames += board_protocol.encode(self.seq, cmd, payload)
-        try:
-            self.transport.write(frames)
-            return True
-        except Exception as e:
-            log.error('watchdog: writing the safe state failed: %s', e)
-            return False
-
-    def close(self):
-        if self.transport is not None:
-            self.transport.close()
 
 
 class CommandInbox:
@@ -241,8 +203,7 @@ class Agent:
         self.health = BoardHealth()
         hooks_dir = cfg['hooks']['dir']
         self.hooks = HookRunner(hooks_dir, cfg['hooks']['timeout_s']) if hooks_dir else None
-        self.active_alarms = set()
-        self.alarm_info = {}          # active alarm id -> id, severity, message
+        self.alarms = AlarmBook(self._publish_alarm)
         self.work = work_wiring.build(cfg, self.rig, self.scheduler, self.clock, self._on_event)
         self.pools = self.work.pools if self.work is not None else None   # status() for the API
         self.tune = TuneSession(cfg['tuner'], self.model, self.control, self.supervisor,
@@ -286,19 +247,20 @@ class Agent:
         log.error('control task %s failed: %r', getattr(fn, '__name__', fn), exc, exc_info=exc)
 
     def _on_event(self, ev):
-        aid, action = ev.get('id'), ev.get('action')
-        # Each alarm is raised once and cleared once, whoever reports it.
-        if action == 'raise':
-            if aid in self.active_alarms:
-                return
-            self.active_alarms.add(aid)
-            self.alarm_info[aid] = {'id': aid, 'severity': ev.get('severity', 'warning'),
-                                    'message': ev.get('message', '')}
-        elif action == 'clear':
-            if aid not in self.active_alarms:
-                return
-            self.active_alarms.discard(aid)
-            self.alarm_info.pop(aid, None)
+        self.alarms.event(ev)
+
+    @property
+    def active_alarms(self):
+        return set(self.alarms.active)
+
+    @property
+    def alarm_info(self):
+        """Active alarm id -> {'id', 'severity', 'message'} (the cgminer API's view)."""
+        return dict((k, {'id': a['id'], 'severity': a['severity'], 'message': a['message']})
+                    for k, a in self.alarms.active.items())
+
+    def _publish_alarm(self, ev):
+        """The alarm book's sink: log, MQTT, hooks (each change once)."""
         level = logging.WARNING if ev.get('severity') != 'info' else logging.INFO
         log.log(level, 'alarm %s %s: %s', ev.get('id'), ev.get('action'), ev.get('message'))
         try:
@@ -390,7 +352,7 @@ class Agent:
         stopped completing starves the watchdog, which then holds the rig safe."""
         quiet_s = now - self.last_poll_s
         alive = quiet_s <= self.poll_stale_s
-        if alive == ('rig.poll_stalled' in self.active_alarms):
+        if alive == ('rig.poll_stalled' in self.alarms):
             self._on_event({'id': 'rig.poll_stalled', 'action': 'clear' if alive else 'raise',
                             'severity': 'info' if alive else 'critical',
                             'message': 'chip poll running again' if alive else
@@ -416,7 +378,7 @@ class Agent:
         self._tick_ok = True          # a tick that keeps raising stops feeding the watchdog
         if feed:
             self.watchdog.kick(self.clock.monotonic())
-        if 'rig.hw_watchdog' in self.active_alarms:
+        if 'rig.hw_watchdog' in self.alarms:
             self._on_event({'id': 'rig.hw_watchdog', 'action': 'clear', 'severity': 'info',
                             'message': 'the agent controls the rig again'})
         sd_notify.watchdog()
@@ -450,21 +412,20 @@ class Agent:
             try:
                 health_file.write_health(self.state_dir, __version__, healthy=True,
                                          published=self.published)
-                if 'rig.health_file' in self.active_alarms:
+                if 'rig.health_file' in self.alarms:
                     self._storage_alarm('rig.health_file', False, 'health file written again')
             except OSError as e:
                 self._storage_alarm('rig.health_file', True, 'health file not written: %s' % e)
         return self._period(now, self.cfg['telemetry']['telemetry_s'])
 
     def _storage_alarm(self, aid, on, message, severity='warning'):
-        self._on_event({'id': aid, 'action': 'raise' if on else 'clear',
-                        'severity': severity if on else 'info', 'message': message})
+        self.alarms.set(aid, on, message, severity)
 
     def _check_link(self, now):
         """Storage and broker troubles become alarms (raised and cleared once, logged)."""
         st = self.link.get_status()
         problems = self.state_problems + st.get('outbox_problems', [])
-        if problems and 'rig.state_dir' not in self.active_alarms:
+        if problems and 'rig.state_dir' not in self.alarms:
             extra = '' if st.get('outbox_persistent', True) else '; outbox in RAM only (no persistence)'
             self._storage_alarm('rig.state_dir', True, 'state dir: %s%s' % ('; '.join(problems[:4]), extra))
         if st.get('outbox_lost') and not self._lost_reported:
@@ -472,13 +433,13 @@ class Agent:
             self._storage_alarm('rig.outbox_lost', True, 'outbox: %d unsent records lost to state dir '
                                 'corruption' % st['outbox_lost'])
         failing = bool(st.get('outbox_failing'))
-        if failing != ('rig.outbox_write' in self.active_alarms):
+        if failing != ('rig.outbox_write' in self.alarms):
             self._storage_alarm('rig.outbox_write', failing,
                                 'outbox writes failing (%s): unsent data kept in RAM, %d dropped so far'
                                 % (st.get('outbox_last_error'), st.get('dropped', 0)) if failing else
                                 'outbox writes work again (%d dropped)' % st.get('dropped', 0))
         taken = bool(st.get('taken_over'))
-        if taken != ('rig.mqtt_takeover' in self.active_alarms):
+        if taken != ('rig.mqtt_takeover' in self.alarms):
             self._storage_alarm('rig.mqtt_takeover', taken,
                                 'another client uses our MQTT client id %r: backing off (see the '
                                 'broker ACL: use_username_as_clientid)' % self.link.client_id

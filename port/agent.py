@@ -15,6 +15,7 @@ import sys
 import time
 
 from agent import commands, telemetry
+from agent.alarms import AlarmBook
 from agent import options
 from agent.autotune import session as tune_session
 from agent.control import ControlLoop
@@ -131,7 +132,7 @@ class MpyAgent:
             self.loop, clock, cfg['state_dir'], self._on_event,
             min_period_s=MIN_WALL_PERIOD_S * clock.time_scale,
             load_profile=load_profiles(cfg['profiles']), store=tune_store)
-        self.active_alarms = []
+        self.alarms = AlarmBook(self._publish_alarm)
         self.identify_until_s = None
         self.started_s = None
         self.published = 0
@@ -146,15 +147,9 @@ class MpyAgent:
         sys.print_exception(exc) if hasattr(sys, 'print_exception') else print(repr(exc))
 
     def _on_event(self, ev):
-        aid, action = ev.get('id'), ev.get('action')
-        if action == 'raise':
-            if aid in self.active_alarms:
-                return
-            self.active_alarms.append(aid)
-        elif action == 'clear':
-            if aid not in self.active_alarms:
-                return
-            self.active_alarms.remove(aid)
+        self.alarms.event(ev)
+
+    def _publish_alarm(self, ev):
         try:
             self.link.publish('alarm', payloads.build_alarm(
                 self.link.session, ev['id'], ev['action'], ev.get('severity', 'warning'),
