@@ -107,6 +107,7 @@ def gamma():
         ctl.close()
 
 
+@pytest.mark.e2e
 def test_gamma_parts_over_the_board_pty(gamma):
     sim, ctl, bus, board = gamma
     assert board.info()['fans'] == 1 and board.board_id(0).startswith('GAMMA-')
@@ -127,6 +128,7 @@ def test_gamma_parts_over_the_board_pty(gamma):
     assert board.read_fans()[0]['rpm'] > 1000
 
 
+@pytest.mark.e2e
 def test_gamma_limits_and_nack(gamma):
     sim, ctl, bus, board = gamma
     with pytest.raises(LimitError):
@@ -137,6 +139,7 @@ def test_gamma_limits_and_nack(gamma):
         ctl.request(bp.I2C_XFER, b'\x24')            # malformed transfer: refused, not crashed
 
 
+@pytest.mark.e2e
 def test_gamma_regulator_off_and_on(gamma):
     sim, ctl, bus, board = gamma
     board.set_enabled(0, False)

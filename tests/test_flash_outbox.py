@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests import mpyunix
 
 SCRIPT = r'''
@@ -71,6 +73,7 @@ def _expected_lines(out):
     return lines
 
 
+@pytest.mark.e2e
 def test_flash_outbox_same_under_cpython_and_micropython(tmp_path):
     cp_dir = tmp_path / 'cp'
     mp_dir = tmp_path / 'mp'
