@@ -27,7 +27,8 @@ from hal import models
 
 RESULT_S = 15.0          # wait this long for cmd/result before sending again
 TRIES = 3
-OVER_PCT = 3.0           # a rig more than this over its target after its tune: not complying
+OVER_PCT = 5.0           # a rig more than this over its target after its tune: not complying
+UNDER_PCT = 2.5          # a site ending further under its cap than this is re-planned upwards
 SAMPLES = 6              # telemetry samples averaged for the 'after' figures
 
 
@@ -130,16 +131,28 @@ class Curtailer:
             self.rigs[key]['target_w'] = round(w)
 
     # -- commands --------------------------------------------------------------------------------
-    def send(self, rec, now):
+    def send(self, rec, now, retry=False):
         site, rig = rec['key'].split('/', 1)
         rec['cmd'] = self.client.send(site, rig, 'set_power_target', {'w': float(rec['target_w'])})
+        rec.setdefault('sent', {})[rec['cmd']] = rec['target_w']
         rec['sent_s'] = now
-        rec['tries'] += 1
+        rec['tries'] = rec['tries'] + 1 if retry else 1     # a new target starts counting again
         rec['status'] = 'sent'
         rec['accepted_s'] = None
 
+    def _late(self, rec, now):
+        """A rig given up for silence that answers after all: follow it again."""
+        for cid, target in list(rec.get('sent', {}).items())[::-1]:
+            res = self.state.result(rec['key'], cid)
+            if res is not None and res.get('ok'):
+                self.log('%s answered late: following its %d W target' % (rec['key'], target))
+                rec.update(status='accepted', accepted_s=now, cmd=cid, target_w=target, why=None)
+                return
+
     def _answers(self, now):
         for rec in self.rigs.values():
+            if rec['status'] == 'escalated' and str(rec.get('why')).startswith('no answer'):
+                self._late(rec, now)
             if rec['status'] != 'sent':
                 continue
             res = self.state.result(rec['key'], rec['cmd'])
@@ -152,7 +165,7 @@ class Curtailer:
             elif now - rec['sent_s'] > self.result_s:
                 if rec['tries'] < self.tries:
                     self.log('%s: no cmd/result after %.0f s, sending again' % (rec['key'], self.result_s))
-                    self.send(rec, now)
+                    self.send(rec, now, retry=True)
                 else:
                     self.escalate(rec, 'no answer after %d tries' % self.tries, now)
 
@@ -161,21 +174,30 @@ class Curtailer:
         self.log('%s escalated: %s' % (rec['key'], why))
         rec['status'] = 'escalated'
         rec['why'] = why
+        self.replan(now, 'around ' + rec['key'], raise_ok=False)
+
+    def replan(self, now, why, raise_ok=True):
+        """New targets for the rigs that comply, for the cap less what the escalated rigs draw.
+        Lower targets always go out; higher ones only with raise_ok (the site ended too far
+        under the cap: budget left on the table)."""
         others = [a for a in self.alloc_input if self.rigs[a['key']]['status'] != 'escalated']
         if not others or self.cap_w is None:     # restoring: nothing to re-plan
-            return
+            return 0
         budget = self.cap_w * (1.0 - self.margin_pct / 100.0) - sum(
             self.measured_w(k) or r['before_w'] for k, r in self.rigs.items() if r['status'] == 'escalated')
         try:
             targets = allocate.allocate(others, budget, self.policy)
         except ValueError as e:
-            self.log('cannot re-plan around %s: %s' % (rec['key'], e))
-            return
+            self.log('cannot re-plan %s: %s' % (why, e))
+            return 0
+        sent = 0
         for key, w in targets.items():
             other = self.rigs[key]
-            if round(w) < other['target_w'] - 1:
+            if round(w) < other['target_w'] - 1 or raise_ok and round(w) > other['target_w'] + 1:
                 other['target_w'] = round(w)
                 self.send(other, now)
+                sent += 1
+        return sent
 
     # -- following -------------------------------------------------------------------------------
     def measured_w(self, key, n=SAMPLES):
@@ -208,7 +230,7 @@ class Curtailer:
                 if w is not None and w > rec['target_w'] * (1 + OVER_PCT / 100.0):
                     self.escalate(rec, 'holds %.0f W over its %d W target' % (w, rec['target_w']), now)
 
-    def run(self, poll_s=0.5, grace_s=60.0, settle_rounds=2, follow=True):
+    def run(self, poll_s=0.5, grace_s=60.0, settle_rounds=3, follow=True):
         """Send, follow, correct; returns True when the site ends under the cap. Without
         `follow`, returns once every rig has answered (True when all accepted)."""
         t0 = time.monotonic()
@@ -223,24 +245,35 @@ class Curtailer:
             self._comply(now)
             moving = [r for r in self.rigs.values() if r['status'] in ('sent', 'accepted') and not self.tuned(r)]
             if not moving:
-                if self.cap_w is None:      # restore: every rig back near its old power
-                    return all(r['status'] == 'accepted' for r in self.rigs.values())
-                site = self.site_w()
-                if site <= self.cap_w:
-                    return True
-                if rounds >= settle_rounds:
-                    return False
+                done, ok = self._settle(now, rounds >= settle_rounds)
+                if done:
+                    return ok
                 rounds += 1
-                cut = (site - self.cap_w * (1.0 - self.margin_pct / 100.0)) / site
-                self.log('site %.0f W over the cap after the tunes: all targets -%.1f %%' % (site, 100 * cut))
-                for rec in self.rigs.values():
-                    if rec['status'] == 'accepted':
-                        rec['target_w'] = max(rec['min_w'], round(rec['target_w'] * (1 - cut)))
-                        self.send(rec, now)
             if now - t0 > self.ramp_s + grace_s:
                 self.log('ramp time over with %d rigs still tuning' % len(moving))
                 return self.cap_w is not None and self.site_w() <= self.cap_w
             time.sleep(poll_s)
+
+    def _settle(self, now, last):
+        """Every tune is done: (True, ok) to stop, or (False, None) after a correction."""
+        if self.cap_w is None:      # restore: every rig back near its old power
+            return True, all(r['status'] == 'accepted' for r in self.rigs.values())
+        site = self.site_w()
+        low = site < self.cap_w * (1.0 - UNDER_PCT / 100.0)
+        if site <= self.cap_w and not low or last:
+            return True, site <= self.cap_w
+        if low:
+            self.log('site %.0f W, more than %.1f %% under the cap: re-planning' % (site, UNDER_PCT))
+            if not self.replan(now, 'the unused budget'):
+                return True, True
+            return False, None
+        cut = (site - self.cap_w * (1.0 - self.margin_pct / 100.0)) / site
+        self.log('site %.0f W over the cap after the tunes: all targets -%.1f %%' % (site, 100 * cut))
+        for rec in self.rigs.values():
+            if rec['status'] == 'accepted':
+                rec['target_w'] = max(rec['min_w'], round(rec['target_w'] * (1 - cut)))
+                self.send(rec, now)
+        return False, None
 
     # -- report ----------------------------------------------------------------------------------
     def report(self):
