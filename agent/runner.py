@@ -209,6 +209,8 @@ class Agent:
         self.tune = TuneSession(cfg['tuner'], self.model, self.control, self.supervisor,
                                 self.scheduler, self.clock, self.state_dir, self._on_event,
                                 self.hooks, MIN_WALL_PERIOD_S * self.clock.time_scale)
+        if self.work is not None and cfg['work']['tuner_source'] == 'nonces':
+            self.tune.nonces = self.work.engine
         self.commands = commands.Registry(max_age_s=CMD_MAX_AGE_S)
         self.supervisor.register_commands(self.commands)
         self.control.register_commands(self.commands)

@@ -183,3 +183,35 @@ def test_clean_jobs_seen_by_the_pool_thread_stops_shares_at_once():
     chains[0].nonce_sink(chains[0], chip, _solution(eng, 0, jid, chip))
     assert not pools.sent and eng.counts['stale_flushed'] == 1
     assert eng.tallies[0][0].good == 1
+
+
+def test_tuner_reads_hashes_and_errors_from_verified_nonces():
+    """[work] tuner_source = "nonces": the tuner's per-chip hash and error units come from the
+    engine's tallies (2^N units of 2^32 hashes per nonce), not from the counters."""
+    from agent.autotune.halio import RigIO
+
+    class Chip:
+        ref = None
+        freq_mhz = 490.0
+        temp_c = 60.0
+        hashrate_ghs = 600.0
+        err_pct = 0.1
+        alive = True
+
+    class Rig:
+        model = {'power_limit_w': 3500.0, 'temp_danger_c': 95.0}
+
+    eng, chains, _, _ = _engine(n_chains=1, chips=2)
+    rig = Rig()
+    rig.chains = chains
+    for ch in chains:
+        ch.chips = [Chip(), Chip()]
+    eng.attach()
+    for ok in (True, True, True, False):
+        eng.tallies[0][1].add(ok, 8)
+    io = RigIO(rig, Clock(1.0), nonces=eng)
+    rows = io.chips()[0]
+    assert rows[1]['hash_units'] == 4 * 256.0 and rows[1]['err_units'] == 256.0
+    assert rows[0]['hash_units'] == 0.0
+    plain = RigIO(rig, Clock(1.0)).chips()[0]
+    assert plain[1]['hashrate_ghs'] == 600.0 and plain[1]['hash_units'] == 0.0

@@ -23,9 +23,12 @@ def _wrap32(a, b):
 
 
 class RigIO(TunerIO):
-    def __init__(self, rig, clock, power_limit_w=None, temp_stop_c=None):
+    def __init__(self, rig, clock, power_limit_w=None, temp_stop_c=None, nonces=None):
         self.rig = rig
         self.clock = clock
+        # nonces: the work path's WorkEngine when [work] tuner_source = "nonces": the tuner's
+        # hashes and errors come from verified nonces instead of the 0x8C/0x4C counters.
+        self.nonces = nonces
         m = rig.model
         self.power_limit_w = power_limit_w or m['power_limit_w']
         self.temp_stop_c = temp_stop_c or (m['temp_danger_c'] - 3.0)
@@ -93,11 +96,25 @@ class RigIO(TunerIO):
                             'hashrate_ghs': c.hashrate_ghs, 'err_pct': c.err_pct,
                             'alive': c.alive, 'hash_units': self._h[b][i],
                             'err_units': self._e[b][i]})
+                if self.nonces is not None:
+                    self._nonce_row(b, i, row[-1])
                 if c.alive and c.temp_c is not None and (hottest is None or c.temp_c > hottest):
                     hottest = c.temp_c
             out.append(row)
         self._hottest = hottest
         return out
+
+    def _nonce_row(self, b, i, row):
+        """Hashes and errors from verified nonces: each nonce stands for 2^(32+N) hashes
+        (units of 2^32 here, as the counters), a wrong one for as many errors."""
+        t = self.nonces.tally(b, i)
+        if t is None:
+            return
+        per = float(1 << (self.rig.chains[b].ticket_bits or 0))
+        row['hash_units'] = (t.good + t.bad) * per
+        row['err_units'] = t.bad * per
+        row['hashrate_ghs'] = t.hashrate_ghs
+        row['err_pct'] = t.hw_err_pct
 
     def power_w(self):
         try:

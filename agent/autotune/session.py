@@ -36,6 +36,7 @@ class TuneSession:
         self.on_event = on_event
         self.min_period_s = min_period_s   # wall-time floor of time-warped runs
         self.hooks = hooks
+        self.nonces = None        # WorkEngine when [work] tuner_source = "nonces" (runner sets it)
         self.results_dir = section['results_dir'] or state_dir.rstrip('/') + '/tune'
         self.start_profile = section['profile']
         if self.start_profile:
@@ -96,7 +97,8 @@ class TuneSession:
             raise ValueError('%s target %.1f %s outside %.1f..%.1f %s'
                              % (prof['mode'], target, unit, lo, hi, unit))
         io = ControlLoopIO(self.control, self.clock, safety_ok=self._safety_ok,
-                           power_limit_w=self.supervisor.cfg['power_limit_w'])
+                           power_limit_w=self.supervisor.cfg['power_limit_w'],
+                           nonces=self.nonces)
         saved = self.store.load_saved(self.results_dir, io.board_ids())
         self.stop()
         self.tuner = Tuner(io, prof, target, saved=saved)

@@ -252,6 +252,11 @@ class WorkEngine:
         self._pool_alarms()
         return now + 1.0 * self.clock.time_scale
 
+    def tally(self, i, k):
+        """ChipTally of chain i, chip k (None before attach or out of range)."""
+        row = self.tallies[i] if i < len(self.tallies) else ()
+        return row[k] if k < len(row) else None
+
     def chip_status(self, i):
         return [t.get_status() for t in self.tallies[i]] if i < len(self.tallies) else []
 

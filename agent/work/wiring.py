@@ -56,8 +56,11 @@ WORK_SECTION = options.section('work', [
                 1.0, 120.0),
     options.opt('suggest_difficulty', 'float', 0.0, 'mining.suggest_difficulty sent to the '
                 'pool; 0 = none', 0.0, 1e15),
+    options.opt('tuner_source', 'str', 'counters', 'the autotuner\'s hashes and errors: chip '
+                'counters (0x8C/0x4C) or verified nonces', choices=('counters', 'nonces')),
 ])
-WORK_DEFAULTS = dict((o['key'], o['default']) for o in WORK_SECTION['options'])
+WORK_DEFAULTS = dict((o['key'], o['default']) for o in WORK_SECTION['options']
+                     if o['key'] != 'tuner_source')
 
 
 def worker_name(user, rig):
