@@ -198,13 +198,13 @@ class Bridge:
             self.client.publish(topic, json.dumps(cfg, ensure_ascii=False), retain=True)
 
     def _publish_state(self, key):
-        rows = [row for row in self.state.rows() if row['key'] == key]
+        row = self.state.row(key)       # one rig, not the fleet: this runs per message
         r = self.state.rig(key)
-        if not rows or r is None:
+        if row is None or r is None:
             return
         with self.lock:
             controls = dict(self.controls.get(key) or {})
-        body = state_payload(rows[0], r.tel, controls)
+        body = state_payload(row, r.tel, controls)
         self.client.publish(BASE + key + '/state', json.dumps(body), retain=True)
 
     def on_set(self, topic, payload):

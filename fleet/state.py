@@ -321,6 +321,13 @@ class FleetState:
             s = self.site_hist.get(site)
             return s.points(since_s) if s else []
 
+    def row(self, key, now_s=None):
+        """One rig's row (as in rows()), or None."""
+        now_s = self.clock() if now_s is None else now_s
+        with self.lock:
+            r = self.rigs.get(key)
+            return None if r is None else self._full_row(r, now_s)
+
     def rig(self, key):
         with self.lock:
             return self.rigs.get(key)
