@@ -116,3 +116,15 @@ def test_fleet_never_imports_agent():
                 with open(os.path.join(d, name)) as f:
                     src = f.read()
                 assert not re.search(r'^\s*(from|import)\s+agent\b', src, re.M), name
+
+
+def test_chip_metrics_are_opt_in():
+    from fleet import metrics
+    from tests.fleetfake import FakeFleet
+    st = fstate.FleetState()
+    FakeFleet(n=2, chips_per_board=4).feed(st, 10 ** 12)
+    plain = metrics.exposition(metrics.registry_for(st))[0].decode()
+    chips = metrics.exposition(metrics.registry_for(st, chips=True))[0].decode()
+    assert 'hashpilot_chip_' not in plain and 'hashpilot_board_temperature_max_celsius{' in plain
+    lines = [ln for ln in chips.splitlines() if ln.startswith('hashpilot_chip_temperature_celsius{')]
+    assert len(lines) == 2 * 3 * 4 and 'chip="3"' in lines[3] and 'board="0"' in lines[0]
