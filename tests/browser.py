@@ -97,8 +97,10 @@ class Browser:
             time.sleep(0.2)
         raise AssertionError('timed out after %.0f s waiting for %s' % (timeout_s, what or expr))
 
-    def screenshot(self, path, full_page=False):
+    def screenshot(self, path, full_page=False, clip=None):
         params = {'format': 'png'}
+        if clip:
+            params['clip'] = {'x': 0, 'y': 0, 'width': clip[0], 'height': clip[1], 'scale': 1}
         if full_page:
             m = self.call('Page.getLayoutMetrics')['cssContentSize']
             params['clip'] = {'x': 0, 'y': 0, 'width': m['width'], 'height': m['height'], 'scale': 1}

@@ -44,7 +44,7 @@ def main(argv=None):
     svg = os.path.join(out, 'watch.svg')
 
     async def shoot():
-        async with app.run_test(size=(150, 36)) as pilot:
+        async with app.run_test(size=(132, 30)) as pilot:
             await pilot.pause()
             for key in ('s', 's', 's', 'r'):      # sort by J/TH, worst first
                 await pilot.press(key)
@@ -64,7 +64,10 @@ def main(argv=None):
         for name in ('watch', 'watch-rig'):
             br.goto('file://' + os.path.abspath(os.path.join(out, name + '.svg')))
             time.sleep(0.5)
-            br.screenshot(os.path.join(out, name + '.png'))
+            # Only the terminal picture, not the empty page around it.
+            box = br.js('(() => { const r = document.querySelector("svg").getBoundingClientRect();'
+                        ' return [r.width, r.height]; })()')
+            br.screenshot(os.path.join(out, name + '.png'), clip=(box[0], box[1]))
             os.remove(os.path.join(out, name + '.svg'))
     dash.stop.set()
     srv.shutdown()
