@@ -22,7 +22,7 @@ ARM ?= armhf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.hashpilot-setup
 
-.PHONY: bench-operator mpy-heap bench-fleet fuzz-api setup setup-demo test test-fast demo build build-armhf build-arm build-aarch64 package bench clean-build
+.PHONY: bench-operator mpy-heap bench-fleet fuzz fuzz-api setup setup-demo test test-fast demo build build-armhf build-arm build-aarch64 package bench clean-build
 
 setup: $(STAMP)
 
@@ -90,6 +90,11 @@ build-arm:
 package:
 	@[ -f build/out/$(ARCH)/build-info.json ] || $(MAKE) build
 	$(PYTHON) build/package.py --arch $(ARCH) --mode $(MODE)
+
+# command fuzz, long form: 100 000 hostile commands + a flood through Mosquitto to a real agent
+# (docs/security.md); the short form (3 000) runs in make test
+fuzz: setup
+	HASHPILOT_FUZZ_N=$${HASHPILOT_FUZZ_N:-100000} nice -n 10 $(VENV)/bin/python -m pytest -q -s -m slow tests/test_fuzz_commands.py
 
 # cgminer API fuzz, long form: 20000 malformed requests plus the flood (docs/cgminer-api.md)
 fuzz-api: setup

@@ -16,10 +16,37 @@ on the control thread: front-ends on other threads hand their submit over to it.
 Pure core (MicroPython-safe): plain dicts and functions.
 """
 
+from agent import options
 from agent.options import finite
 from mqtt_schema import codec, consumer, topics
+from mqtt_schema.cmdauth import CommandGuard, parse_key
 
 MAX_ID_LEN = 64
+
+# Remote (MQTT) commands: freshness window, replay refusal, optional operator keys.
+SECTION = options.section('commands', [
+    options.opt('window_s', 'float', 60.0, 'remote commands need ts within this many seconds; '
+                'an id seen again within it is a replay and refused', 5.0, 3600.0),
+    options.opt('key_files', 'list', [], 'operator key files (HMAC-SHA256, 64 hex digits or 16+ '
+                'characters); when set, unsigned remote commands are refused'),
+], doc='remote command guard (docs/security.md)')
+
+
+def build_guard(sec, read=None):
+    """CommandGuard from the [commands] section; ConfigError naming the key on a bad key file."""
+    keys = []
+    for path in sec.getlist('key_files'):
+        try:
+            text = read(path) if read else _read(path)
+            keys.append(parse_key(text))
+        except (OSError, ValueError) as e:
+            raise sec.error('key_files', '%s: %s' % (path, e))
+    return CommandGuard(window_s=sec.getfloat('window_s'), keys=keys)
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read(4096)
 
 
 def number(v):
@@ -84,6 +111,8 @@ def expired(ts_ms, now_unix_s, max_age_s):
     """
     if ts_ms is None or now_unix_s is None:
         return None
+    if finite(ts_ms) is None or abs(ts_ms) > 1 << 53:
+        return "'ts' is not a Unix time in ms"
     age_s = now_unix_s - ts_ms / 1000.0
     if age_s > max_age_s:
         return 'command expired: sent %.0f s ago (max age %.0f s)' % (age_s, max_age_s)
@@ -99,9 +128,10 @@ def _result(op, cid, source, ok, error=None, result=None):
 class Registry:
     """op -> (validator, handler, ctx). One per agent; features register at construction."""
 
-    def __init__(self, max_age_s=60.0):
+    def __init__(self, max_age_s=60.0, guard=None):
         self._ops = {}
         self.max_age_s = max_age_s
+        self.guard = guard      # CommandGuard for remote payloads (ts, replay, signatures)
         self._seq = 0
 
     def register(self, op, validator, handler, ctx=None):
@@ -160,7 +190,16 @@ class Registry:
         cmd, err = consumer.parse_command(op, data)
         if cmd is None:
             return _result(op, command_id(data), source, False, err)
-        return self.submit(op, cmd['args'], cmd['id'], source, cmd.get('ts_ms'), now_unix_s)
+        ts_ms = cmd.get('ts_ms')
+        if self.guard is not None and now_unix_s is not None:
+            if op not in self._ops:   # unknown ops are refused below; they need no replay slot
+                return self.submit(op, cmd['args'], cmd['id'], source, None, now_unix_s)
+            err = self.guard.check(op, cmd['id'], ts_ms, cmd['args'], cmd.get('sig'),
+                                   int(now_unix_s * 1000))
+            if err is not None:
+                return _result(op, cmd['id'], source, False, err)
+            ts_ms = None   # freshness judged by the guard
+        return self.submit(op, cmd['args'], cmd['id'], source, ts_ms, now_unix_s)
 
 
 def command_id(data):

@@ -10,7 +10,7 @@ import re
 import sys
 import tomllib
 
-from agent import api, fan, options, telemetry
+from agent import api, commands, fan, options, telemetry
 from agent.autotune import session as tune_session
 from agent.mqtt_link import OUTBOX_FLUSH_S, OUTBOX_MAX_BYTES
 from agent.mqtt_link import SECTION as MQTT_SECTION
@@ -20,6 +20,7 @@ from agent.work import wiring as work_wiring
 from firmware_hooks.events import SECTION as HOOKS_SECTION
 
 _o = options.opt
+MAX_CONFIG_BYTES = 1 << 20     # a config is a few KiB; anything near this is not one
 
 
 def _check_rig(sec):
@@ -71,6 +72,7 @@ SECTIONS = [
     tune_session.SECTION,
     work_wiring.POOL_SECTION,
     work_wiring.WORK_SECTION,
+    commands.SECTION,
 ]
 BY_NAME = dict((spec['name'], spec) for spec in SECTIONS)
 
@@ -150,6 +152,16 @@ def build(raw, from_text=False, where=None):
     return cfg
 
 
+def _huge_number(text):
+    """'LINE: KEY = a N-digit number: too large' for the first absurdly long number, else None
+    (tomllib itself gives no position for those)."""
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r'\s*([^=\s]+)\s*=\s*[-+]?([0-9_]{1000,})', line)
+        if m:
+            return 'line %d: %s = a %d-digit number: too large' % (n, m.group(1), len(m.group(2)))
+    return None
+
+
 def load_file(path):
     """Load and validate a TOML (.toml) or INI file; return the full config dict."""
     try:
@@ -157,6 +169,8 @@ def load_file(path):
             data = fh.read()
     except OSError as e:
         raise ConfigError('%s: cannot read config: %s' % (path, e.strerror or e))
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError('%s: larger than %d bytes' % (path, MAX_CONFIG_BYTES))
     try:
         text = data.decode('utf-8')
     except UnicodeDecodeError:
@@ -165,8 +179,10 @@ def load_file(path):
         return build(_read_ini(path, text), True, _where_in(path, _ini_lines(text)))
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError('%s: %s' % (path, e))
+    except RecursionError:
+        raise ConfigError('%s: nested too deeply' % path)
+    except ValueError as e:   # TOMLDecodeError, and integers beyond Python's digit limit
+        raise ConfigError('%s: %s' % (path, _huge_number(text) or e))
     return build(raw, False, _where_in(path, options.line_index(text)))
 
 

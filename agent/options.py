@@ -29,7 +29,10 @@ def finite(v):
     """float(v) for a finite real number (not bool), else None."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:    # an int too large for a float (a 400-digit number)
+        return None
     if f != f or f - f != 0.0:
         return None
     return f

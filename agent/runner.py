@@ -21,6 +21,7 @@ from agent import api as cgminer_api
 from agent.autotune.session import TuneSession
 from agent.control import ControlLoop
 from agent.health import BoardHealth
+from agent.logsafe import RateLimit, printable
 from agent.mqtt_link import MqttLink, settings_from_config
 from agent.safety import Supervisor, Watchdog
 from agent.safety.safestate import SafeStateWriter
@@ -54,26 +55,48 @@ WATCHDOG_MIN_WALL_S = 2.0
 
 
 class CommandInbox:
-    """Looks like a queue to the MQTT link; hands each command to the control thread."""
+    """Looks like a queue to the MQTT link; hands each command to the control thread.
 
-    def __init__(self, scheduler, handler, max_pending=256):
+    A flood beyond max_pending is not dropped silently: up to max_busy of the overflowing
+    commands are answered "busy" (their op and id kept, nothing else), the rest counted in
+    the link's cmd_dropped."""
+
+    def __init__(self, scheduler, handler, max_pending=256, on_busy=None, max_busy=4096):
         self.scheduler = scheduler
         self.handler = handler
+        self.on_busy = on_busy
         self.pending = 0
         self.max_pending = max_pending
+        self.max_busy = max_busy
+        self.busy = []
         self._lock = threading.Lock()
 
     def put_nowait(self, item):
         with self._lock:
             if self.pending >= self.max_pending:
-                raise queue.Full
-            self.pending += 1
-        self.scheduler.call_soon(self._run, item)
+                if self.on_busy is None or len(self.busy) >= self.max_busy:
+                    raise queue.Full
+                self.busy.append((item[0], commands.command_id(item[1])))
+                if len(self.busy) > 1:
+                    return     # an answering task is already queued
+                item = None
+            else:
+                self.pending += 1
+        if item is None:
+            self.scheduler.call_soon(self._answer_busy)
+        else:
+            self.scheduler.call_soon(self._run, item)
 
     def _run(self, item):
         with self._lock:
             self.pending -= 1
         self.handler(*item)
+
+    def _answer_busy(self):
+        with self._lock:
+            busy, self.busy = self.busy, []
+        for op, cid in busy:
+            self.on_busy(op, cid)
 
 
 def resolve_rig(cfg):
@@ -193,7 +216,7 @@ class Agent:
         self.control = ControlLoop(self.rig, self.supervisor, self.clock, on_event=self._on_event,
                                    start_freq_mhz=cfg['rig']['freq_mhz'] or None,
                                    chain_baud=self.baud)
-        self.inbox = CommandInbox(self.scheduler, self._on_command)
+        self.inbox = CommandInbox(self.scheduler, self._on_command, on_busy=self._busy)
         try:
             self.link = MqttLink(settings_from_config(
                 cfg, os.path.join(self.state_dir, 'outbox'), 'hashpilot %s' % __version__,
@@ -211,7 +234,9 @@ class Agent:
                                 self.hooks, MIN_WALL_PERIOD_S * self.clock.time_scale)
         if self.work is not None and cfg['work']['tuner_source'] == 'nonces':
             self.tune.nonces = self.work.engine
-        self.commands = commands.Registry(max_age_s=CMD_MAX_AGE_S)
+        self.commands = commands.Registry(max_age_s=CMD_MAX_AGE_S,
+                                          guard=commands.build_guard(cfg['commands']))
+        self.refusal_log = RateLimit(burst=20, per_s=1.0)
         self.supervisor.register_commands(self.commands)
         self.control.register_commands(self.commands)
         self.tune.register_commands(self.commands)
@@ -292,12 +317,22 @@ class Agent:
         self._answer(res)
         return res['ok'], res['error'], res['result']
 
+    def _busy(self, op, cid):
+        self._answer({'ok': False, 'op': op, 'id': cid, 'source': 'mqtt', 'result': None,
+                      'error': 'busy: command queue full, not applied (send again later)'})
+
     def _answer(self, res):
+        # op, id and error text come from the sender: escaped (no forged log lines), and
+        # refusals rate-limited (a flood of junk must not fill the disk with warnings).
+        op, cid = printable(res['op'], 40), printable(res['id'], 64)
         if res['ok']:
-            log.info('command %s %s (%s) applied', res['op'], res['id'], res['source'])
+            log.info('command %s %s (%s) applied', op, cid, res['source'])
         else:
-            log.warning('command %s %s (%s) refused: %s', res['op'], res['id'], res['source'],
-                        res['error'])
+            ok, dropped = self.refusal_log.allow(time.monotonic())
+            if ok:
+                log.warning('command %s %s (%s) refused: %s%s', op, cid, res['source'],
+                            printable(res['error'], 200),
+                            ' (%d refusals not logged before this one)' % dropped if dropped else '')
         self.link.publish('cmd/result', payloads.build_cmd_result(
             self.link.session, res['id'], res['ok'], error=res['error'], op=res['op'],
             result=res['result']))

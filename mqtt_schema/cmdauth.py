@@ -106,7 +106,7 @@ class CommandGuard:
         age_ms = now_ms - ts_ms
         if age_ms > self.window_ms:
             self.stale += 1
-            return 'command too old: sent %d s ago (window %d s)' % (age_ms // 1000, self.window_ms // 1000)
+            return 'command expired: sent %d s ago (window %d s)' % (age_ms // 1000, self.window_ms // 1000)
         if -age_ms > self.window_ms:
             self.stale += 1
             return 'command %d s in the future (clock skew > %d s)' % (-age_ms // 1000, self.window_ms // 1000)

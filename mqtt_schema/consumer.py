@@ -5,6 +5,7 @@ from mqtt_schema import fields as F
 
 MAX_CMD_BYTES = 8192
 MAX_ID = 64
+MAX_SIG = 128
 
 
 # Decoding is the fleet consumer's hot path (thousands of messages per second): each field table
@@ -206,6 +207,11 @@ def parse_command(op, data):
             if not isinstance(k, str):
                 return None, "'args' keys must be strings"
         cmd = {'op': op, 'id': cid, 'args': args}
+        sig = payload.get('sig')
+        if sig is not None:
+            if not isinstance(sig, str) or len(sig) > MAX_SIG:
+                return None, "'sig' must be a hex string"
+            cmd['sig'] = sig
         ts = payload.get('ts')
         if ts is not None:
             if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:

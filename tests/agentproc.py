@@ -131,6 +131,10 @@ class Recorder:
         raise AssertionError('timed out after %.0f s waiting for %s' % (timeout_s, what))
 
     def command(self, op, body, raw=None):
+        """Publish cmd/<op>. A dict body without 'ts' gets the current time, as operator tools
+        send it (the agent refuses remote commands without ts); raw bytes go out as they are."""
+        if raw is None and isinstance(body, dict) and 'ts' not in body:
+            body = dict(body, ts=int(time.time() * 1000))
         data = raw if raw is not None else codec.encode(body, 'json')
         self.client.publish(self.root + 'cmd/' + op, data, qos=1).wait_for_publish(5)
 
