@@ -155,6 +155,8 @@ def _summary(d):
         if 'value' in dec:
             what += ' = %s' % dec['value_hex']
         return '%-8s %-6s %-10s %s' % (d['step'], where, '', what)
+    if dec.get('op') == 'set_address':
+        return '%-8s %-6s %-10s set address 0x%02X' % (d['step'], '', '', dec.get('chip_addr', 0))
     return '%-8s %s' % (d['step'], dec.get('op', dec.get('kind')))
 
 
