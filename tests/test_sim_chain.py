@@ -126,7 +126,9 @@ def hashrate_units_per_s(link, addr, wait_s=0.6):
 def open_cores(link, addr):
     """The BM1368 per-chip pass (core reset, report enables, clock words, core enable)."""
     chip_step = [s for s in FAM['bringup'] if s[0] == 'chip'][0]
-    link.send(*[codec.write_reg(reg, value, addr) for reg, value in chip_step[1]])
+    # a high ticket difficulty first: a hashing chip at mask 0 floods the line with results
+    link.send(codec.write_reg(families.REG_TICKET_MASK, families.ticket_mask_value(24), addr),
+              *[codec.write_reg(reg, value, addr) for reg, value in chip_step[1]])
 
 
 def hcn(mhz, chips=108):
