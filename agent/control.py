@@ -42,6 +42,64 @@ def validate_set_frequency(body, ctx):
     return {'mhz': float(mhz), 'board': board, 'chip': chip}, None
 
 
+class BoardControl:
+    """One board as the control loop runs it: what is requested of its chips, the safety cap,
+    whether it is on, and where it stands in a power-up / re-init."""
+
+    def __init__(self, index, chips, f0_mhz):
+        self.index = index
+        self.requested_mhz = [f0_mhz] * chips   # commands/tuner; effective = requested x cap
+        self.cap_pct = 100.0
+        self.enabled = True
+        self.needs_init = False
+        self.powered_at_s = None
+        self.power_lost = False
+        self.reinit_failures = 0
+        self.reinit_retry_s = 0.0
+
+    def hashing(self):
+        """On and initialised: its chips are polled and driven."""
+        return self.enabled and not self.needs_init
+
+    def powered_up(self, now_s):
+        """Power came back: the chips reset, so the chain is scanned again."""
+        self.enabled = True
+        self.needs_init = True
+        self.powered_at_s = now_s
+
+    def init_due(self, now_s):
+        return self.needs_init and self.enabled and \
+            now_s - (self.powered_at_s or now_s) >= POWER_UP_SETTLE_S and now_s >= self.reinit_retry_s
+
+    def init_failed(self, now_s):
+        """Back-off after a failed re-init -> (failures, wait_s)."""
+        self.reinit_failures += 1
+        k = self.reinit_failures
+        wait_s = REINIT_BACKOFF_S[min(k, len(REINIT_BACKOFF_S)) - 1]
+        self.reinit_retry_s = now_s + wait_s
+        return k, wait_s
+
+    def snapshot(self, chain, now_s, v, temps):
+        """This board's entry of the supervisor's snapshot."""
+        hashing = self.hashing()
+        chips = chain.chips if hashing else []
+        return {
+            'index': self.index,
+            # A board still being scanned and initialised is not hashing yet (chips in reset,
+            # no die readings): reported as off, so safety does not take it for a blind board.
+            'enabled': v.get('enabled', self.enabled) and not (self.enabled and self.needs_init),
+            'sensors_c': temps if temps is not None else [None, None],
+            'die_c': [c.temp_c if c.alive else None for c in chips],
+            # How old each die reading is: a dead poll loop or a hung driver leaves the
+            # last values in place, and safety must not take them for current.
+            'die_age_s': [(now_s - c.temp_at_s) if c.temp_at_s is not None else None
+                          for c in chips],
+            'chips_alive': [c.alive for c in chips],
+            'chips_found': len(chain.chips) if hashing else None,
+            'voltage_mv': v.get('readback_mv'),
+        }
+
+
 class ControlLoop:
     def __init__(self, rig, supervisor, clock, on_event=None, start_freq_mhz=None,
                  scan_silence_s=0.5, chain_baud=None):
@@ -55,15 +113,7 @@ class ControlLoop:
         self.on_event = on_event or (lambda ev: None)
         nboards = self.model['boards']
         f0 = start_freq_mhz or self.model['f_nom_mhz']
-        # What commands/tuner asked for, per board and chip; effective = requested * cap.
-        self.requested_mhz = [[f0] * self.model['chips_per_board'] for _ in range(nboards)]
-        self.caps_pct = [100.0] * nboards
-        self.enabled = [True] * nboards
-        self.needs_init = [False] * nboards
-        self.powered_at_s = [None] * nboards
-        self.power_lost = [False] * nboards
-        self.reinit_failures = [0] * nboards
-        self.reinit_retry_s = [0.0] * nboards
+        self.boards = [BoardControl(i, self.model['chips_per_board'], f0) for i in range(nboards)]
         self._rr = nboards - 1             # round-robin position for re-inits
         self.fan_duty_pct = [None] * self.model['fans']
         self.last_snapshot = None
@@ -71,6 +121,28 @@ class ControlLoop:
         self.last_board = {}
         self.io_errors = 0
         self.ticks = 0
+
+    # Per-board views (telemetry, the runner): lists built from the board objects.
+    @property
+    def enabled(self):
+        return [b.enabled for b in self.boards]
+
+    @property
+    def needs_init(self):
+        return [b.needs_init for b in self.boards]
+
+    @property
+    def caps_pct(self):
+        return [b.cap_pct for b in self.boards]
+
+    @property
+    def requested_mhz(self):
+        return [b.requested_mhz for b in self.boards]
+
+    def all_off(self):
+        """Our watchdog switched every board off: not a power loss to report."""
+        for b in self.boards:
+            b.enabled = False
 
     # -- reading -----------------------------------------------------------------------------
     def _safe(self, fn, *args):
@@ -84,7 +156,7 @@ class ControlLoop:
 
     def poll_chains(self):
         for i, chain in enumerate(self.rig.chains):
-            if not self.enabled[i] or self.needs_init[i]:
+            if not self.boards[i].hashing():
                 continue
             try:
                 chain.poll()
@@ -97,27 +169,10 @@ class ControlLoop:
         boards = []
         for i, chain in enumerate(self.rig.chains):
             v = self._safe(board.read_voltage, i) or {}
-            if v.get('enabled') is False and self.enabled[i]:
+            if v.get('enabled') is False and self.boards[i].enabled:
                 self._power_lost(i, now_s)
             temps = self._safe(board.read_temps_c, i)
-            initialising = self.enabled[i] and self.needs_init[i]
-            chips = chain.chips if (self.enabled[i] and not self.needs_init[i]) else []
-            hw_on = v.get('enabled', self.enabled[i])
-            boards.append({
-                'index': i,
-                # A board still being scanned and initialised is not hashing yet (chips in reset,
-                # no die readings): reported as off, so safety does not take it for a blind board.
-                'enabled': hw_on and not initialising,
-                'sensors_c': temps if temps is not None else [None, None],
-                'die_c': [c.temp_c if c.alive else None for c in chips],
-                # How old each die reading is: a dead poll loop or a hung driver leaves the
-                # last values in place, and safety must not take them for current.
-                'die_age_s': [(now_s - c.temp_at_s) if c.temp_at_s is not None else None
-                              for c in chips],
-                'chips_alive': [c.alive for c in chips],
-                'chips_found': len(chain.chips) if (self.enabled[i] and not self.needs_init[i]) else None,
-                'voltage_mv': v.get('readback_mv'),
-            })
+            boards.append(self.boards[i].snapshot(chain, now_s, v, temps))
         fans = self._safe(board.read_fans)
         if fans is None:
             fans = [{'duty_pct': d, 'rpm': None} for d in self.fan_duty_pct]
@@ -136,8 +191,23 @@ class ControlLoop:
         return actions
 
     def apply(self, actions, now_s):
+        self._apply_fans(actions.get('fan_duty_pct') or [])
+        for b in actions.get('boards') or []:
+            self._apply_board(b, now_s)
+        for ev in actions.get('events') or []:
+            self.on_event(ev)
+        n = len(self.rig.chains)
+        due = [i for i in range(n) if self.boards[i].init_due(now_s)]
+        if due:
+            # One board per tick (a re-init takes seconds), taken round robin so a board that
+            # keeps failing cannot keep the others waiting.
+            due.sort(key=lambda i: (i - self._rr - 1) % n)
+            self._rr = due[0]
+            self._reinit(due[0], now_s)
+        self._apply_freqs([i for i in range(n) if self.boards[i].hashing()])
+
+    def _apply_fans(self, duties):
         board = self.rig.board
-        duties = actions.get('fan_duty_pct') or []
         read = (self.last_snapshot or {}).get('fans') or []
         for k, duty in enumerate(duties):
             if duty is None or k >= len(self.fan_duty_pct):
@@ -152,45 +222,34 @@ class ControlLoop:
                 except Exception as e:
                     self.io_errors += 1
                     log.warning('fan %d duty %s failed: %s', k, duty, e)
-        for b in actions.get('boards') or []:
-            i = b['index']
-            want_on = bool(b.get('enable', True))
-            if want_on != self.enabled[i]:
-                try:
-                    board.set_enabled(i, want_on)
-                    self.enabled[i] = want_on
-                    if want_on:
-                        # Power came back: the chips reset, so the chain is scanned again.
-                        self.needs_init[i] = True
-                        self.powered_at_s[i] = now_s
-                except Exception as e:
-                    self.io_errors += 1
-                    log.warning('board %d enable=%s failed: %s', i, want_on, e)
-            cap = b.get('freq_cap_pct', 100.0)
-            if cap is not None:
-                self.caps_pct[i] = max(0.0, min(100.0, float(cap)))
-        for ev in actions.get('events') or []:
-            self.on_event(ev)
-        n = len(self.rig.chains)
-        due = [i for i in range(n) if self.needs_init[i] and self.enabled[i]
-               and now_s - (self.powered_at_s[i] or now_s) >= POWER_UP_SETTLE_S
-               and now_s >= self.reinit_retry_s[i]]
-        if due:
-            # One board per tick (a re-init takes seconds), taken round robin so a board that
-            # keeps failing cannot keep the others waiting.
-            due.sort(key=lambda i: (i - self._rr - 1) % n)
-            self._rr = due[0]
-            self._reinit(due[0], now_s)
-        self._apply_freqs([i for i in range(n) if self.enabled[i] and not self.needs_init[i]])
+
+    def _apply_board(self, act, now_s):
+        i = act['index']
+        bc = self.boards[i]
+        want_on = bool(act.get('enable', True))
+        if want_on != bc.enabled:
+            try:
+                self.rig.board.set_enabled(i, want_on)
+                if want_on:
+                    bc.powered_up(now_s)
+                else:
+                    bc.enabled = False
+            except Exception as e:
+                self.io_errors += 1
+                log.warning('board %d enable=%s failed: %s', i, want_on, e)
+        cap = act.get('freq_cap_pct', 100.0)
+        if cap is not None:
+            bc.cap_pct = max(0.0, min(100.0, float(cap)))
 
     def _power_lost(self, i, now_s):
         """The hardware switched a board off that we run (the board controller's heartbeat
         watchdog after a stall, a PSU trip, an external cut): its chips have reset, so the board
         is treated as off and powered up again through a full re-init if safety allows."""
-        self.enabled[i] = False
-        self.needs_init[i] = False
-        if not self.power_lost[i]:
-            self.power_lost[i] = True
+        bc = self.boards[i]
+        bc.enabled = False
+        bc.needs_init = False
+        if not bc.power_lost:
+            bc.power_lost = True
             self.on_event({'id': 'board%d.power_lost' % i, 'action': 'raise', 'severity': 'warning',
                            'board': i, 'message': 'board %d: powered off by the hardware (board '
                            'controller watchdog, PSU or external cut); re-initialising' % i})
@@ -208,10 +267,7 @@ class ControlLoop:
             chain.init(min(self._lowest_effective(i), REINIT_FREQ_MHZ), baud=fast)
         except Exception as e:
             self.io_errors += 1
-            self.reinit_failures[i] += 1
-            k = self.reinit_failures[i]
-            wait_s = REINIT_BACKOFF_S[min(k, len(REINIT_BACKOFF_S)) - 1]
-            self.reinit_retry_s[i] = now_s + wait_s
+            k, wait_s = self.boards[i].init_failed(now_s)
             log.warning('board %d re-init failed (%d), retry in %.0f s: %s', i, k, wait_s, e)
             if k == REINIT_ALARM_AFTER:
                 self.on_event({'id': 'board%d.reinit_failed' % i, 'action': 'raise',
@@ -219,24 +275,26 @@ class ControlLoop:
                                'message': 'board %d: %d re-initialisations failed (%s); retrying '
                                'every %.0f s' % (i, k, e, REINIT_BACKOFF_S[-1])})
             return
-        self.needs_init[i] = False
+        bc = self.boards[i]
+        bc.needs_init = False
         log.info('board %d re-initialised after power-up (%d chips)', i, len(found))
-        if self.reinit_failures[i] >= REINIT_ALARM_AFTER:
+        if bc.reinit_failures >= REINIT_ALARM_AFTER:
             self.on_event({'id': 'board%d.reinit_failed' % i, 'action': 'clear', 'severity': 'info',
                            'board': i, 'message': 'board %d: initialised again' % i})
-        self.reinit_failures[i] = 0
-        if self.power_lost[i]:
-            self.power_lost[i] = False
+        bc.reinit_failures = 0
+        if bc.power_lost:
+            bc.power_lost = False
             self.on_event({'id': 'board%d.power_lost' % i, 'action': 'clear',
                            'severity': 'info', 'board': i,
                            'message': 'board %d: powered and hashing again' % i})
 
     def _lowest_effective(self, i):
-        return min(self.effective_mhz(i, c) for c in range(len(self.requested_mhz[i])))
+        return min(self.effective_mhz(i, c) for c in range(len(self.boards[i].requested_mhz)))
 
     def effective_mhz(self, i, chip_index):
         lim = self.rig.limits
-        f = self.requested_mhz[i][chip_index] * self.caps_pct[i] / 100.0
+        b = self.boards[i]
+        f = b.requested_mhz[chip_index] * b.cap_pct / 100.0
         return max(lim.freq_min_mhz, min(lim.freq_max_mhz, f))
 
     def pll_mhz(self, mhz):
@@ -258,7 +316,7 @@ class ControlLoop:
             chain = self.rig.chains[i]
             plan = {}
             for c in chain.chips:
-                if not c.alive or c.index >= len(self.requested_mhz[i]):
+                if not c.alive or c.index >= len(self.boards[i].requested_mhz):
                     continue
                 target = self.pll_mhz(self.effective_mhz(i, c.index))
                 cur = c.freq_mhz
@@ -294,11 +352,11 @@ class ControlLoop:
     def request_frequency(self, mhz, board=None, chip=None):
         """Ask for a frequency (validated by the caller and again by HardwareLimits)."""
         self.rig.limits.check_freq(mhz)
-        boards = range(len(self.requested_mhz)) if board is None else [board]
-        for i in boards:
-            chips = range(len(self.requested_mhz[i])) if chip is None else [chip]
+        boards = self.boards if board is None else [self.boards[board]]
+        for b in boards:
+            chips = range(len(b.requested_mhz)) if chip is None else [chip]
             for c in chips:
-                self.requested_mhz[i][c] = float(mhz)
+                b.requested_mhz[c] = float(mhz)
 
     def safe_state(self):
         """Boards off, fans full: what shutdown leaves behind. True when both writes went through."""
@@ -310,7 +368,7 @@ class ControlLoop:
             except Exception as e:
                 ok = False
                 log.error('safe state: %s%s failed: %s', fn.__name__, args, e)
-        self.enabled = [False] * len(self.enabled)
+        self.all_off()
         return ok
 
     def get_status(self):

@@ -404,7 +404,7 @@ class Agent:
         feed = self._poll_alive(now)
         if self.watchdog.tripped:
             # Our watchdog thread switched every board off: not a power loss to report.
-            self.control.enabled = [False] * len(self.control.enabled)
+            self.control.all_off()
             self.supervisor.note_stall(now, stalled_s, 'control loop' if feed else 'chip poll')
             if feed:
                 self.watchdog.kick(now)

@@ -104,8 +104,9 @@ def test_stop_reports_what_the_safe_state_writes_did(caplog):
     from hal.board_sim import SimBoardController
     from hal.transport import Transport
     board = SimBoardController(Transport('loop://', 115200), timeout_s=0.05, retries=0)
-    control = types.SimpleNamespace(rig=types.SimpleNamespace(board=board), enabled=[True] * 3)
+    control = types.SimpleNamespace(rig=types.SimpleNamespace(board=board), boards=[])
     control.safe_state = types.MethodType(ControlLoop.safe_state, control)
+    control.all_off = types.MethodType(ControlLoop.all_off, control)
     for writer, want in ((SafeStateWriter('loop://'), 'sent unconfirmed'),
                          (SafeStateWriter(None), 'FAILED')):
         fake = types.SimpleNamespace(control=control, safe_writer=writer)
