@@ -22,6 +22,16 @@ from port.umqtt_link import UmqttLink
 I2C_SDA = 47          # ESP-Miner main/Kconfig.projbuild defaults
 I2C_SCL = 48
 I2C_HZ = 100000       # ESP-Miner i2c_bitaxe.c I2C_MASTER_FREQ_HZ
+ASIC_RESET_PIN = 1    # ESP-Miner CONFIG_GPIO_ASIC_RESET default; asic_reset.c: low 100 ms, high, 100 ms
+
+
+def asic_reset():
+    """Pulse the ASIC's reset line before the chain scan (chips start in their reset state)."""
+    pin = machine.Pin(ASIC_RESET_PIN, machine.Pin.OUT)
+    pin.value(0)
+    time.sleep_ms(100)
+    pin.value(1)
+    time.sleep_ms(100)
 
 
 def wifi(cfg, timeout_s=30):
@@ -61,6 +71,7 @@ def main(path='/config.json'):
     with open(path) as f:
         cfg = json.load(f)
     wifi(cfg.pop('wifi'))
+    asic_reset()
     clock = Clock(1.0)
     bus = machine.I2C(0, scl=machine.Pin(I2C_SCL), sda=machine.Pin(I2C_SDA), freq=I2C_HZ)
     wd = HardwareWatchdog()

@@ -14,6 +14,7 @@ TOML on MicroPython) as JSON for port/agent.py.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,6 +33,8 @@ def modules(target):
 def stage(target, out_dir):
     if not os.access(MPY_CROSS, os.X_OK):
         raise SystemExit('stage: %s missing; run make setup' % MPY_CROSS)
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)            # no stale .mpy of a module no longer imported
     sizes = {}
     for src, rel in modules(target):
         dest = os.path.join(out_dir, rel[:-3] + '.mpy')
