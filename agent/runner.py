@@ -44,6 +44,7 @@ MIN_WALL_PERIOD_S = 0.1       # no loop runs faster than this in wall time (time
 CMD_MAX_AGE_S = 60.0
 LINK_CHECK_S = 2.0            # storage / broker trouble checked this often (physics s)
 EXIT_RESTART = 75             # restart requested (cgminer API): non-zero so init systems restart us
+MAX_ECHO_ERROR = 240          # characters of a refusal reason echoed on cmd/result
 POLL_STALE_FACTOR = 3.0       # chip poll silent for this many periods = poll path dead
 # The board controller's own heartbeat watchdog backs up the in-process one: it fires when the
 # whole agent is gone (kill -9, frozen, crashed before systemd restarts it).
@@ -333,8 +334,11 @@ class Agent:
                 log.warning('command %s %s (%s) refused: %s%s', op, cid, res['source'],
                             printable(res['error'], 200),
                             ' (%d refusals not logged before this one)' % dropped if dropped else '')
+        err = res['error']
+        if isinstance(err, str) and len(err) > MAX_ECHO_ERROR:   # echoed text stays small
+            err = err[:MAX_ECHO_ERROR - 3] + '...'
         self.link.publish('cmd/result', payloads.build_cmd_result(
-            self.link.session, res['id'], res['ok'], error=res['error'], op=res['op'],
+            self.link.session, res['id'], res['ok'], error=err, op=res['op'],
             result=res['result']))
 
     def request_restart(self):

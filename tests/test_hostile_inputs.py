@@ -70,3 +70,26 @@ def test_retained_commands_are_never_applied(tmp_path):
             link.stop(drain_s=0)
             pub.disconnect()
             pub.loop_stop()
+
+
+def test_flood_beyond_the_inbox_is_answered_busy():
+    """CommandInbox: beyond max_pending, commands are answered busy (op and id kept), beyond
+    max_busy counted as dropped by the link (queue.Full), never buffered without bound."""
+    import queue as q
+    from agent.runner import CommandInbox
+    from agent.scheduler import Scheduler
+    from hal.clock import Clock
+    sched = Scheduler(Clock(1.0))
+    ran, busy = [], []
+    box = CommandInbox(sched, lambda op, data: ran.append(op), max_pending=10,
+                       on_busy=lambda op, cid: busy.append((op, cid)), max_busy=50)
+    full = 0
+    for i in range(100):
+        try:
+            box.put_nowait(('identify', b'{"id": "c%d", "ts": 1}' % i))
+        except q.Full:
+            full += 1
+    assert full == 40
+    sched._run_inbox(0)
+    assert len(ran) == 10 and len(busy) == 50 and busy[0] == ('identify', 'c10')
+    assert box.pending == 0 and box.busy == []
