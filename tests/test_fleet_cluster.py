@@ -66,7 +66,8 @@ def test_real_agent_link_fails_over_between_cluster_nodes(tmp_path):
         cons = subprocess.Popen([sys.executable, '-m', 'fleet.ingest', '--broker', b[2], '--broker', b[1],
                                  '--protocol', '311', '--client-id', 'agent-check', '--sites', 'cl',
                                  '--seen', seen, '--ready-file', ready, '--report', str(tmp_path / 'r.json'),
-                                 '--idle-exit-s', '6'], cwd=root, env=dict(os.environ, PYTHONPATH=root))
+                                 '--idle-exit-s', '6', '--idle-after-file', str(tmp_path / 'done')],
+                                cwd=root, env=dict(os.environ, PYTHONPATH=root))
         end = time.monotonic() + 30
         while not os.path.exists(ready):
             assert cons.poll() is None and time.monotonic() < end
@@ -91,6 +92,7 @@ def test_real_agent_link_fails_over_between_cluster_nodes(tmp_path):
             time.sleep(0.2)
         st = link.get_status()
         link.stop(drain_s=2.0)
+        (tmp_path / 'done').write_text('')
         cons.wait(60)
     from fleet.ingest import load_seen
     got, _lat, _lts = load_seen(seen)
