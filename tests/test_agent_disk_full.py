@@ -13,6 +13,8 @@ from tests.agentproc import AgentProcess, Recorder
 from tests.broker import Broker
 from tests.simproc import start_sim
 
+pytestmark = [pytest.mark.e2e]
+
 
 @pytest.fixture
 def tiny_fs(tmp_path):

@@ -12,6 +12,8 @@ from tests.agentproc import AgentProcess, Recorder, dump
 from tests.broker import Broker
 from tests.simproc import start_sim
 
+pytestmark = [pytest.mark.e2e]
+
 ROOT = 'hashpilot/v1/lab/%s/'
 
 

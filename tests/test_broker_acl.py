@@ -17,6 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.mqtt_link import MqttLink
 from tests.broker import Broker
 
+pytestmark = [pytest.mark.e2e]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACL = os.path.join(REPO, 'deploy', 'mosquitto', 'hashpilot.acl')
 USERS = {'site1/rig1': 'pw-rig1', 'site1/rig2': 'pw-rig2', 'operator': 'pw-op', 'reader': 'pw-read',

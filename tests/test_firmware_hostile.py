@@ -2,7 +2,6 @@
 that detach children with setsid, staging roots whose hooks must not run on the build host, a
 --site that would make a config the agent refuses, a SysV script that trusts its environment."""
 
-import json
 import os
 import subprocess
 import time

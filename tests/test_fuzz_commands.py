@@ -21,6 +21,8 @@ from tests.broker import Broker
 from tests.fuzzcmd import CommandFuzzer
 from tests.simproc import start_sim
 
+pytestmark = [pytest.mark.e2e]
+
 WINDOW = 48             # commands in flight: the agent's inbox holds 256
 FLOOD = 3000            # then this many at once: beyond the inbox, answered "busy"
 OPS = ['autotune', 'identify', 'rebirth', 'reset_safety', 'set_fan', 'set_frequency',

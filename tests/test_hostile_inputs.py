@@ -1,7 +1,6 @@
 """Hostile inputs outside the command path (issue 17): ports files that are not what the
 simulator writes, retained commands on the broker."""
 
-import json
 import os
 import queue
 import subprocess

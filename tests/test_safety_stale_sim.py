@@ -14,6 +14,8 @@ from tests.broker import Broker
 from tests.simproc import start_sim
 from tests.test_safety_scenarios import DANGER_C, Truth, all_off, report
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 T0 = 120.0          # sim seconds: the poll stops
 HEAT_AT = 125.0     # then the intake air heats up fast
 
