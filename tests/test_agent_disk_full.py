@@ -70,3 +70,30 @@ def test_full_disk_bounded_alarmed_and_recovers(tmp_path, tiny_fs):
                 assert agent.stop() == 0
         finally:
             broker.close()
+
+
+def test_empty_read_only_state_dir(tmp_path):
+    """An empty read-only state dir (a read-only tmpfs; needs root to mount): the agent starts,
+    mines, runs its outbox in RAM and says so."""
+    d = tmp_path / 'ro'
+    d.mkdir()
+    p = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(d)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip('cannot mount a tmpfs here (%s)' % p.stderr.strip())
+    try:
+        with start_sim('GAMMA', time_scale=5, seed=4) as sim, Broker() as broker:
+            rec = Recorder(broker, 'lab', 'ro')
+            with AgentProcess(tmp_path, sim.ports_file, broker, rig='ro', telemetry_s=1,
+                              chips_s=5, state_dir=str(d)) as agent:
+                rec.wait_for(lambda: any(t and t['hashrate_ghs'] > 100 for t in rec.of('telemetry')),
+                             60, 'hashing telemetry')
+                rec.wait_for(lambda: any(a and a['id'] == 'rig.state_dir' for a in rec.of('alarm')),
+                             30, 'state dir alarm')
+                msg = [a for a in rec.of('alarm') if a and a['id'] == 'rig.state_dir'][0]['message']
+                assert 'RAM only' in msg and 'Read-only' in msg, msg
+                assert 'Traceback' not in agent.log()
+                assert agent.stop() == 0
+            rec.close()
+    finally:
+        subprocess.run(['umount', '-l', str(d)], capture_output=True)
