@@ -92,3 +92,19 @@ def test_flood_beyond_the_inbox_is_answered_busy():
     sched._run_inbox(0)
     assert len(ran) == 10 and len(busy) == 50 and busy[0] == ('identify', 'c10')
     assert box.pending == 0 and box.busy == []
+
+
+def test_client_certificate_without_ca_in_the_config_means_tls(tmp_path):
+    """[mqtt] tls_cert + tls_key without tls_ca: TLS against the system CA store, never plaintext."""
+    from agent import config, mqtt_link
+    b = Broker(tls=True)      # not started: only its throw-away client certificate is used
+    try:
+        path = tmp_path / 'c.toml'
+        path.write_text('[rig]\nsite = "s"\nrig = "r"\n[mqtt]\nbroker = "127.0.0.1:8883"\n'
+                        'tls_cert = "%s"\ntls_key = "%s"\n' % (b.client_cert, b.client_key))
+        cfg = config.load_file(str(path))
+        s = mqtt_link.settings_from_config(cfg, str(tmp_path / 'ob'), 'fw', 'S21')
+        assert s['tls'] is True and s['cert_file'] == b.client_cert and 'ca_file' not in s
+        assert MqttLink(s, queue.Queue()).tls
+    finally:
+        b.close()
