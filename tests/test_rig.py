@@ -43,9 +43,14 @@ def test_rig_explicit_urls_gamma():
     with start_sim('GAMMA', time_scale=10.0) as sim:
         rig = Rig('GAMMA', sim.ports['chains'], sim.ports['board'], clock=Clock(10.0))
         try:
+            # a fresh BM1370 keeps its die diode to itself: the board's diode channel is open
+            assert rig.board.read_temps_c(0)[1] is None
             assert rig.start(freq_mhz=500.0) == [1]
             chip = rig.chains[0].chips[0]
             assert chip.addr == 0 and chip.freq_mhz == 500.0
+            # bring-up routed it (0x54 = 2): the die temperature comes from the board's sensor
+            rig.poll()
+            assert chip.temp_c is not None and 20.0 < chip.temp_c < 100.0
             rig.board.set_voltage_mv(0, 1200)
             assert rig.board.read_voltage(0)['setpoint_mv'] == 1200
         finally:
