@@ -105,6 +105,10 @@ def test_watch_fed_by_mosquitto_shows_live_rigs_and_offline_will():
             seen = {}
 
             async def look(pilot):
+                for _ in range(50):     # the first draws happen before the table has its height
+                    if 'lab/rig-0003' in _text(app, '#table'):
+                        break
+                    await pilot.pause(0.1)
                 seen['table'] = _text(app, '#table')
                 seen['totals'] = _text(app, '#totals')
             _run(app, [look])
