@@ -29,12 +29,18 @@ def add_arguments(p):
     p.add_argument('--clean-every-s', type=float, default=30.0)
     p.add_argument('--job-every-s', type=float, default=2.0,
                    help='new job (no clean_jobs) period of the pools: latency samples')
-    p.add_argument('--check-bits', type=int, default=10, help='simulated solutions\' zero bits')
+    p.add_argument('--check-bits', type=int, default=8, help='simulated solutions\' zero bits')
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--agent', action='store_true',
                    help='instead: the whole agent process (hashpilot run + Mosquitto), CPU and '
                         'RSS without pools and with the work path on')
     p.add_argument('--json', action='store_true')
+
+
+def pool_difficulty_for(check_bits):
+    """A pool difficulty every simulated solution meets: a hash with b leading zero bits is
+    below 2^(256-b); the target of difficulty 2^-k is ~2^(224+k) (DIFF1 just under 2^224)."""
+    return 1.0 / (1 << (33 - check_bits))
 
 
 class PoolProcess:
@@ -84,7 +90,7 @@ def run(args):
     model = models.get(args.model)
     fam = families.get(model['chip'])
     baud = max(fam['fast_bauds']) if fam['fast_bauds'] else None
-    diff = 1.0 / (1 << (args.check_bits + 13))   # every simulated solution meets it
+    diff = pool_difficulty_for(args.check_bits)
     sim = SimProcess(args.model, args.seed, 1.0, ['--work-check-bits', str(args.check_bits)])
     pools = [PoolProcess(diff, args.clean_every_s, tag='a', job_every_s=args.job_every_s),
              PoolProcess(diff, args.clean_every_s, tag='b', job_every_s=args.job_every_s)]
@@ -201,7 +207,7 @@ def run_agent(args):
     broker = subprocess.Popen(['mosquitto', '-c', mconf], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     sim = SimProcess(args.model, args.seed, 1.0, ['--work-check-bits', str(args.check_bits)])
-    pool = PoolProcess(1.0 / (1 << (args.check_bits + 13)), args.clean_every_s, tag='agent')
+    pool = PoolProcess(pool_difficulty_for(args.check_bits), args.clean_every_s, tag='agent')
     res = {'model': args.model, 'load1_start': os.getloadavg()[0]}
     try:
         res['agent_cpu_idle_pct'], res['agent_rss_idle_mb'] = _agent_phase(

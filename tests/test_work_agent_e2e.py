@@ -16,7 +16,7 @@ SECRET = 'pool-s3cret-pw'
 
 
 def test_agent_mines_gamma_against_test_pool(tmp_path):
-    pool = TestPool(difficulty=1.0 / (1 << 23), password=SECRET)
+    pool = TestPool(difficulty=1.0 / (1 << 25), password=SECRET)
     try:
         with start_sim('GAMMA', time_scale=5, faults=['bad-nonces:board=0,chip=0,at=60']) as sim, \
                 Broker() as broker:

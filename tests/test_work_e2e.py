@@ -14,7 +14,7 @@ from agent.stratum.testpool import TestPool
 from agent.work.rigwork import WorkRig
 from tests.simproc import start_sim
 
-POOL_DIFF = 1.0 / (1 << 23)     # target ~2^247: every 10-zero-bit solution is a share
+POOL_DIFF = 1.0 / (1 << 25)     # target ~2^249: every 8-zero-bit solution is a share
 
 
 def _pools(urls):

@@ -4,7 +4,7 @@ solutions (SHA-256d checked by the host), at a documented reduced difficulty.
 A real chip reports a nonce when the header hash has >= 32+N leading zero bits (ticket mask
 2^N). Finding one costs ~2^(32+N) hashes, far beyond a simulator, so simulated chips report at the
 *rate* the ticket mask and the physics give (Poisson, unchanged) but grind only until the hash has
-`check_bits` leading zero bits (default 10, ~1000 SHA-256d per nonce). The simulator writes
+`check_bits` leading zero bits (default 8, ~256 SHA-256d per nonce). The simulator writes
 `work_check_bits` into the ports file; an agent reading that file checks nonces against it, the
 way it takes the time scale (docs/simulator.md, "Work"). Wrong nonces (at the chip's error
 fraction, or always for a `bad-nonces` fault) are random nonces that fail that check.
@@ -13,10 +13,12 @@ Only the full job format (BM1362/66/68/70) is hashed; a midstate (BM1397) job is
 ignored (the header cannot be rebuilt from a midstate).
 """
 
+import hashlib
+
 from hal import codec
 from hal.work import chipjobs, jobs
 
-DEFAULT_CHECK_BITS = 10
+DEFAULT_CHECK_BITS = 8       # ~256 SHA-256d per nonce: the simulator's UART loop stays responsive
 MAX_TRIES = 1 << 20        # never spin forever on a pathological check_bits
 
 
@@ -79,19 +81,37 @@ class SimWork:
         return self.solve(chip.addr, roll16, bad)
 
     def solve(self, chip_addr, roll_mask16, bad=False):
-        """(nonce, midstate, header, version) for the current job; see nonce_frame."""
+        """(nonce, midstate, header, version) for the current job; see nonce_frame.
+
+        One version per attempt of 256 nonces: the header's first 64 bytes are hashed once and
+        copied (hashlib state), so a candidate costs the last block and the second SHA-256.
+        """
         job_id = self.latest
         version0, body = self.jobs[job_id]
+        head, tail = body[:60], body[60:]          # version(4) + head = the first 64 bytes
         rng = self.rng
-        for _ in range(MAX_TRIES):
-            nonce, hdr = codec.encode_nonce_fields(self.layout, rng.getrandbits(32), job_id,
-                                                   rng.randrange(16), chip_addr)
+        tries = 0
+        while tries < MAX_TRIES:
             v16 = rng.getrandbits(16) & roll_mask16
             version = jobs.roll_version(version0, v16) if roll_mask16 else version0
-            h = jobs.sha256d(version.to_bytes(4, 'little') + body + nonce.to_bytes(4, 'big'))
-            self.hashes += 1
-            if jobs.meets_bits(h, self.check_bits) != bad:
-                return nonce, rng.randrange(4), hdr, v16
+            first = hashlib.sha256(version.to_bytes(4, 'little') + head)
+            copy = first.copy
+            # the low byte of the nonce word carries no chip/job field in any layout: sweep it
+            base, hdr = codec.encode_nonce_fields(self.layout, rng.getrandbits(32), job_id,
+                                                  rng.randrange(16), chip_addr)
+            base &= 0xFFFFFF00
+            for low in range(256):
+                nonce = base | low
+                h1 = copy()
+                h1.update(tail + nonce.to_bytes(4, 'big'))
+                h = hashlib.sha256(h1.digest()).digest()
+                tries += 1
+                # fast path: with 8+ bits the hash's last byte (its most significant) must be 0
+                ok = (h[31] == 0 or self.check_bits < 8) and jobs.meets_bits(h, self.check_bits)
+                if ok != bad:
+                    self.hashes += tries
+                    return nonce, rng.randrange(4), hdr, v16
+        self.hashes += tries
         return None
 
     def get_status(self):
