@@ -212,3 +212,44 @@ def test_chain_init_dry_run_cli_json():
     assert frames[-1]['decoded']['reg_name'] == 'UART_BAUD' and frames[-1]['host_baud'] == 115200
     assert doc['frames'][-1] == {'host_baud_change': 3125000, 'from': 115200}
     assert sum(1 for f in frames if f['step'] == 'address') == 108
+
+
+def test_bm1366_is_esp_miners_sequence():
+    # ESP-Miner BM1366_init (its literal init frames and data arrays), 4 chips, no baud change
+    n = 4
+    fam = families.get('BM1366')
+    s = pll.solve(fam, 485.0)
+    hcn = families.hash_counting_number(fam, n, s['fb'], s['ref'], s['pd1'], s['pd2'])
+    assert hcn == int(2 ** 32 / 128 / 4 * 25.0 / 485 * 0.5)
+    per_chip = []
+    for i in range(n):
+        for reg, value in ((0xA8, 0x000701F0), (0x18, 0xF000C100), (0x3C, 0x80008540),
+                           (0x3C, 0x80008020), (0x3C, 0x800082AA)):
+            per_chip.append(codec.write_reg(reg, value, 64 * i))
+    esp = [A4] * 3 + [READ_ID, H('55AA510900A80007000003'), H('55AA51090018FF0FC10000'),
+                      INACTIVE] + [codec.set_address(64 * i) for i in range(n)] + \
+        [H('55AA5109003C800085400C'), H('55AA5109003C8000802019'),
+         H('55AA51090014000000FF08'), H('55AA5109005400000003 1D'.replace(' ', '')),
+         H('55AA51090058021111110 6'.replace(' ', '')),
+         H('55AA410900 2C007C000303'.replace(' ', ''))] + per_chip + \
+        [codec.write_reg(0x10, hcn, broadcast=True), A4]
+    assert without_ramp(sent('BM1366', n, 485.0)) == esp
+
+
+def test_bm1397_is_esp_miners_sequence():
+    # ESP-Miner BM1397_init: no version rolling, clock order/enable writes, 0x18 baud divider;
+    # every PLL step is 0x70 = 0F0F0F00 twice, then 0x08 twice (flag byte 0x40, raw dividers)
+    n = 2
+    frames = sent('BM1397', n, 425.0, 3125000)
+    head = [READ_ID, INACTIVE, codec.set_address(0), codec.set_address(128)] + \
+        [codec.write_reg(r, v, broadcast=True) for r, v in (
+            (0x80, 0), (0x84, 0), (0x20, 1), (0x3C, 0x80008074), (0x14, 0xFF),
+            (0x68, 0xC0700111), (0x28, 0x0600000F), (0x18, 0x00007A31))]
+    assert frames[:len(head)] == head
+    ramp = frames[len(head):-1]
+    pre = codec.write_reg(0x70, 0x0F0F0F00, broadcast=True)
+    assert len(ramp) % 4 == 0 and ramp[0] == ramp[1] == pre and ramp[2] == ramp[3]
+    last = int.from_bytes(ramp[-1][6:10], 'big')
+    assert last >> 24 == 0x40 and pll.decode(families.get('BM1397'), last) == pytest.approx(425.0)
+    assert frames[-1] == codec.write_reg(0x18, 0x00006031, broadcast=True)    # 3.125 Mbaud
+    assert not any(f[5] == 0xA4 for f in frames)
