@@ -120,6 +120,8 @@ class ControlLoop:
         self._pll_cache = {}               # target MHz -> achievable MHz (pll_mhz)
         self.last_board = {}
         self.io_errors = 0
+        self.write_failures = []      # this tick's failed fan/enable writes (reported, not assumed)
+        self.write_alarm = False
         self.ticks = 0
 
     # Per-board views (telemetry, the runner): lists built from the board objects.
@@ -191,11 +193,13 @@ class ControlLoop:
         return actions
 
     def apply(self, actions, now_s):
+        self.write_failures = []
         self._apply_fans(actions.get('fan_duty_pct') or [])
         for b in actions.get('boards') or []:
             self._apply_board(b, now_s)
         for ev in actions.get('events') or []:
             self.on_event(ev)
+        self._report_writes()
         n = len(self.rig.chains)
         due = [i for i in range(n) if self.boards[i].init_due(now_s)]
         if due:
@@ -221,6 +225,7 @@ class ControlLoop:
                     self.fan_duty_pct[k] = duty
                 except Exception as e:
                     self.io_errors += 1
+                    self.write_failures.append('fan %d to %s %%: %s' % (k, duty, e))
                     log.warning('fan %d duty %s failed: %s', k, duty, e)
 
     def _apply_board(self, act, now_s):
@@ -236,10 +241,24 @@ class ControlLoop:
                     bc.enabled = False
             except Exception as e:
                 self.io_errors += 1
+                self.write_failures.append('board %d %s: %s' % (i, 'on' if want_on else 'OFF', e))
                 log.warning('board %d enable=%s failed: %s', i, want_on, e)
         cap = act.get('freq_cap_pct', 100.0)
         if cap is not None:
             bc.cap_pct = max(0.0, min(100.0, float(cap)))
+
+    def _report_writes(self):
+        """Safety decides, the hardware may refuse: a failed fan or enable write is an alarm
+        that says what did not happen (never reported as done), cleared once writes work."""
+        if self.write_failures and not self.write_alarm:
+            self.write_alarm = True
+            self.on_event({'id': 'rig.write_failed', 'action': 'raise', 'severity': 'critical',
+                           'message': 'board controller refused: %s (retried every tick)'
+                                      % '; '.join(self.write_failures[:4])})
+        elif not self.write_failures and self.write_alarm:
+            self.write_alarm = False
+            self.on_event({'id': 'rig.write_failed', 'action': 'clear', 'severity': 'info',
+                           'message': 'board controller writes go through again'})
 
     def _power_lost(self, i, now_s):
         """The hardware switched a board off that we run (the board controller's heartbeat

@@ -113,3 +113,26 @@ def test_stop_reports_what_the_safe_state_writes_did(caplog):
         msg, severity = Agent._stop_safe_state(fake)
         assert severity == 'critical' and want in msg and 'may still be powered' in msg, msg
         writer.close()
+
+
+def test_refused_safety_writes_raise_an_alarm_not_a_claim():
+    """Board controller line answering garbage (loop:// echoes our frames): the supervisor's
+    'fans 100 %, board off' cannot be written; the control loop says so (rig.write_failed)."""
+    from agent.control import ControlLoop
+    from hal import models
+    from hal.clock import Clock
+    from hal.rig import Rig
+    model = models.get('GAMMA')
+    rig = Rig(model, ['loop://'], 'loop://', clock=Clock(1.0))
+    rig.board.timeout_s, rig.board.retries = 0.05, 0
+    events = []
+    ctl = ControlLoop(rig, Supervisor(model), Clock(1.0), on_event=events.append)
+    try:
+        ctl.apply({'fan_duty_pct': [100], 'boards': [{'index': 0, 'enable': False}], 'events': []}, 1.0)
+        raised = [e for e in events if e['id'] == 'rig.write_failed' and e['action'] == 'raise']
+        assert raised and 'board 0 OFF' in raised[0]['message'] and 'fan 0 to 100' in raised[0]['message']
+        assert ctl.boards[0].enabled      # not recorded as off: it is not known to be
+        ctl.apply({'fan_duty_pct': [100], 'boards': [{'index': 0, 'enable': False}], 'events': []}, 2.0)
+        assert len([e for e in events if e['id'] == 'rig.write_failed']) == 1   # raised once
+    finally:
+        rig.close()
