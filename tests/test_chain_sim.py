@@ -150,6 +150,23 @@ def test_chain_cli_scan_and_status(capsys):
         assert chain_cli.main(['status', '--port', port, '--silence-s', '0.3',
                                '--time-scale', str(TS), '--freq-mhz', '9999']) == 1
         assert 'outside' in capsys.readouterr().err
+        # chain 1: the full bring-up through `chain init`, then the chips hash at the new baud
+        port = sim.ports['chains'][1]
+        assert chain_cli.main(['init', '--port', port, '--json', '--silence-s', '0.3',
+                               '--mhz', '450', '--baud', '3125000']) == 0
+        st = json.loads(capsys.readouterr().out)
+        assert st['initialised'] and st['baud'] == 3125000 and len(st['chips']) == 108
+        drv = driver(port)              # a second host that only reads (no re-addressing:
+        drv.transport.set_baud(3125000)  # its broadcast 0xA8 would stop the cores)
+        drv.framer.set_frame_len(11)
+        drv.family = BM1368
+        drv.assume_chips(108)
+        for i, c in enumerate(drv.chips):
+            c.addr, c.freq_mhz = 2 * i, 450.0
+        drv.by_addr = dict((c.addr, c) for c in drv.chips)
+        got = measure(drv)
+        assert abs(got['hashrate_ghs'] / (108 * expected_ghs(450)) - 1) < 0.05
+        drv.transport.close()
 
 
 def test_baud_switch_to_3125000_then_reads_still_match():
