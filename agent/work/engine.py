@@ -10,6 +10,7 @@ nonce x version space (from its hashrate). Alarms go out through `on_event`.
 """
 
 import logging
+import threading
 import time
 
 from hal import families
@@ -62,6 +63,7 @@ class WorkEngine:
                        'below_pool': 0, 'stale_flushed': 0}
         self.lat_notify_s = []
         self.lat_share_s = []
+        self._lock = threading.Lock()
 
     def attach(self):
         for i, ch in enumerate(self.chains):
@@ -148,6 +150,11 @@ class WorkEngine:
 
     # -- chip side --------------------------------------------------------------------------------
     def on_nonce(self, i, chip, d):
+        # Chain polls run in parallel threads (hal/parallel) and hand nonces over from there.
+        with self._lock:
+            self._on_nonce(i, chip, d)
+
+    def _on_nonce(self, i, chip, d):
         t0 = time.monotonic()
         jid, work = self.slots[i].lookup(d)
         if work is None:
