@@ -85,7 +85,11 @@ class Scheduler:
             now = self.clock.monotonic()
             self.last_tick_wall = self.clock.wall()
             self.ticks += 1
-            while self._timers and self._timers[0][0] <= now and not self._stop.is_set():
+            # Only the timers due when this round began: a timer that is due again by the time
+            # the others have run (a busy poll, a fast work tick) waits for the next round, so
+            # call_soon work (commands from MQTT or the cgminer API) runs in between.
+            due_s = now
+            while self._timers and self._timers[0][0] <= due_s and not self._stop.is_set():
                 _, _, timer = heapq.heappop(self._timers)
                 if timer.cancelled:
                     continue

@@ -86,12 +86,12 @@ def ask_json(host, data, **kw):
 
 
 @contextlib.contextmanager
-def api_rig(tmp, rig_name, faults=()):
+def api_rig(tmp, rig_name, faults=(), more_cfg=''):
     """Simulated S21 + broker + agent with the RPC and the web pages on a fresh 127.x address."""
     host, web_port = loopback_host()
     extra = ('[api]\nlisten = "%s:%d"\nweb_listen = "%s:%d"\n'
              'allow = ["W:127.0.0.1", "R:127.0.0.2"]\nwrites = true\n'
-             'max_connections = 32\ntimeout_s = 1.0\n' % (host, PORT, host, web_port))
+             'max_connections = 32\ntimeout_s = 1.0\n%s' % (host, PORT, host, web_port, more_cfg))
     with start_sim('S21', time_scale=5, seed=21, faults=faults) as sim, Broker() as broker:
         rec = Recorder(broker, 'lab', rig_name)
         with AgentProcess(tmp, sim.ports_file, broker, rig=rig_name, extra_cfg=extra) as agent:
@@ -286,6 +286,52 @@ def test_pyasic_sees_a_dead_chip_and_its_alarm(tmp_path):
               % ([h.chips for h in data.hashboards], [e.error_message for e in data.errors],
                  [b['chips_ok'] for b in tele['boards']],
                  [(a['id'], a['message']) for a in rec.of('alarm') if a['event'] == 'raise']))
+
+
+def test_pools_from_the_work_path_and_switchpool(tmp_path):
+    """Two test pools: the RPC, pyasic and telemetry agree on the pools and their shares;
+    switchpool|1 moves the rig to the second pool through the command registry."""
+    pytest.importorskip('pyasic')
+    from agent.stratum.testpool import TestPool
+    pools = [TestPool(difficulty=1.0 / (1 << 23)), TestPool(difficulty=1.0 / (1 << 23))]
+    try:
+        cfg = ''.join('[[pool]]\nurl = "%s"\nuser = "acct"\n' % p.url for p in pools)
+        with api_rig(tmp_path, 'api3', more_cfg=cfg) as r:
+            host, rec = r['host'], r['rec']
+            rec.wait_for(lambda: pools[0].counts['accepted'] >= 5, 60, 'shares on pool 0')
+            j = ask_json(host, '{"command":"pools"}')
+            assert j['STATUS'][0]['Msg'] == '2 Pool(s)'
+            p0, p1 = j['POOLS']
+            assert p0['URL'] == pools[0].url and p0['Status'] == 'Alive' and p0['Stratum Active']
+            assert p0['User'] == 'acct.api3' and not p1['Stratum Active']
+            assert 5 <= p0['Accepted'] <= pools[0].counts['accepted']
+            miner, data = pyasic_data(host, r['web_port'])
+            assert [str(p.url) for p in data.pools][0].endswith(':%d' % pools[0].port)
+            assert data.pools[0].active and data.pools[0].accepted >= 5
+            tele = next_telemetry(rec)
+            assert tele['pools'][0]['accepted'] >= data.pools[0].accepted
+            sw = ask(host, 'switchpool|1', timeout_s=20)
+            # 27 = switched; 206 = the control loop was busy past the wait (it re-initialises
+            # boards one per tick after a power loss): the command is still applied, below
+            assert (sw.startswith(b'STATUS=S,') and b'Code=27' in sw and pools[1].url.encode() in sw) \
+                or b'Code=206' in sw, sw
+            try:
+                rec.wait_for(lambda: pools[1].counts['accepted'] >= 3, 60, 'shares on pool 1')
+            except AssertionError as e:
+                raise AssertionError('%s; switch reply %r; agent log:\n%s'
+                                     % (e, sw, r['agent'].log()[-4000:]))
+            j = ask_json(host, '{"command":"pools"}')
+            assert j['POOLS'][1]['Stratum Active'] and not j['POOLS'][0]['Stratum Active']
+            assert any(x and x.get('op') == 'switch_pool' and x.get('ok')
+                       for x in rec.of('cmd/result'))
+            print('pools: RPC %s | pyasic %s | telemetry %s | test pools %s %s'
+                  % ([(p['URL'], p['Accepted'], p['Stratum Active']) for p in j['POOLS']],
+                     [(str(p.url), p.accepted, p.active) for p in data.pools],
+                     [(p['url'], p['accepted']) for p in tele['pools']],
+                     pools[0].counts['accepted'], pools[1].counts['accepted']))
+    finally:
+        for p in pools:
+            p.close()
 
 
 # -- writes ----------------------------------------------------------------------------------------

@@ -35,3 +35,27 @@ def test_timers_and_cross_thread_calls():
     assert 0.3 < wall < 2.0
     assert got == ['cmd']
     assert errors and isinstance(errors[0], RuntimeError)
+
+
+def test_busy_timers_do_not_starve_cross_thread_calls():
+    """Timers that are always due again when they return (each takes 20 ms, asks for 5 ms):
+    call_soon work still runs at once, between two rounds of timers."""
+    clock = Clock(1.0)
+    s = Scheduler(clock)
+
+    def busy(now):
+        time.sleep(0.02)
+        return clock.monotonic() + 0.005
+
+    s.add_timer(busy)
+    s.add_timer(busy)
+    ran = []
+    posted = []
+
+    def post():
+        posted.append(time.monotonic())
+        s.call_soon(lambda: ran.append(time.monotonic()))
+    threading.Timer(0.2, post).start()
+    threading.Timer(1.0, s.stop).start()
+    s.run()
+    assert ran and ran[0] - posted[0] < 0.1, (ran, posted)

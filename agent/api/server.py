@@ -24,7 +24,8 @@ log = logging.getLogger('hashpilot.api')
 RECV_BYTES = 4096
 ACCEPTS_PER_WAKE = 256         # accept in bursts so a flood cannot starve the open connections
 BACKLOG = 1024                 # connections the kernel queues for us (capped by net.core.somaxconn)
-WRITE_WAIT_S = 5.0             # a write command's answer from the control thread
+WRITE_WAIT_S = 10.0            # a write command's answer from the control thread (a board
+                               # re-init after a power loss holds it ~1 s per board)
 
 
 def parse_listen(text):
