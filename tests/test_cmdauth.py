@@ -94,3 +94,33 @@ def test_operator_tools_sign_what_the_guard_accepts(tmp_path, monkeypatch):
     b2 = codec.loads(unsigned)
     assert 'sig' not in b2
     assert g.check('set_fan', cid2, b2['ts'], b2['args'], None, b2['ts']).startswith('unsigned')
+
+
+MPY_SCRIPT = r'''
+from mqtt_schema.cmdauth import CommandGuard, sign, parse_key
+key = parse_key('ab' * 32)
+s = sign(key, 'set_fan', 'c1', 1800000000000, {'mode': 'manual', 'duty_pct': 70})
+print(s)
+g = CommandGuard(60, keys=[key])
+print(g.check('set_fan', 'c1', 1800000000000, {'duty_pct': 70, 'mode': 'manual'}, s, 1800000000500))
+print(g.check('set_fan', 'c1', 1800000000000, {'duty_pct': 70, 'mode': 'manual'}, s, 1800000001000))
+print(g.check('set_fan', 'c2', 1800000000000, {}, None, 1800000000000))
+print(g.check('set_fan', 'c3', None, {}, None, 1800000000000))
+'''
+
+
+def test_same_signatures_and_verdicts_under_micropython(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from tests import mpyunix
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = tmp_path / 'check.py'
+    path.write_text(MPY_SCRIPT)
+    cpy = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root), timeout=60)
+    assert cpy.returncode == 0, cpy.stderr
+    mods = ['mqtt_schema/__init__.py', 'mqtt_schema/codec.py', 'mqtt_schema/cmdauth.py']
+    mpy = mpyunix.run(path, mods, tmp_path / 'lib', vendor=True, timeout=120)
+    assert mpy.returncode == 0, mpy.stderr + mpy.stdout
+    assert mpy.stdout.splitlines() == cpy.stdout.splitlines()
