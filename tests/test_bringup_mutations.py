@@ -3,7 +3,8 @@
 For every family the full bring-up (hal/families.py 'bringup', run by the real ChainDriver)
 hashes: every chip answers at its address, counts hashes at f x cores, sends nonces at the
 ticket rate without duplicates and (where the family has one) gives a die temperature. Then
-each bring-up write is dropped, and corrupted, in turn: the chain must visibly fail (silent
+each bring-up write is dropped, and corrupted, in turn (values the driver computes too: a
+ticket mask of difficulty 1, a sweep length past the counter, identical 0x0C offsets): the chain must visibly fail (silent
 chips, wrong counters, nonce flood or duplicates, no temperature) unless the write is listed
 in REDUNDANT below with the reason it cannot show on a freshly reset chain.
 """
@@ -100,7 +101,24 @@ def mutations(family):
         elif step[0] == 'temp':
             bad = ('temp', tuple(reversed(step[1])), step[2])
             out.append((sid + ' corrupt', [bad if j in same else s for j, s in enumerate(steps)]))
+        elif step[0] in CORRUPT_COMPUTED:
+            bad = CORRUPT_COMPUTED[step[0]](family)
+            out.append((sid + ' corrupt', [bad if j in same else s for j, s in enumerate(steps)]))
     return out
+
+
+def _hcn_too_long(family):
+    # a sweep longer than a core's whole 25-bit counter at any case's clock: every chip's
+    # sweep runs into nonces another chip (or its own next batch) also sweeps
+    return ('bc', families.REG_HASH_COUNTING, 0x00400000)
+
+
+# Values the driver computes (not step data): corrupted the way a driver bug would.
+CORRUPT_COMPUTED = {
+    'ticket': lambda fam: ('bc', families.REG_TICKET_MASK, 0),          # difficulty 1: a flood
+    'hcn': _hcn_too_long,
+    'offsets': lambda fam: ('chip', ((families.REG_NONCE_OFFSET, 0x80001000),)),  # all alike
+}
 
 
 def baud_mutations(family, baud):
