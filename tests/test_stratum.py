@@ -98,7 +98,7 @@ def test_parse_url():
 
 
 @pytest.mark.parametrize('quirks', [(), ('string_ids', 'notify_before_authorize',
-                                         'difficulty_before_subscribe')])
+                                         'difficulty_before_subscribe'), ('junk_lines',)])
 def test_shares_verified_by_pool(pools, quirks):
     pool = pools(quirks=quirks)
     ev = Events()
@@ -123,6 +123,7 @@ def test_shares_verified_by_pool(pools, quirks):
         assert (p0['accepted'], p0['duplicate'], p0['rejected'], p0['stale']) == (1, 1, 1, 1)
         assert pool.counts['accepted'] == 1 and pool.counts['invalid'] == 1
         assert 'secret-pw' not in repr(st) and p0['last_share_age_s'] is not None
+        assert p0['bad_lines'] == (3 if 'junk_lines' in quirks else 0)   # skipped, still mining
         assert m.submit(share, job['gen'] - 1) == 'stale'      # built for an older pool session
     finally:
         m.stop()

@@ -18,6 +18,8 @@ from agent.stratum import protocol
 
 log = logging.getLogger(__name__)
 
+MAX_BAD_LINES = 1000
+
 SCHEMES = {'stratum+tcp': False, 'tcp': False, 'stratum+ssl': True, 'stratum+tls': True,
            'ssl': True, 'tls': True}
 
@@ -125,7 +127,7 @@ def _pool_stats(pool, index):
             'connected': False, 'difficulty': None, 'accepted': 0, 'rejected': 0, 'stale': 0,
             'duplicate': 0, 'submitted': 0, 'last_share_t': None, 'failures': 0,
             'next_try_t': 0.0, 'version_mask': 0, 'extranonce2_size': None, 'last_error': None,
-            'connected_since_t': None, 'down_since_t': None}
+            'connected_since_t': None, 'down_since_t': None, 'bad_lines': 0}
 
 
 class PoolManager:
@@ -217,7 +219,8 @@ class PoolManager:
         for st in self.stats:
             d = {k: st[k] for k in ('index', 'url', 'user', 'state', 'connected', 'difficulty',
                                     'accepted', 'rejected', 'stale', 'duplicate', 'submitted',
-                                    'failures', 'version_mask', 'extranonce2_size', 'last_error')}
+                                    'failures', 'version_mask', 'extranonce2_size', 'last_error',
+                                    'bad_lines')}
             d['last_share_age_s'] = None if st['last_share_t'] is None else now - st['last_share_t']
             d['down_for_s'] = None if st['down_since_t'] is None else now - st['down_since_t']
             pools.append(d)
@@ -266,7 +269,7 @@ class PoolManager:
             try:
                 st['state'] = 'connecting'
                 conn.open()
-                early = self._handshake(conn)
+                early = self._handshake(conn, i)
             except (OSError, PoolError, protocol.ProtocolError, ValueError) as exc:
                 conn.close()
                 self._failed(i, str(exc))
@@ -275,7 +278,7 @@ class PoolManager:
             return True
         return False
 
-    def _handshake(self, conn):
+    def _handshake(self, conn, i):
         """Read until subscribed and authorized; keep what came early (notify, difficulty)."""
         deadline = self.now() + self.timeout_s
         early = []
@@ -284,7 +287,17 @@ class PoolManager:
             if self.now() > deadline:
                 raise PoolError('no subscribe/authorize answer within %.0f s' % self.timeout_s)
             for line in conn.read_messages(0.2):
-                ev = conn.handle(protocol.decode(line))
+                try:
+                    msg = protocol.decode(line)
+                except protocol.ProtocolError:
+                    self.stats[i]['bad_lines'] += 1
+                    continue                # a junk line: skipped
+                try:
+                    ev = conn.handle(msg)
+                except protocol.ProtocolError:
+                    raise                   # subscribe refused, bad extranonce: next pool
+                except ValueError:
+                    continue                # a malformed early notify: skipped
                 if ev['event'] == 'authorized' and not ev['ok']:
                     raise PoolError('authorize refused: %s' % (ev.get('error') or 'false'))
                 if ev['event'] in ('job', 'difficulty'):
@@ -336,7 +349,18 @@ class PoolManager:
         if time.monotonic() - conn.last_rx > self.idle_timeout_s:
             raise PoolError('nothing from the pool for %.0f s' % self.idle_timeout_s)
         for line in conn.read_messages(0.2):
-            self._handle(conn, protocol.decode(line))
+            try:
+                msg = protocol.decode(line)
+            except protocol.ProtocolError as exc:
+                # junk from the pool: counted and skipped; only a flood of it drops the pool
+                st = self.stats[self.active]
+                st['bad_lines'] += 1
+                if st['bad_lines'] % 100 == 1:
+                    log.warning('pool %d: %s (%d bad lines)', self.active, exc, st['bad_lines'])
+                if st['bad_lines'] > MAX_BAD_LINES and st['bad_lines'] > st['accepted']:
+                    raise PoolError('too many malformed lines from the pool')
+                continue
+            self._handle(conn, msg)
         conn.send_outbox()
 
     def _handle(self, conn, msg):

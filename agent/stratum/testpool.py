@@ -227,6 +227,10 @@ class TestPool:
             self._send(c, {'id': mid, 'result': None, 'error': [20, 'unknown method', None]})
 
     def _start_mining(self, c):
+        if 'junk_lines' in self.quirks:       # a pool (or a proxy) sending malformed lines
+            with c['wlock']:
+                c['sock'].sendall(b'{"id": 5, "result": tru\n\xff\xfe garbage\n[1, 2]\n')
+            self._send(c, {'id': None, 'method': 'mining.notify', 'params': ['x']})
         self._send(c, {'id': None, 'method': 'mining.set_difficulty', 'params': [c['difficulty']]})
         with self.lock:
             job = self.jobs[self.job_order[-1]]
