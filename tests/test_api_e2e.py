@@ -320,6 +320,9 @@ def test_pools_from_the_work_path_and_switchpool(tmp_path):
             except AssertionError as e:
                 raise AssertionError('%s; switch reply %r; agent log:\n%s'
                                      % (e, sw, r['agent'].log()[-4000:]))
+            # the RPC answers from the snapshot of the last poll period: wait for it to follow
+            rec.wait_for(lambda: ask_json(host, '{"command":"pools"}')['POOLS'][1]['Stratum Active'],
+                         10, 'the RPC showing pool 1 active')
             j = ask_json(host, '{"command":"pools"}')
             assert j['POOLS'][1]['Stratum Active'] and not j['POOLS'][0]['Stratum Active']
             assert any(x and x.get('op') == 'switch_pool' and x.get('ok')
