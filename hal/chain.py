@@ -21,6 +21,7 @@ RAMP_STEP_S = 0.1          # physics seconds between PLL steps
 RESET_FREQ_MHZ = 50.0      # ASSUMED chip PLL after reset: factory ramps start at 56.25 MHz
 RECENT_NONCES = 4096       # duplicate-nonce detection window
 DEFAULT_TICKET_BITS = 8
+MAX_CHIPS = 256              # chip addresses are one byte: more would share addresses
 COUNTER_WINDOW_S = 1.0     # difference counters over at least this (physics) time
 DEAD_AFTER = 3             # polls without any answer before a chip is marked dead
 MAX_CORES_PER_CHIP = 8192  # plausibility bound for counter jumps (largest chip here: 2040 cores)
@@ -28,6 +29,13 @@ MAX_CORES_PER_CHIP = 8192  # plausibility bound for counter jumps (largest chip 
 
 class ChainError(RuntimeError):
     pass
+
+
+def _ticket_bits_ok(bits):
+    # 0x14 holds a 32-bit mask: difficulty 2^0 .. 2^32
+    if not isinstance(bits, int) or not 0 <= bits <= 32:
+        raise ChainError('ticket difficulty bits must be 0..32, not %r' % (bits,))
+    return bits
 
 
 class Chip:
@@ -257,9 +265,12 @@ class ChainDriver:
         writes where its real driver sends them."""
         if not self.chips:
             raise ChainError('no chips enumerated')
+        if len(self.chips) > MAX_CHIPS:
+            raise ChainError('%d chips answered; a chain addresses at most %d (line noise?)'
+                             % (len(self.chips), MAX_CHIPS))
         self.address_rule = rule or self.address_rule
-        self._steps(1, {'ticket_bits': self.ticket_bits if self.ticket_bits is not None
-                        else DEFAULT_TICKET_BITS})
+        self._steps(1, {'ticket_bits': _ticket_bits_ok(self.ticket_bits if self.ticket_bits
+                                                       is not None else DEFAULT_TICKET_BITS)})
         return [c.addr for c in self.chips]
 
     def send_addresses(self):
@@ -334,7 +345,8 @@ class ChainDriver:
             if c.freq_mhz is None:
                 c.freq_mhz = RESET_FREQ_MHZ
         self.offsets = []
-        self._steps(2, {'freq_mhz': freq_mhz, 'ticket_bits': ticket_bits, 'baud': baud})
+        self._steps(2, {'freq_mhz': freq_mhz, 'ticket_bits': _ticket_bits_ok(ticket_bits),
+                        'baud': baud})
         self.offsets = sorted(self.offsets, key=lambda oc: oc[0])
         self.initialised = True
         return self.get_status()

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from hal import codec, families, framer, pll, registers
+from hal.chain import ChainError
 from hal.tools.chain_cli import dry_run
 
 H = bytes.fromhex
@@ -125,7 +126,6 @@ def test_bm1362_order_follows_the_s19j_pro_capture():
 # ---- responses -----------------------------------------------------------------------------
 
 def test_chip_id_and_register_answers_decode():
-    d = codec.decode_response(H('AA551370000000000010'.ljust(22, '0'))[:11])
     d = codec.decode_response(H('aa5513700000000000 0010'.replace(' ', '')))
     assert d['crc_ok'] and d['kind'] == 'reg' and d['value'] >> 16 == 0x1370 and d['reg'] == 0
     assert registers.fields(0, d['value'])['family'] == 'BM1370'
@@ -199,6 +199,17 @@ def test_frame_decode_names_registers_and_fields():
     assert rows[1]['fields']['report_enables'] == [28, 29, 30, 31]
     assert rows[2]['fields']['srst_release'] and not rows[2]['fields']['power_down']
     assert rows[3]['fields']['crystal_ticks'] == 0x1A1F
+
+
+def test_dry_run_refuses_chains_and_ticket_masks_no_chip_can_take():
+    # one-byte chip addresses: a 257th chip would share an address (chips 0 and 256)
+    assert sum(1 for d in dry_run(families.get('BM1368'), 256, 490.0)
+               if d.get('step') == 'address') == 256
+    with pytest.raises(ChainError, match='at most 256'):
+        dry_run(families.get('BM1368'), 257, 490.0)
+    for bits in (-1, 33):
+        with pytest.raises(ChainError, match='0..32'):
+            dry_run(families.get('BM1368'), 4, 490.0, ticket_bits=bits)
 
 
 def test_chain_init_dry_run_cli_json():
