@@ -184,6 +184,17 @@ def test_commands_work_and_bad_ones_are_refused(gamma):
     rec.command('set_fan', None, raw=b'\xff\x00junk')
     rec.wait_for(lambda: any(r and not r['ok'] and r.get('op') == 'set_fan' and r.get('id') == ''
                              for r in rec.of('cmd/result')), 20, 'refusal of a junk payload')
+    now = payloads.now_ms()
+    rec.command('identify', {'id': 'i1', 'ts': now, 'args': {'duration_s': 5}})
+    assert result('i1')['ok']
+    rec.wait_for(lambda: any(a and a['id'] == 'rig.identify' and a['event'] == 'raise'
+                             for a in rec.of('alarm')), 20, 'identify alarm')
+    rec.command('reset_safety', {'id': 'r1', 'ts': now, 'args': {}})
+    assert result('r1')['result'] == {'reset_boards': []}
+    births = rec.count('status')
+    rec.command('rebirth', {'id': 'b1', 'ts': now, 'args': {}})
+    assert result('b1')['ok']
+    rec.wait_for(lambda: rec.count('status') > births, 20, 'birth again after rebirth')
     rec.command('set_frequency', {'id': 'f5', 'ts': payloads.now_ms(), 'args': {'mhz': 500}})
     assert result('f5')['ok']
     rec.wait_for(lambda: any(c and c['boards'][0]['freq_mhz'] == [500.0] for c in rec.of('chips')),
