@@ -95,6 +95,7 @@ FAMILIES = {
                        REG_ORDERED_CLOCK_EN: 0x0000FFFF},
         'core_clock': (),
         'core_reset': None,
+        'reg_names': {REG_PLL3: 'PLL3_PARAMETER'},   # skot/BM1397 registers.md (UART clock PLL)
         'bringup': [
             ('scan',),
             ('inactive',), ('address',),

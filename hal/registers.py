@@ -130,8 +130,10 @@ DECODERS = {0x00: _chip_id, 0x04: _rate, 0x08: _pll, 0x0C: _offset, 0x10: _hcn, 
             0xA4: _midstate, 0xA8: _soft_reset, 0xB0: _temp_ctrl, 0xB4: _temp}
 
 
-def name(reg):
-    return NAMES.get(reg, 'REG_%02X' % reg)
+def name(reg, family=None):
+    """Register name; a family's own meaning first (BM1397 0x68 is its PLL3)."""
+    own = family.get('reg_names', {}).get(reg) if family is not None else None
+    return own or NAMES.get(reg, 'REG_%02X' % reg)
 
 
 def fields(reg, value, family=None):

@@ -264,3 +264,6 @@ def test_bm1397_is_esp_miners_sequence():
     assert last >> 24 == 0x40 and pll.decode(families.get('BM1397'), last) == pytest.approx(425.0)
     assert frames[-1] == codec.write_reg(0x18, 0x00006031, broadcast=True)    # 3.125 Mbaud
     assert not any(f[5] == 0xA4 for f in frames)
+    names = [d['decoded']['reg_name'] for d in dry_run(families.get('BM1397'), n, 425.0)
+             if d.get('decoded', {}).get('reg') == 0x68]
+    assert names == ['PLL3_PARAMETER']          # not the BM1368/70 meaning of 0x68

@@ -72,7 +72,7 @@ def decode_one(frame, layout=None, family=None):
         d['value_hex'] = '0x%08X' % d['value']
     if 'reg' in d:
         d['reg_hex'] = '0x%02X' % d['reg']
-        d['reg_name'] = registers.name(d['reg'])
+        d['reg_name'] = registers.name(d['reg'], family)
         if 'value' in d and d.get('kind') in ('command', 'reg'):
             d['fields'] = registers.fields(d['reg'], d['value'], family)
     if d.get('kind') == 'reg' and d.get('reg') == families.REG_CHIP_ID:
