@@ -77,7 +77,7 @@ class Tracker:
 
 class Curtailer:
     def __init__(self, state, client, site, cap_w, policy='efficiency', ramp_s=300.0, margin_pct=1.0,
-                 log=None, result_s=RESULT_S, tries=TRIES):
+                 log=None, result_s=RESULT_S, tries=TRIES, floors=None):
         self.state = state
         self.client = client
         self.site = site
@@ -88,6 +88,9 @@ class Curtailer:
         self.log = log or (lambda text: None)
         self.result_s = result_s
         self.tries = tries
+        # Lowest power each rig's tuner really reached when asked for less (learnt, kept in the
+        # state file): planned as the rig's minimum next time.
+        self.floors = dict(floors or {})
         self.tracker = Tracker(state, site)
         self.rigs = {}          # key -> record (see plan)
         self.alloc_input = []   # the rigs as fleet/allocate sees them (re-planned on escalation)
@@ -113,6 +116,7 @@ class Curtailer:
         alloc = []
         for r in rows:
             lo, hi = rig_limits(r.get('model'), r['w'])
+            lo = min(max(lo, self.floors.get(r['key'], 0)), r['w'])
             rec = {'key': r['key'], 'rig': r['rig'], 'model': r.get('model'), 'before_w': r['w'],
                    'before_ths': r.get('ths'), 'min_w': lo, 'max_w': min(hi, r['w']), 'target_w': None,
                    'cmd': None, 'sent_s': None, 'tries': 0, 'status': 'planned', 'accepted_s': None}
@@ -228,6 +232,7 @@ class Curtailer:
                         if x['tuner'] == 'done' and x['w'] is not None][-3:]
                 w = sum(done) / len(done) if done else None
                 if w is not None and w > rec['target_w'] * (1 + OVER_PCT / 100.0):
+                    self.floors[rec['key']] = round(w)
                     self.escalate(rec, 'holds %.0f W over its %d W target' % (w, rec['target_w']), now)
 
     def run(self, poll_s=0.5, grace_s=60.0, settle_rounds=3, follow=True):
@@ -348,7 +353,14 @@ def main(argv=None):
     client = FleetClient(st, args.broker, site=args.site, username=args.username, password=args.password)
     log = lambda text: print('curtail: ' + text, file=sys.stderr, flush=True)   # noqa: E731
     cap_w = None if args.restore else args.max_kw * 1000.0
-    cur = Curtailer(st, client, args.site, cap_w, args.policy, args.ramp_s, args.margin_pct, log)
+    saved = {}
+    try:
+        with open(_state_path(args)) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        pass
+    cur = Curtailer(st, client, args.site, cap_w, args.policy, args.ramp_s, args.margin_pct, log,
+                    floors=saved.get('floors') if isinstance(saved, dict) else None)
     try:
         client.start()
     except (ConnectionError, ValueError) as e:
@@ -361,11 +373,9 @@ def main(argv=None):
             return 1
         before = None
         if args.restore:
-            try:
-                with open(_state_path(args)) as f:
-                    before = json.load(f)['before_w']
-            except (OSError, ValueError, KeyError) as e:
-                print('hashpilot fleet curtail: nothing to restore (%s)' % e, file=sys.stderr)
+            before = saved.get('before_w') if isinstance(saved, dict) else None
+            if not isinstance(before, dict):
+                print('hashpilot fleet curtail: nothing to restore in %s' % _state_path(args), file=sys.stderr)
                 return 1
         try:
             cur.plan(rows, before)
@@ -380,7 +390,7 @@ def main(argv=None):
             path = _state_path(args)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, 'w') as f:
-                json.dump({'site': args.site, 'cap_w': cap_w,
+                json.dump({'site': args.site, 'cap_w': cap_w, 'floors': cur.floors,
                            'before_w': dict((r['rig'], r['before_w']) for r in table)}, f)
     finally:
         client.stop()

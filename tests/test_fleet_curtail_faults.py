@@ -7,6 +7,8 @@ the cap. (tests/test_fleet_curtail.py runs the real agents.)"""
 import threading
 import time
 
+import pytest
+
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -120,6 +122,11 @@ def test_retry_and_escalation():
     assert table['yard/mute']['status'] == 'escalated' and 'no answer after 3 tries' in table['yard/mute']['why']
     assert table['yard/no']['status'] == 'escalated' and 'refused: busy' in table['yard/no']['why']
     assert table['yard/high']['status'] == 'escalated' and 'over its' in table['yard/high']['why']
+    # What the rig really reached is its planned minimum next time.
+    assert cur.floors == {'yard/high': pytest.approx(table['yard/high']['after_w'], rel=0.05)}
+    again = curtail.Curtailer(st, fc, 'yard', 12000.0, floors=cur.floors)
+    again.plan(rows)
+    assert again.rigs['yard/high']['min_w'] == cur.floors['yard/high']
     # The compliant rigs carried the rest: several targets each, all under what they drew.
     assert rigs[0].received >= 2 and rigs[1].received >= 2
     assert table["yard/good-1"]["target_w"] < 3400 and table['yard/good-1']['status'] == 'ok'
