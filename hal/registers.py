@@ -71,6 +71,9 @@ def _misc(v, fam):
 
 
 def _baud(v, fam):
+    if fam is not None and fam['baud_reg'] != families.REG_UART_BAUD:
+        # BM1397: 0x28 is a fast-UART configuration; its baud divider lives in 0x18
+        return {'fast_uart_config': '%08X' % v}
     div = _bits(v, 15, 8)
     return {'divider': div, 'baud': families.baud_from_divider(div), 'bit28': bool(v & 1 << 28)}
 

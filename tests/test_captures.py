@@ -267,3 +267,6 @@ def test_bm1397_is_esp_miners_sequence():
     names = [d['decoded']['reg_name'] for d in dry_run(families.get('BM1397'), n, 425.0)
              if d.get('decoded', {}).get('reg') == 0x68]
     assert names == ['PLL3_PARAMETER']          # not the BM1368/70 meaning of 0x68
+    assert registers.fields(0x28, 0x0600000F, families.get('BM1397')) == \
+        {'fast_uart_config': '0600000F'}         # no baud: BM1397's divider is in 0x18
+    assert registers.fields(0x28, 0x11300000, families.get('BM1368'))['baud'] == 3125000
