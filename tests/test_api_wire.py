@@ -207,6 +207,12 @@ def test_rate_averages():
         r.add(float(t), 100.0 if t < 10 else 200.0)
     assert r.average() == pytest.approx(150.0, abs=5.0)
     assert r.window() == pytest.approx(200.0, abs=10.0)
+    # fast polls (0.25 s) for an hour: the 30-minute window still spans 30 minutes
+    r = RateAverages()
+    for k in range(4 * 3600):
+        r.add(k / 4.0, 200.0 if k >= 4 * 2700 else 100.0)
+    assert r.window() == pytest.approx(150.0, abs=2.0)
+    assert r.average() == pytest.approx(125.0, abs=1.0)
 
 
 def test_views_cover_every_read_command():

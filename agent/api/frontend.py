@@ -51,7 +51,10 @@ class RateAverages:
                 self.sum_ghs_s += self.last[1] * dt
                 self.total_s += dt
         self.last = (t_s, ghs)
-        self.points.append((t_s, ghs))
+        # thinned to half the deque's length per window, so the window spans all 30 minutes
+        # whatever the poll period (0.5 s polls would otherwise keep only the last 17 minutes)
+        if not self.points or t_s - self.points[-1][0] >= self.window_s * 2.0 / self.points.maxlen:
+            self.points.append((t_s, ghs))
         while self.points and self.points[0][0] < t_s - self.window_s:
             self.points.popleft()
 
