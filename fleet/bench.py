@@ -217,7 +217,7 @@ class Bench:
             p = self._py('fleet.ingest', argv, 'c%d.log' % i)
             self.sampler.add('consumers', p.pid)
             self.consumers.append((p, files))
-        end = time.monotonic() + 30
+        end = time.monotonic() + (120 if a.cluster == 'nats' else 30)
         while not all(os.path.exists(f['ready']) for _p, f in self.consumers):
             if time.monotonic() > end or any(p.poll() is not None for p, _f in self.consumers):
                 raise RuntimeError('consumers did not subscribe: %s' % self.log_tail('c0.log'))

@@ -256,7 +256,7 @@ class LoadGen:
         self.loop = asyncio.get_running_loop()
         t_ramp = time.monotonic()
         await self._ramp()
-        end = time.monotonic() + 60.0
+        end = time.monotonic() + self.args.ramp_timeout_s
         while self.connected() < len(self.conns) and time.monotonic() < end:
             await asyncio.sleep(0.05)
         ramp_s = time.monotonic() - t_ramp
@@ -375,6 +375,8 @@ def build_parser():
                    help='connections per process (default: open-file limit - 200)')
     p.add_argument('--connect-rate', type=float, default=2000.0, help='initial connects per second')
     p.add_argument('--connect-timeout-s', type=float, default=5.0)
+    p.add_argument('--ramp-timeout-s', type=float, default=300.0,
+                   help='publishing starts when every connection is up or after this long')
     p.add_argument('--keepalive-s', type=int, default=60)
     p.add_argument('--backoff-min-s', type=float, default=1.0)
     p.add_argument('--backoff-max-s', type=float, default=120.0)

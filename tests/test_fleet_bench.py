@@ -54,7 +54,7 @@ def test_broker_restart_storm_single_consumer_loses_nothing():
 def test_fifty_thousand_rigs_real_rates():
     rep = bench('--rigs', os.environ.get('HASHPILOT_BENCH_RIGS', '50000'),
                 '--duration-s', os.environ.get('HASHPILOT_BENCH_DURATION_S', '300'),
-                '--consumers', '2', '--connect-rate', '3000', timeout=1800)
+                '--consumers', '2', '--connect-rate', '1500', timeout=1800)
     print(json.dumps(rep, indent=1))
     for kind in ('telemetry', 'chips'):
         assert rep['loss'][kind]['lost'] == 0

@@ -35,7 +35,7 @@ def test_cluster_twenty_thousand_rigs_node_killed():
                 '--duration-s', os.environ.get('HASHPILOT_BENCH_CLUSTER_DURATION_S', '180'),
                 '--consumers', '2', '--kill-node-at-s', os.environ.get('HASHPILOT_BENCH_KILL_AT_S', '60'),
                 '--backoff-min-s', '1', '--backoff-max-s', '16', '--idle-exit-s', '20',
-                '--connect-rate', '1000', timeout=1800)
+                '--rigs-per-site', '2500', '--connect-rate', '1000', timeout=1800)
     print(json.dumps(rep, indent=1))
     for kind in ('telemetry', 'chips'):
         assert rep['loss'][kind]['lost'] == 0
