@@ -92,7 +92,8 @@ def parse_request(data):
     if text[:1] == '{':
         try:
             obj = json.loads(text)
-        except (ValueError, RecursionError):   # RecursionError: '[[[[...' nested too deep
+        except (ValueError, RuntimeError):   # '[[[[...' nested too deep: CPython's
+            # RecursionError is a RuntimeError; MicroPython has no RecursionError name at all
             return {'json': True, 'error': 'invjson'}
         if not isinstance(obj, dict):
             return {'json': True, 'error': 'invjson'}
