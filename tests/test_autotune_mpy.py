@@ -11,7 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = ['hal/__init__.py', 'hal/pll.py', 'hal/families.py', 'hal/models.py',
            'hal/sim/__init__.py', 'hal/sim/physics.py', 'agent/__init__.py',
            'agent/autotune/__init__.py', 'agent/autotune/maths.py', 'agent/autotune/tuner.py',
-           'agent/autotune/search.py', 'agent/autotune/voltage.py']
+           'agent/autotune/search.py', 'agent/autotune/voltage.py',
+           'agent/autotune/thermal.py']
 
 SCRIPT = r'''
 from hal import families, models

@@ -12,6 +12,7 @@ MAX_STEP = 0.04            # largest relative step of a chip bracketing upward
 MIN_BRACKET_STEP = 0.01
 HOT_STEP = -0.01           # a chip above the hot limit steps down this much
 HOLD_NOISE_STEP = 0.004    # holding: smaller steps are noise, not a reason to move
+TEMP_SMOOTH = 0.3          # weight of a new die reading in the smoothed temperature
 
 
 class ChipState:
@@ -25,6 +26,7 @@ class ChipState:
         self.zero_runs = 0
         self.err_est = None
         self.temp_c = None
+        self.temp_f = None           # smoothed die temperature (thermal mode judges on it)
         self.alive = True
         self.hot_at = None           # last time the chip was held back by the hot limit
         self.bad = False             # last window clearly above err_max (error drift)
@@ -101,6 +103,9 @@ class ChipSearch:
     def _observe(self, st, c, now_s):
         """(hashes, errors, hot) since the chip's baseline, or None (dead, or baseline taken now)."""
         st.temp_c = c.get('temp_c')
+        if st.temp_c is not None:
+            st.temp_f = st.temp_c if st.temp_f is None else \
+                st.temp_f + TEMP_SMOOTH * (st.temp_c - st.temp_f)
         st.alive = bool(c.get('alive', True))
         if not st.alive:
             return None
@@ -110,7 +115,9 @@ class ChipSearch:
                 st.h0 = c.get('hash_units') or 0.0
                 st.e0 = c.get('err_units') or 0
             return None
-        hot = st.temp_c is not None and st.temp_c > self.t.hot_c
+        # Thermal mode sits at the ceiling: judge on the smoothed reading (sensor noise).
+        temp = st.temp_f if self.t.mode == 'thermal' else st.temp_c
+        hot = temp is not None and temp > self.t.hot_c
         if hot:
             st.hot_at = now_s
         return (c.get('hash_units') or 0.0) - st.h0, (c.get('err_units') or 0) - st.e0, hot

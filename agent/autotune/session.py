@@ -79,6 +79,8 @@ class TuneSession:
         if prof['mode'] == 'power':
             lo, hi = self.power_range_w()
             return lo, hi, 'W'
+        if prof['mode'] == 'thermal':       # die ceiling: never above the model's hot limit
+            return 30.0, float(self.model['temp_hot_c']), 'C'
         nominal_ths = tune_profile.resolve_target(dict(prof, target=0.0, target_rel=1.0), self.model)
         return 0.05 * nominal_ths, 1.5 * nominal_ths, 'TH/s'
 

@@ -19,6 +19,7 @@ import math
 from hal import pll
 from agent.autotune import maths
 from agent.autotune.search import ChipSearch, ChipState
+from agent.autotune.thermal import ThermalLoop
 from agent.autotune.voltage import VoltageLoop
 
 STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
@@ -31,6 +32,7 @@ ERR_DRIFT_FRAC = 0.1       # this share of chips clearly above err_max while hol
 EVENTS_KEPT = 20
 HOT_MEMORY_S = 300.0       # a chip held back by the hot limit blocks voltage rises this long
 POWER_MIN_SAMPLES = 3
+THERMAL_MARGIN_C = 0.3     # thermal mode: chips step down this far under the die ceiling
 
 
 class Tuner:
@@ -63,7 +65,8 @@ class Tuner:
         self.events = []             # (t_s, why, mv_old, mv_new) of recent voltage moves
         self.capped = None           # (fraction of chips held back by the budget, median wish)
         self.search = ChipSearch(self)
-        self.voltage = VoltageLoop(self)
+        # thermal: target is the die ceiling (C); the goal is the most good hashes under it
+        self.voltage = ThermalLoop(self) if self.mode == 'thermal' else VoltageLoop(self)
 
     # ------------------------------------------------------------------ setup
     def _bounds(self):
@@ -80,6 +83,8 @@ class Tuner:
         self.per_rig = m['voltage_per'] == 'rig'
         self.v_nom_board_mv = m['stock_board_mv']
         self.hot_c = m['temp_hot_c'] - p['temp_margin_c']
+        if self.mode == 'thermal':
+            self.hot_c = min(self.hot_c, self.target - THERMAL_MARGIN_C)
         self.err_t = p['err_target_pct'] / 100.0
         self.err_max = p['err_max_pct'] / 100.0
 
@@ -298,10 +303,10 @@ class Tuner:
         if g <= 0:
             return
         ok = pw <= self.target * (1.0 + self.prof['power_tol_pct'] / 100.0) \
-            if self.mode == 'power' else g >= self.target
+            if self.mode == 'power' else (self.mode == 'thermal' or g >= self.target)
         if not ok:
             return
-        score = g if self.mode == 'power' else -pw
+        score = g if self.mode in ('power', 'thermal') else -pw
         if self.best is None or score > self.best['score']:
             self.best = {'score': score, 'power_w': pw, 'good_ths': g, 'j_per_th': pw / g,
                          'board_mv': list(self.mv),
@@ -323,7 +328,7 @@ class Tuner:
         if self.mode == 'power' and (y > self.target * (1.0 + 2 * tol) or
                                      y < self.target * (1.0 - 3 * tol)):
             reason = 'power drifted to %.0f W' % y
-        elif self.mode != 'power' and y < self.target * (1.0 - tol):
+        elif self.mode in ('hashrate', 'efficiency') and y < self.target * (1.0 - tol):
             reason = 'hashrate drifted to %.2f TH/s' % y
         elif self._bad_frac() >= ERR_DRIFT_FRAC:
             reason = 'error drift: %.0f %% of chips above %.2f %%' % (
@@ -363,6 +368,9 @@ class Tuner:
         chips = self._settled_frac()
         y = self.last['power_w'] if self.mode == 'power' else self.last['good_ths']
         close = 0.0
+        if self.mode == 'thermal':
+            y = None     # no goal value to be close to: settled chips only
+            close = 0.5 * self.converged
         if y:
             close = max(0.0, 1.0 - abs(math.log(y / self.target)) / 0.15)
         self.progress = max(self.progress * 0.98, min(0.85, 0.35 * chips + 0.5 * close))

@@ -3,7 +3,7 @@ TuneSession and the MicroPython port register them with their own handlers."""
 
 from agent import commands
 
-MODES = ('power', 'hashrate', 'efficiency')
+MODES = ('power', 'hashrate', 'efficiency', 'thermal')
 
 
 def validate_autotune(body, ctx):
@@ -25,7 +25,7 @@ def validate_autotune(body, ctx):
     mode = body.get('mode')
     if mode is not None:
         if mode not in MODES:
-            return None, "mode must be 'power', 'hashrate' or 'efficiency'"
+            return None, "mode must be 'power', 'hashrate', 'efficiency' or 'thermal'"
         out['mode'] = mode
     target = body.get('target')
     if target is not None:

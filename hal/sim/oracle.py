@@ -487,7 +487,7 @@ def _pair_move(grid, freqs, up, down):
 # ------------------------------------------------------------------ conveniences
 
 def problem_for(model_name, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L, fan_duty=0.7,
-                ambient_c=P.AMBIENT_C, chips=None):
+                ambient_c=P.AMBIENT_C, chips=None, hot_c=None):
     """Problem for a seeded population as `hashpilot sim` draws it (or from truth-file chips)."""
     import random
     model = models.get(model_name)
@@ -497,7 +497,24 @@ def problem_for(model_name, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L, fan_du
     else:
         pop = [[{'speed': c['speed'], 'leak': c['leak'], 'cap': c['cap'],
                  'dead': bool(c.get('dead', False))} for c in board] for board in chips]
-    return Problem(model, cal, pop, fan_duty, ambient_c)
+    return Problem(model, cal, pop, fan_duty, ambient_c, hot_c=hot_c)
+
+
+UNBOUNDED_W = 1e9
+
+
+def optimise_constrained(prob, objective='hashrate', floor_ths=0.0):
+    """Where heat or noise binds, not watts: the most good hashes ('hashrate') or the best J/TH
+    above floor_ths ('efficiency') with every die at or below prob.hot_c (the die ceiling), at
+    prob.fan_duty (a fan cap: for the most hashes the cap itself is best, more air only cools)
+    and prob.ambient_c. The same solve as optimise(): power mode with no budget, so the only
+    limits are the ceiling (per-chip frequency caps inside solve_board, then the verified steady
+    state) and the voltage range."""
+    if objective == 'hashrate':
+        return optimise(prob, 'power', UNBOUNDED_W)
+    if objective == 'efficiency':
+        return optimise(prob, 'efficiency', floor_ths)
+    raise ValueError('objective must be hashrate or efficiency')
 
 
 def stock(prob):
