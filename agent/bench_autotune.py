@@ -30,8 +30,17 @@ def add_arguments(p):
     p.add_argument('--seed', type=int, default=1, help='simulator seed: the chip population')
     p.add_argument('--sigma-f', type=float, default=0.05,
                    help='spread of the chips\' frequency limits (relative, default 0.05)')
-    p.add_argument('--mode', default='power', choices=('power', 'hashrate', 'efficiency'),
-                   help='tuning goal (default power)')
+    p.add_argument('--mode', default='power',
+                   choices=('power', 'hashrate', 'efficiency', 'thermal', 'quiet'),
+                   help='tuning goal (default power); thermal: most hashes under --max-die-c; '
+                        'quiet: most hashes with the fans capped at --max-fan-pct')
+    p.add_argument('--max-die-c', type=float, default=None,
+                   help='die ceiling for thermal/quiet (default: the model\'s hot limit less '
+                        'the profile\'s temp_margin_c)')
+    p.add_argument('--max-fan-pct', type=float, default=60.0,
+                   help='quiet: fan duty cap, fans held at it (default 60)')
+    p.add_argument('--ambient-c', type=float, default=25.0,
+                   help='simulated ambient air (default 25)')
     p.add_argument('--target-w', type=float, default=None, help='power mode target (W)')
     p.add_argument('--target-ths', type=float, default=None,
                    help='hashrate mode target / efficiency floor (TH/s)')
@@ -53,7 +62,18 @@ def add_arguments(p):
     return p
 
 
+def _tuner_mode(mode):
+    """Quiet is thermal mode at a fan cap: the tuner sees the same problem."""
+    return 'thermal' if mode in ('thermal', 'quiet') else mode
+
+
+def _fan_pct(args):
+    return min(args.max_fan_pct, 100.0) if args.mode == 'quiet' else args.fan_duty_pct
+
+
 def _target(args, model, prof):
+    if prof['mode'] == 'thermal':
+        return args.max_die_c if args.max_die_c else PR.resolve_target(prof, model)
     if args.mode == 'power':
         return args.target_w if args.target_w else model['nameplate_w']
     if args.target_ths:
@@ -78,10 +98,11 @@ def _truth(path):
 def run(args):
     model = models.get(args.model)
     prof = PR.load(args.profile) if args.profile else PR.validate({'mode': args.mode})
-    prof = dict(prof, mode=args.mode)
+    prof = dict(prof, mode=_tuner_mode(args.mode))
     target = _target(args, model, prof)
-    extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(args.fan_duty_pct),
-             '--truth-period-s', '5']
+    fan_pct = _fan_pct(args)
+    extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(fan_pct),
+             '--truth-period-s', '5', '--ambient-c', str(args.ambient_c)]
     t_wall0 = time.monotonic()
     with _Sim(args, extra) as sim:
         clock = Clock(args.time_scale)
@@ -91,7 +112,7 @@ def run(args):
             baud = args.baud if args.baud in fast else (fast[-1] if fast and not args.baud
                                                          else None)
             rig.start(baud=baud, ticket_bits=8)
-            rig.board.set_fan_duty(None, args.fan_duty_pct)
+            rig.board.set_fan_duty(None, fan_pct)
             io = RigIO(rig, clock)
             tuner = Tuner(io, prof, target, tick_s=5.0)
             t0 = clock.monotonic()
@@ -131,36 +152,64 @@ def run(args):
     wall_w = sum(s['wall_w'] for s in held) / len(held)
     good = sum(s['good_ths'] for s in held) / len(held)
     hottest = max(s['hottest_c'] for s in held)
-    prob = O.problem_for(args.model, chips=header['chips'], fan_duty=args.fan_duty_pct / 100.0,
-                         ambient_c=held[-1].get('ambient_c', 25.0))
+    prob = O.problem_for(args.model, chips=header['chips'], fan_duty=fan_pct / 100.0,
+                         ambient_c=held[-1].get('ambient_c', args.ambient_c))
     st = O.stock(prob)
-    orc = O.optimise(prob, args.mode, target)
-    tuned_j = wall_w / good
-    # Also the oracle at exactly what the tuner held (a budget it under-used is not a gain).
-    orc_same = O.optimise(prob, 'power', wall_w) if args.mode == 'power' else \
-        O.optimise(prob, 'hashrate', good)
     out = {'model': args.model, 'seed': args.seed, 'sigma_f': args.sigma_f, 'mode': args.mode,
-           'target': target, 'time_scale': args.time_scale, 'fan_duty_pct': args.fan_duty_pct,
-           'stock_j_per_th': st['j_per_th'], 'tuned_j_per_th': tuned_j,
-           'oracle_j_per_th': orc['j_per_th'] if orc else None,
-           'gap_pct': 100.0 * (tuned_j / orc['j_per_th'] - 1.0) if orc else None,
-           'held_w': wall_w, 'held_good_ths': good,
-           'power_vs_target_pct': 100.0 * (wall_w / target - 1.0) if args.mode == 'power' else None,
-           'hashrate_vs_target_pct': 100.0 * (good / target - 1.0) if args.mode != 'power' else None,
-           'oracle_w': orc['wall_w'] if orc else None,
-           'oracle_good_ths': orc['good_ths'] if orc else None,
-           'good_gap_pct': 100.0 * (good / orc['good_ths'] - 1.0) if orc else None,
-           'gap_same_held_pct': 100.0 * (tuned_j / orc_same['j_per_th'] - 1.0)
-           if orc_same else None,
+           'target': target, 'time_scale': args.time_scale, 'fan_duty_pct': fan_pct,
+           'ambient_c': prob.ambient_c, 'stock_j_per_th': st['j_per_th'],
+           'tuned_j_per_th': wall_w / good, 'held_w': wall_w, 'held_good_ths': good,
            'stock_w': st['wall_w'], 'stock_good_ths': st['good_ths'],
-           'oracle_board_mv': orc['board_mv'][0] if orc else None,
            'tuned_board_mv': tuner.mv[0], 'hottest_c': hottest,
            'converged': done_at is not None,
            'converge_sim_min': (done_at - t0) / 60.0 if done_at is not None else None,
            'wall_s': wall_s, 'freq_write_wall_s': freq_write_s, 'retunes': tuner.retunes,
            'voltage_moves': [list(e) for e in tuner.events],
            'retune_reasons': list(tuner.retune_reasons)}
+    if prof['mode'] == 'thermal':
+        out.update(_score_constrained(prob, target, wall_w, good, states))
+    else:
+        out.update(_score_goal(prob, args.mode, target, wall_w, good))
     return out
+
+
+def _score_goal(prob, mode, target, wall_w, good):
+    """power / hashrate / efficiency: J/TH against the oracle at the same goal."""
+    orc = O.optimise(prob, mode, target)
+    tuned_j = wall_w / good
+    # Also the oracle at exactly what the tuner held (a budget it under-used is not a gain).
+    orc_same = O.optimise(prob, 'power', wall_w) if mode == 'power' else \
+        O.optimise(prob, 'hashrate', good)
+    return {'oracle_j_per_th': orc['j_per_th'] if orc else None,
+            'gap_pct': 100.0 * (tuned_j / orc['j_per_th'] - 1.0) if orc else None,
+            'power_vs_target_pct': 100.0 * (wall_w / target - 1.0) if mode == 'power' else None,
+            'hashrate_vs_target_pct': 100.0 * (good / target - 1.0) if mode != 'power' else None,
+            'oracle_w': orc['wall_w'] if orc else None,
+            'oracle_good_ths': orc['good_ths'] if orc else None,
+            'good_gap_pct': 100.0 * (good / orc['good_ths'] - 1.0) if orc else None,
+            'gap_same_held_pct': 100.0 * (tuned_j / orc_same['j_per_th'] - 1.0)
+            if orc_same else None,
+            'oracle_board_mv': orc['board_mv'][0] if orc else None}
+
+
+def _score_constrained(prob, ceiling_c, wall_w, good, states):
+    """thermal / quiet: good TH/s against the oracle's most hashes under the same die ceiling,
+    fan duty and ambient; gap_pct = tuned over oracle TH/s - 1 (negative: below the oracle).
+    Worst overshoot: hottest die over the ceiling on any truth line of the run (stock settings
+    at the start included)."""
+    prob.hot_c = ceiling_c
+    orc = O.optimise_constrained(prob)
+    over = max(s['hottest_c'] for s in states) - ceiling_c
+    return {'max_die_c': ceiling_c, 'worst_overshoot_c': over,
+            'oracle_good_ths': orc['good_ths'] if orc else None,
+            'oracle_w': orc['wall_w'] if orc else None,
+            'oracle_j_per_th': orc['j_per_th'] if orc else None,
+            'oracle_hottest_c': orc['hottest_c'] if orc else None,
+            'gap_pct': 100.0 * (good / orc['good_ths'] - 1.0) if orc else None,
+            'good_gap_pct': 100.0 * (good / orc['good_ths'] - 1.0) if orc else None,
+            'gap_same_held_pct': None, 'power_vs_target_pct': None,
+            'hashrate_vs_target_pct': None,
+            'oracle_board_mv': orc['board_mv'][0] if orc else None}
 
 
 def _f(x, nd):
@@ -191,6 +240,8 @@ class _Sim:
 
 
 def table(r):
+    if 'max_die_c' in r:
+        return _table_constrained(r)
     rows = [('model', r['model']), ('seed / sigma_f', '%d / %.3f' % (r['seed'], r['sigma_f'])),
             ('mode / target', '%s / %.1f' % (r['mode'], r['target'])),
             ('stock J/TH', _f(r['stock_j_per_th'], 3)), ('tuned J/TH', _f(r['tuned_j_per_th'], 3)),
@@ -208,6 +259,24 @@ def table(r):
     return '\n'.join('%-24s %s' % kv for kv in rows)
 
 
+def _table_constrained(r):
+    rows = [('model', r['model']), ('seed / sigma_f', '%d / %.3f' % (r['seed'], r['sigma_f'])),
+            ('mode', r['mode']), ('die ceiling C', _f(r['max_die_c'], 1)),
+            ('fan duty % / ambient C', '%s / %s' % (_f(r['fan_duty_pct'], 0),
+                                                     _f(r['ambient_c'], 1))),
+            ('tuned good TH/s', _f(r['held_good_ths'], 3)),
+            ('oracle good TH/s', _f(r['oracle_good_ths'], 3)),
+            ('gap to oracle %', _f(r['gap_pct'], 2)),
+            ('tuned / oracle J/TH', '%s / %s' % (_f(r['tuned_j_per_th'], 3),
+                                                 _f(r['oracle_j_per_th'], 3))),
+            ('tuned / oracle board mV', '%s / %s' % (r['tuned_board_mv'], r['oracle_board_mv'])),
+            ('hottest die held C', _f(r['hottest_c'], 1)),
+            ('worst overshoot C', _f(r['worst_overshoot_c'], 2)),
+            ('converged (sim min)', _f(r['converge_sim_min'], 1) if r['converged'] else 'NO'),
+            ('wall seconds', _f(r['wall_s'], 0))]
+    return '\n'.join('%-24s %s' % kv for kv in rows)
+
+
 def main(argv=None):
     p = add_arguments(argparse.ArgumentParser(prog='hashpilot bench autotune',
                                               description=summary(__doc__)))
@@ -218,6 +287,15 @@ def run_cli(args):
     """Entry from `hashpilot bench autotune` (agent/bench.py) and from main()."""
     if args.mode == 'power' and args.target_w is not None and args.target_w <= 0:
         print('hashpilot bench autotune: --target-w must be > 0', file=sys.stderr)
+        return 2
+    if args.max_die_c is not None and not 30.0 <= args.max_die_c <= 120.0:
+        print('hashpilot bench autotune: --max-die-c must be within 30..120', file=sys.stderr)
+        return 2
+    if not 5.0 <= args.max_fan_pct <= 100.0:
+        print('hashpilot bench autotune: --max-fan-pct must be within 5..100', file=sys.stderr)
+        return 2
+    if not -40.0 <= args.ambient_c <= 80.0:
+        print('hashpilot bench autotune: --ambient-c must be within -40..80', file=sys.stderr)
         return 2
     if args.time_scale <= 0:
         print('hashpilot bench autotune: --time-scale must be > 0', file=sys.stderr)

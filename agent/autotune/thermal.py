@@ -16,8 +16,12 @@ import math
 from agent.autotune import maths
 from agent.autotune.voltage import VoltageLoop, SAMPLES_KEPT_S
 
-HOT_FRAC = 0.05            # share of chips held by the ceiling that makes a voltage "hot"
-COOL_BAND_C = 1.0          # hottest die this close to the ceiling (none held): converged
+HOT_FRAC = 0.3             # share of chips held by the ceiling that makes a voltage "hot":
+                           # the oracle's optimum caps 27-31 % of S21/S19JPRO chips (outlet end)
+URGENT_HOT_C = 3.0         # a die this far over the ceiling lowers the voltage without waiting
+URGENT_GAP_S = 30.0        # ... at most once per die time constant
+CREEP_UP = 0.004           # smallest voltage rise (ln) while no hot voltage is known
+FAST_UP = 0.01             # ... while fewer than HOT_FRAC/3 of the chips are held
 UP_MOVE_MAX = 0.02         # largest voltage rise per move (ln)
 DOWN_MOVE_MAX = 0.04
 AIR_GUESS_C = 25.0         # the tuner does not see the air: a low guess makes rises smaller
@@ -40,7 +44,30 @@ class ThermalLoop(VoltageLoop):
         if t.retunes != self.seen_retunes:
             self.seen_retunes = t.retunes     # ambient moved: the old bracket is stale
             self.lo_mv = self.hi_mv = None
+        if t.stage in ('search', 'verify') and self._urgent_hot(now_s):
+            return
         VoltageLoop.run(self, now_s)
+
+    def _urgent_hot(self, now_s):
+        """Far over the ceiling (a hot start, an ambient step): lower the voltage now by what
+        the excess needs (power prior), frequencies pre-scaled with it."""
+        t = self.t
+        hottest = self._hottest()
+        if hottest is None or hottest <= t.target + URGENT_HOT_C or now_s - t.t_v < URGENT_GAP_S:
+            return False
+        mv = t.mv[0]
+        v, v_nom = self._chip_v(mv)
+        excess = hottest - t.target
+        dlnv = min(DOWN_MOVE_MAX, excess / (max(5.0, hottest - AIR_GUESS_C)
+                                           * maths.dlnp_dlnv(v, v_nom)))
+        new_mv = min(self._snap_mv(mv * math.exp(-dlnv)), mv - t.mv_step)
+        if new_mv < t.mv_lo:
+            return False
+        self.lo_mv = self.hi_mv = None   # unsettled: no bracket from here
+        if t.stage == 'verify':
+            t.stage = 'search'
+        t._move_voltage(mv, new_mv, now_s, 'die %.1f C over the ceiling' % excess)
+        return True
 
     def _held(self, now_s):
         """Alive chips held back by the ceiling since the last voltage move (after it settled)."""
@@ -65,19 +92,22 @@ class ThermalLoop(VoltageLoop):
         if len(held) > HOT_FRAC * alive:
             self.hi_mv = mv if self.hi_mv is None else min(self.hi_mv, mv)
             if self.lo_mv is not None and self.lo_mv >= mv:
-                self.lo_mv = None        # judged cool here before the chips had climbed
-            new_mv = self._between(mv) if self.lo_mv is not None else self._down(mv, held)
+                # judged cool here before the chips had climbed: re-open the bracket just below
+                self.lo_mv = None
+                new_mv = max(t.mv_lo, mv - 2 * t.mv_step)
+            elif self.lo_mv is not None:
+                new_mv = self._between(mv)
+            else:
+                new_mv = self._down(mv, held)
             why = 'held by the ceiling (%d chips)' % len(held)
         else:
             self.lo_mv = mv if self.lo_mv is None else max(self.lo_mv, mv)
-            margin = t.target - hottest if hottest is not None else 0.0
-            if margin <= COOL_BAND_C:
-                new_mv = mv
-            elif self.hi_mv is not None:
+            if self.hi_mv is not None:
                 new_mv = self._between(mv)
             else:
-                new_mv = self._up(mv, hottest, margin)
-            why = 'hottest %.1f C' % (hottest if hottest is not None else 0.0)
+                new_mv = self._up(mv, hottest, len(held) / float(alive))
+            why = 'cool: %d chips held, hottest %.1f C' % (
+                len(held), hottest if hottest is not None else 0.0)
         if new_mv == mv:
             t.converged += 1
             t.samples = [s for s in t.samples if s[0] >= now_s - SAMPLES_KEPT_S]
@@ -123,11 +153,14 @@ class ThermalLoop(VoltageLoop):
         new_mv = self._snap_mv(mv * math.exp(-dlnv))
         return min(new_mv, mv - t.mv_step) if mv - t.mv_step >= t.mv_lo else mv
 
-    def _up(self, mv, hottest, margin):
-        """Raise the voltage by about half what the temperature margin allows."""
+    def _up(self, mv, hottest, held_frac):
+        """Raise the voltage: by half of what the temperature margin allows, at least
+        CREEP_UP (FAST_UP while few chips are held), so the bracket closes in a few moves."""
         t = self.t
         v, v_nom = self._chip_v(mv)
-        rise_c = max(5.0, hottest - AIR_GUESS_C)
-        dlnv = min(UP_MOVE_MAX, 0.5 * margin / (rise_c * maths.dlnp_dlnv(v, v_nom)))
-        new_mv = self._snap_mv(mv * math.exp(dlnv))
+        margin = t.target - hottest if hottest is not None else 0.0
+        rise_c = max(5.0, (hottest or t.target) - AIR_GUESS_C)
+        dlnv = max(CREEP_UP if held_frac >= HOT_FRAC / 3.0 else FAST_UP,
+                   0.5 * margin / (rise_c * maths.dlnp_dlnv(v, v_nom)))
+        new_mv = self._snap_mv(mv * math.exp(min(UP_MOVE_MAX, dlnv)))
         return max(new_mv, mv + t.mv_step) if mv + t.mv_step <= t.mv_hi else mv

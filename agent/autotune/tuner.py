@@ -32,6 +32,7 @@ ERR_DRIFT_FRAC = 0.1       # this share of chips clearly above err_max while hol
 EVENTS_KEPT = 20
 HOT_MEMORY_S = 300.0       # a chip held back by the hot limit blocks voltage rises this long
 POWER_MIN_SAMPLES = 3
+HELD_RECENT_S = 60.0       # thermal mode: a chip hot this recently counts as held by the ceiling
 THERMAL_MARGIN_C = 0.3     # thermal mode: chips step down this far under the die ceiling
 
 
@@ -281,10 +282,15 @@ class Tuner:
         d = self.io.model()['domains_per_board']
         v_nom = self.v_nom_board_mv / 1000.0 / d
         ratio = maths.vf_ratio(mv_new / 1000.0 / d, mv_old / 1000.0 / d, v_nom)
+        # Thermal mode, rising: a chip the ceiling holds keeps its power (f down by v^2),
+        # it has no headroom for the prior's rise.
+        held_ratio = ratio if not (self.mode == 'thermal' and mv_new > mv_old) else \
+            (float(mv_old) / mv_new) ** 2
         plan = {}
         for b, row in enumerate(self.chips):
             for i, st in enumerate(row):
-                st.f = self._snap(st.f * ratio)
+                held = st.hot_at is not None and now_s - st.hot_at < HELD_RECENT_S
+                st.f = self._snap(st.f * (held_ratio if held else ratio))
                 st.pending = True
                 st.last_step = 1.0
                 st.decisions = 0
