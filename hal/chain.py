@@ -54,6 +54,10 @@ class Chip:
         self.misses = 0
         self.nonces = 0
         self.ref = None            # (t_s, hash_count, err_count) of the start of the window
+        # Counted once, here: accepted windows at one frequency, cumulative, in units of 2^32
+        # hashes (0x8C) and error units (0x4C). The tuner's Poisson statistics read these.
+        self.hash_units = 0.0
+        self.err_units = 0
 
     def get_status(self):
         return {'index': self.index, 'addr': self.addr, 'chip_id': self.chip_id,
@@ -554,7 +558,20 @@ class ChainDriver:
             return
         c.hashrate_ghs = dh * 4294967296.0 / dt / 1e9
         c.err_pct = (100.0 * de / dh) if dh else (0.0 if not de else 100.0)
+        if de <= dh and dh <= self._plausible_units(c, dt):
+            c.hash_units += dh
+            c.err_units += de
         c.ref = (t_s, h, e)
+
+    def _plausible_units(self, chip, dt_s):
+        """Counts a window may add to the statistics: the family's cores at the chip's clock,
+        20 % headroom (a window the glitch bound lets through can still be implausible)."""
+        fam = self.family or {}
+        if not fam.get('cores'):
+            return self._max_units(chip, dt_s)
+        f = chip.freq_mhz or (self.limits.freq_max_mhz if self.limits else 1000.0)
+        cores = fam['cores'] * fam.get('sub_cores', 1)
+        return 1.2 * f * 1e6 * cores * dt_s / 4294967296.0 + 2
 
     def _max_units(self, chip, dt_s):
         """Most 0x8C units a chip can count in dt_s: MAX_CORES_PER_CHIP cores at its clock."""

@@ -141,3 +141,27 @@ def test_chain_cli_errors_are_clear(capsys):
     assert 'no chips answered' in capsys.readouterr().err
     assert chain_cli.main(['status', '--port', '/dev/nonexistent-hp']) == 1
     assert 'cannot open' in capsys.readouterr().err
+
+
+def test_hashes_are_counted_once_in_the_driver():
+    """Accepted windows add to the chip's cumulative counts (what the tuner's statistics read);
+    glitches and implausible windows add nothing; a frequency change restarts the window."""
+    from hal import families, models
+    from hal.chain import Chip, ChainDriver
+    from hal.limits import HardwareLimits
+    drv = ChainDriver(Transport('loop://'), 'BM1368',
+                      limits=HardwareLimits(models.get('S21'), families.get('BM1368')))
+    c = Chip(0, 0x1368)
+    c.freq_mhz = 490.0
+    per_s = int(490e6 * 1276 / 2 ** 32)
+    drv.account(c, 0.0, 1000, 7)
+    drv.account(c, 2.0, 1000 + 2 * per_s, 9)
+    assert (c.hash_units, c.err_units) == (2 * per_s, 2)
+    drv.account(c, 4.0, (1000 + 2 * per_s) ^ 0x40000000, 9)     # glitch: restarts, adds nothing
+    assert (c.hash_units, c.err_units) == (2 * per_s, 2) and drv.counter_glitches == 1
+    base = (1000 + 2 * per_s) ^ 0x40000000
+    # 3x what 1280 cores can count: passes the glitch bound (8192 cores) but not the statistics
+    drv.account(c, 6.0, (base + 6 * per_s) & 0xFFFFFFFF, 9)
+    assert c.hash_units == 2 * per_s and c.hashrate_ghs > 1800
+    drv.account(c, 8.0, (base + 8 * per_s) & 0xFFFFFFFF, 10)
+    assert (c.hash_units, c.err_units) == (4 * per_s, 3)

@@ -192,6 +192,8 @@ def test_tuner_reads_hashes_and_errors_from_verified_nonces():
 
     class Chip:
         ref = None
+        hash_units = 0.0      # the driver's counted hashes (none yet)
+        err_units = 0
         freq_mhz = 490.0
         temp_c = 60.0
         hashrate_ghs = 600.0

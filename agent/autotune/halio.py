@@ -4,8 +4,8 @@ Used by `hashpilot bench autotune` and `hashpilot tune`. The owner of the loop p
 (rig.poll()) and then calls tuner.step(); this adapter only reads driver state and forwards
 requests (every frequency and voltage passes HardwareLimits in the driver/board controller).
 
-Raw counts for Poisson statistics: each driver rate window (Chip.ref -> next Chip.ref, at one
-frequency: set_frequency restarts it) is differenced here into cumulative hash/error units.
+Raw counts for Poisson statistics: the driver counts them once (Chip.hash_units / err_units:
+accepted counter windows at one frequency, cumulative); this adapter passes them on.
 """
 
 import logging
@@ -16,10 +16,6 @@ from hal.parallel import run_parallel
 from agent.autotune.io import TunerIO
 
 log = logging.getLogger(__name__)
-
-
-def _wrap32(a, b):
-    return (b - a) & 0xFFFFFFFF
 
 
 class RigIO(TunerIO):
@@ -35,11 +31,6 @@ class RigIO(TunerIO):
         nb = len(rig.chains)
         self._ids = None
         self._mv = None
-        self._ref = [[None] * len(ch.chips) for ch in rig.chains]
-        self._h = [[0.0] * len(ch.chips) for ch in rig.chains]
-        self._e = [[0] * len(ch.chips) for ch in rig.chains]
-        self._gen = [[0] * len(ch.chips) for ch in rig.chains]
-        self._ref_gen = [[-1] * len(ch.chips) for ch in rig.chains]
         self._power = None
         self._hottest = None
         self.freq_writes = 0
@@ -64,38 +55,16 @@ class RigIO(TunerIO):
             self._ids = [self.rig.board.board_id(b) for b in range(self.nb)]
         return list(self._ids)
 
-    def _count(self, b, i, c):
-        """Turn the driver's window references into cumulative exact counts."""
-        ref = c.ref
-        old = self._ref[b][i]
-        if ref is None:
-            self._ref[b][i] = None
-            return
-        if old is not None and ref is not old and ref[0] > old[0] \
-                and self._ref_gen[b][i] == self._gen[b][i]:
-            dh = _wrap32(old[1], ref[1])
-            de = _wrap32(old[2], ref[2])
-            # The driver restarts a window on an impossible jump (a corrupted answer that passed
-            # the CRC); such a window must not reach the statistics either.
-            f = c.freq_mhz or self.rig.limits.freq_max_mhz
-            most = f * 1e6 * self.rig.model['cores_per_chip'] * (ref[0] - old[0]) / 4294967296.0
-            if dh <= 1.2 * most + 2 and de <= dh:
-                self._h[b][i] += dh
-                self._e[b][i] += de
-        self._ref[b][i] = ref
-        self._ref_gen[b][i] = self._gen[b][i]
-
     def chips(self):
         out = []
         hottest = None
         for b, ch in enumerate(self.rig.chains):
             row = []
             for i, c in enumerate(ch.chips):
-                self._count(b, i, c)
                 row.append({'freq_mhz': c.freq_mhz, 'temp_c': c.temp_c,
                             'hashrate_ghs': c.hashrate_ghs, 'err_pct': c.err_pct,
-                            'alive': c.alive, 'hash_units': self._h[b][i],
-                            'err_units': self._e[b][i]})
+                            'alive': c.alive, 'hash_units': c.hash_units,
+                            'err_units': c.err_units})
                 if self.nonces is not None:
                     self._nonce_row(b, i, row[-1])
                 if c.alive and c.temp_c is not None and (hottest is None or c.temp_c > hottest):
@@ -163,7 +132,6 @@ class RigIO(TunerIO):
         for (b, i), mhz in plan.items():
             self.rig.limits.check_freq(mhz)
             per.setdefault(b, {})[i] = mhz
-            self._gen[b][i] += 1
         t0 = time.monotonic()
 
         def apply(b):
@@ -195,7 +163,6 @@ class ControlLoopIO(RigIO):
     def request_frequencies(self, plan):
         for (b, i), mhz in plan.items():
             self.control.request_frequency(mhz, board=b, chip=i)
-            self._gen[b][i] += 1
         self.freq_writes += len(plan)
 
     def safety_ok(self):
