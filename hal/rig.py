@@ -8,7 +8,6 @@ import json
 import threading
 
 from hal import families, models
-from hal.board_sim import SimBoardController
 from hal.chain import ChainDriver
 from hal.clock import Clock
 from hal.limits import HardwareLimits
@@ -16,10 +15,20 @@ from hal.parallel import run_parallel  # noqa: F401  (re-exported)
 from hal.transport import Transport
 
 
+def serial_board(url, limits, clock):
+    """The board controller that speaks hal/board_protocol.py on a serial URL (the simulator's,
+    or a controller MCU's): the default backend for a board URL."""
+    from hal.board_sim import SimBoardController
+    return SimBoardController(Transport(url, 115200), limits, clock=clock)
+
+
 class Rig:
+    """Chains + board controller. The board backend comes from `board` (an instance) or
+    `board_factory(url, limits, clock)` for `board_url` (as pyserial picks a URL handler)."""
+
     def __init__(self, model, chain_urls, board_url=None, clock=None, baud=115200,
                  address_rule='pow2', limit_overrides=None, board=None, window=None,
-                 work_check_bits=None):
+                 work_check_bits=None, board_factory=serial_board):
         self.model = models.get(model) if isinstance(model, str) else model
         self.family = families.get(self.model['chip'])
         self.clock = clock or Clock(1.0)
@@ -30,8 +39,7 @@ class Rig:
             self.chains.append(ChainDriver(t, self.family, self.clock, self.limits, address_rule,
                                            self.model['f_nom_mhz'], window=window))
         if board is None and board_url is not None:
-            board = SimBoardController(Transport(board_url, 115200), self.limits,
-                                       clock=self.clock)
+            board = board_factory(board_url, self.limits, self.clock)
         self.board = board
         # Simulated chips solve nonces to this many zero bits, not 32+N (ports file; see
         # docs/simulator.md "Work"); None on real chains: the ticket mask decides.

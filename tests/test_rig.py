@@ -77,3 +77,16 @@ def test_power_cycled_board_goes_dead_then_recovers():
             assert abs(st['hashrate_ghs'] / (108 * 490e6 * 1276 / 1e9) - 1) < 0.03
         finally:
             rig.close()
+
+
+def test_board_backend_comes_from_a_factory():
+    """hal/rig.py imports no backend: the board URL goes to the factory it is given."""
+    import hal.rig as rig_mod
+    made = []
+
+    def factory(url, limits, clock):
+        made.append((url, limits.freq_max_mhz, clock.time_scale))
+        return 'board-for-' + url
+    r = rig_mod.Rig('S21', [], board_url='sim://board', board_factory=factory)
+    assert r.board == 'board-for-sim://board' and made == [('sim://board', r.limits.freq_max_mhz, 1.0)]
+    assert 'SimBoardController' not in vars(rig_mod)
