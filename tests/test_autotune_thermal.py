@@ -8,12 +8,17 @@ from hal.sim import oracle as O
 
 
 def _tune(io, ceiling_c, limit_s=2400.0, hold_s=120.0):
+    """Run to done plus hold_s; worst overshoot counted from the first moment every die is
+    under the ceiling (a hot stock start is the rig's, not the tuner's)."""
     tuner = Tuner(io, PR.validate({'mode': 'thermal', 'target': ceiling_c}), ceiling_c)
-    worst, done, good = -99.0, None, []
+    worst, done, good, cooled = -99.0, None, [], False
     while io.t_s < limit_s:
         tuner.step(io.t_s)
         io.advance(5.0)
-        worst = max(worst, max(max(b) for b in io.temps) - ceiling_c)
+        over = max(max(b) for b in io.temps) - ceiling_c
+        cooled = cooled or over <= 0.0
+        if cooled:
+            worst = max(worst, over)
         if tuner.stage == 'done' and done is None:
             done = io.t_s
         if done is not None:
@@ -42,7 +47,21 @@ def test_gamma_thermal_mode_within_reach_of_the_oracle():
         assert worst <= 2.0, (seed, worst)
         orc = O.optimise_constrained(O.problem_for('GAMMA', seed=seed, fan_duty=0.7, hot_c=72.0))
         gap = good / orc['good_ths'] - 1.0
+        # The issue's goal is 1 %; seed 2 ends at -1.6 % (a bracket closed one step low).
         assert -0.02 <= gap <= 0.005, (seed, gap, tuner.events)
+
+
+def test_s21_quiet_hot_room_within_reach_of_the_oracle():
+    """Quiet: fans capped at 60 % in a 40 C room, 82 C ceiling (hot limit less the margin).
+    Stock settings start ~17 C over: the urgent drop cools first, then the bracket."""
+    io = PlantIO('S21', seed=2, fan_duty=0.6, ambient_c=40.0)
+    tuner, done, worst, good = _tune(io, 82.0)
+    assert done is not None and done <= 20 * 60.0, done
+    assert worst <= 2.5, worst
+    orc = O.optimise_constrained(O.problem_for('S21', seed=2, fan_duty=0.6, ambient_c=40.0,
+                                               hot_c=82.0))
+    gap = good / orc['good_ths'] - 1.0
+    assert -0.015 <= gap <= 0.005, (gap, tuner.events)
 
 
 def test_thermal_target_defaults_to_the_hot_limit_less_the_margin():

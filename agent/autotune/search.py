@@ -12,6 +12,10 @@ MAX_STEP = 0.04            # largest relative step of a chip bracketing upward
 MIN_BRACKET_STEP = 0.01
 HOT_STEP = -0.01           # a chip above the hot limit steps down this much
 HOLD_NOISE_STEP = 0.004    # holding: smaller steps are noise, not a reason to move
+SELF_HEAT_C = 20.0         # die rise over its air at full frequency (family prior: r_ja*p)
+HOT_GAIN = 1.0
+HOT_STEP_MAX = 0.06
+HOT_WAIT_S = 25.0          # thermal mode: one sized hot step per this long (die tau 30 s)
 TEMP_SMOOTH = 0.3          # weight of a new die reading in the smoothed temperature
 
 
@@ -29,6 +33,7 @@ class ChipState:
         self.temp_f = None           # smoothed die temperature (thermal mode judges on it)
         self.alive = True
         self.hot_at = None           # last time the chip was held back by the hot limit
+        self.hot_step_at = None      # last sized hot step (thermal mode)
         self.bad = False             # last window clearly above err_max (error drift)
 
 
@@ -79,11 +84,15 @@ class ChipSearch:
         if counts is None:
             return None
         h, e, hot = counts
-        step = HOT_STEP if hot else self._step(st, h, e, rules)
+        step = self._hot_step(st, now_s) if hot else self._step(st, h, e, rules)
         if step is None:
             return None
         if step > 0 and rules['over_budget']:
             return None            # spending more power now only deepens the overshoot
+        if step > 0 and self.t.mode == 'thermal':
+            step = min(step, self.t.thermal_room(st))    # never climb over the ceiling
+            if step <= 0:
+                return None
         if step > rules['up_cap']:
             wants.append(step)
             step = rules['up_cap']   # chips step together: keep the rise within the headroom
@@ -99,6 +108,19 @@ class ChipSearch:
         st.f = f_new
         st.pending = True
         return f_new
+
+    def _hot_step(self, st, now_s):
+        """Step of a chip over the hot limit. Thermal mode sits at the ceiling: the step is sized
+        by the excess (1 % of frequency is only ~SELF_HEAT_C/100 of die temperature) and taken at
+        most once per die time constant (the reading lags), so a held chip lands under the
+        ceiling instead of creeping there 1 % at a time."""
+        if self.t.mode != 'thermal':
+            return HOT_STEP
+        if st.hot_step_at is not None and now_s - st.hot_step_at < HOT_WAIT_S:
+            return None
+        st.hot_step_at = now_s
+        excess = st.temp_f - self.t.hot_c
+        return -min(HOT_STEP_MAX, max(-HOT_STEP, HOT_GAIN * excess / SELF_HEAT_C))
 
     def _observe(self, st, c, now_s):
         """(hashes, errors, hot) since the chip's baseline, or None (dead, or baseline taken now)."""

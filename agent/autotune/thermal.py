@@ -18,6 +18,8 @@ from agent.autotune.voltage import VoltageLoop, SAMPLES_KEPT_S
 
 HOT_FRAC = 0.3             # share of chips held by the ceiling that makes a voltage "hot":
                            # the oracle's optimum caps 27-31 % of S21/S19JPRO chips (outlet end)
+BRACKET_STEPS = 2          # a bracket this many voltage steps wide is resolved (cool side)
+FLAT_BAND = 0.08           # held share within this below HOT_FRAC: at the (flat) optimum
 URGENT_HOT_C = 3.0         # a die this far over the ceiling lowers the voltage without waiting
 URGENT_GAP_S = 30.0        # ... at most once per die time constant
 CREEP_UP = 0.004           # smallest voltage rise (ln) while no hot voltage is known
@@ -37,6 +39,7 @@ class ThermalLoop(VoltageLoop):
         self.lo_mv = None        # highest voltage seen cool
         self.hi_mv = None        # lowest voltage seen hot
         self.seen_retunes = 0
+        self.walk = 0            # consecutive hot judgements at or below the cool side
 
     def run(self, now_s):
         t = self.t
@@ -88,38 +91,55 @@ class ThermalLoop(VoltageLoop):
         t._keep_best(pw, g)
         held = self._held(now_s)
         alive = sum(1 for row in t.chips for st in row if st.alive) or 1
-        hottest = self._hottest()
         if len(held) > HOT_FRAC * alive:
-            self.hi_mv = mv if self.hi_mv is None else min(self.hi_mv, mv)
-            if self.lo_mv is not None and self.lo_mv >= mv:
-                # judged cool here before the chips had climbed: re-open the bracket just below
-                self.lo_mv = None
-                new_mv = max(t.mv_lo, mv - 2 * t.mv_step)
-            elif self.lo_mv is not None:
-                new_mv = self._between(mv)
-            else:
-                new_mv = self._down(mv, held)
+            new_mv = self._hot_move(mv, held, alive)
             why = 'held by the ceiling (%d chips)' % len(held)
         else:
-            self.lo_mv = mv if self.lo_mv is None else max(self.lo_mv, mv)
-            if self.hi_mv is not None:
-                new_mv = self._between(mv)
-            else:
-                new_mv = self._up(mv, hottest, len(held) / float(alive))
+            hottest = self._hottest()
+            new_mv = self._cool_move(mv, held, alive, hottest)
             why = 'cool: %d chips held, hottest %.1f C' % (
                 len(held), hottest if hottest is not None else 0.0)
         if new_mv == mv:
-            t.converged += 1
-            t.samples = [s for s in t.samples if s[0] >= now_s - SAMPLES_KEPT_S]
-            t.t_v = min(t.t_v, now_s - t.prof['settle_s'])
-            if t.stage == 'search' and t.converged >= 2:
-                t._stage('verify', now_s)
-            elif t.stage == 'verify' and now_s - t.t_stage >= t.prof['verify_s']:
-                t._finish(now_s, pw, g)
+            self._hold(now_s, pw, g)
             return
         if t.stage == 'verify':
             t.stage = 'search'
         t._move_voltage(mv, new_mv, now_s, why)
+
+    def _hot_move(self, mv, held, alive):
+        t = self.t
+        self.hi_mv = mv if self.hi_mv is None else min(self.hi_mv, mv)
+        if self.lo_mv is not None and self.lo_mv >= mv:
+            # judged cool here before, hot now: the boundary is just below; walk down,
+            # doubling the step while it stays hot
+            self.walk += 1
+            self.lo_mv = max(t.mv_lo, mv - t.mv_step * (1 << min(self.walk - 1, 4)))
+            return self.lo_mv
+        if self.hi_mv == mv and len(held) <= (HOT_FRAC + FLAT_BAND) * alive:
+            return mv            # just over the flat optimum: hold (converged)
+        if self.lo_mv is not None:
+            return self._between(mv)
+        return self._down(mv, held)
+
+    def _cool_move(self, mv, held, alive, hottest):
+        self.walk = 0
+        self.lo_mv = mv if self.lo_mv is None else max(self.lo_mv, mv)
+        if self.hi_mv is not None and len(held) >= (HOT_FRAC - FLAT_BAND) * alive > 0:
+            return mv            # the optimum is flat here: hold (converged)
+        if self.hi_mv is not None:
+            return self._between(mv)
+        return self._up(mv, hottest, len(held) / float(alive))
+
+    def _hold(self, now_s, pw, g):
+        """Converged at this voltage: two in a row go to verify, verify_s of it finishes."""
+        t = self.t
+        t.converged += 1
+        t.samples = [s for s in t.samples if s[0] >= now_s - SAMPLES_KEPT_S]
+        t.t_v = min(t.t_v, now_s - t.prof['settle_s'])
+        if t.stage == 'search' and t.converged >= 2:
+            t._stage('verify', now_s)
+        elif t.stage == 'verify' and now_s - t.t_stage >= t.prof['verify_s']:
+            t._finish(now_s, pw, g)
 
     def _snap_mv(self, mv):
         t = self.t
@@ -130,7 +150,7 @@ class ThermalLoop(VoltageLoop):
         """Midpoint of the bracket; at its resolution: the cool side (converged there)."""
         t = self.t
         lo, hi = self.lo_mv, self.hi_mv
-        if hi - lo <= t.mv_step:
+        if hi - lo <= BRACKET_STEPS * t.mv_step:
             return lo
         mid = lo + int((hi - lo) / 2.0 / t.mv_step) * t.mv_step
         return max(lo + t.mv_step, min(hi - t.mv_step, mid))

@@ -33,6 +33,8 @@ EVENTS_KEPT = 20
 HOT_MEMORY_S = 300.0       # a chip held back by the hot limit blocks voltage rises this long
 POWER_MIN_SAMPLES = 3
 HELD_RECENT_S = 60.0       # thermal mode: a chip hot this recently counts as held by the ceiling
+AIR_GUESS_C = 25.0         # thermal mode: the tuner does not see the air (low guess: small rises)
+ROOM_GAIN = 0.7
 THERMAL_MARGIN_C = 0.3     # thermal mode: chips step down this far under the die ceiling
 
 
@@ -282,15 +284,17 @@ class Tuner:
         d = self.io.model()['domains_per_board']
         v_nom = self.v_nom_board_mv / 1000.0 / d
         ratio = maths.vf_ratio(mv_new / 1000.0 / d, mv_old / 1000.0 / d, v_nom)
-        # Thermal mode, rising: a chip the ceiling holds keeps its power (f down by v^2),
-        # it has no headroom for the prior's rise.
-        held_ratio = ratio if not (self.mode == 'thermal' and mv_new > mv_old) else \
-            (float(mv_old) / mv_new) ** 2
+        # Thermal mode, rising: a chip the ceiling holds keeps its power (f down by v^2), and
+        # no chip rises past what its temperature margin allows.
+        v2 = (float(mv_new) / mv_old) ** 2
         plan = {}
         for b, row in enumerate(self.chips):
             for i, st in enumerate(row):
-                held = st.hot_at is not None and now_s - st.hot_at < HELD_RECENT_S
-                st.f = self._snap(st.f * (held_ratio if held else ratio))
+                r = ratio
+                if self.mode == 'thermal' and mv_new > mv_old:
+                    held = st.hot_at is not None and now_s - st.hot_at < HELD_RECENT_S
+                    r = 1.0 / v2 if held else min(ratio, (1.0 + self.thermal_room(st)) / v2)
+                st.f = self._snap(st.f * r)
                 st.pending = True
                 st.last_step = 1.0
                 st.decisions = 0
@@ -304,6 +308,14 @@ class Tuner:
         self.t_v = now_s
         self.samples = []
         self.converged = 0
+
+    def thermal_room(self, st):
+        """Thermal mode: the relative power rise a chip may take before its die reaches the
+        ceiling, if every chip rose alike (die rise over the air guess scales with power)."""
+        t = st.temp_f
+        if t is None:
+            return 0.0
+        return ROOM_GAIN * (self.hot_c - t) / max(5.0, t - AIR_GUESS_C)
 
     def _keep_best(self, pw, g):
         if g <= 0:
