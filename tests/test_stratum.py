@@ -92,7 +92,8 @@ def test_parse_url():
     assert parse_url('stratum+tcp://pool.example:3333') == ('pool.example', 3333, False)
     assert parse_url('stratum+ssl://pool.example:443/') == ('pool.example', 443, True)
     assert parse_url('tls://[::1]:3334') == ('::1', 3334, True)
-    for bad in ('pool:3333', 'http://pool:3333', 'tcp://pool', 'tcp://:3333'):
+    for bad in ('pool:3333', 'http://pool:3333', 'tcp://pool', 'tcp://:3333',
+                'tcp://acct:pw@pool:3333'):
         with pytest.raises(PoolError):
             parse_url(bad)
 

@@ -50,6 +50,13 @@ def test_bad_pool_config_is_a_clear_error(tmp_path, body, words):
         assert w in str(e.value)
 
 
+def test_credentials_in_a_pool_url_are_refused_without_echoing_them(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        _load(tmp_path, '[[pool]]\nurl = "stratum+tcp://acct.w1:s3cret@pool.example:3333"\n'
+                        'user = "acct"\n')
+    assert 'credentials' in str(e.value) and 's3cret' not in str(e.value)
+
+
 def test_ini_pool_sections(tmp_path):
     cfg = _load(tmp_path, '[rig]\nrig = r2\n\n[pool main]\nurl = stratum+tcp://m:3333\nuser = a\n\n'
                 '[pool backup]\nurl = tcp://b:3333\nuser = a\n', name='rig.ini')

@@ -38,6 +38,10 @@ def parse_url(url):
         raise PoolError('pool url %r: unknown scheme %r (known: %s)'
                         % (url, scheme, ', '.join(sorted(SCHEMES))))
     rest = rest.rstrip('/')
+    if '@' in rest:
+        # user:password@host would end up in logs and telemetry (the url is published)
+        raise PoolError('pool url with credentials (user@ or user:password@): give them as '
+                        'user and password instead')
     if rest.startswith('['):                       # [ipv6]:port
         host, _, port = rest[1:].partition(']:')
     else:

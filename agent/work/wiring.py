@@ -22,7 +22,8 @@ def _check_pool(sec):
     try:
         parse_url(sec['url'])
     except PoolError as e:
-        raise sec.error('url', '%s = %r: %s' % (sec.label('url'), sec['url'], e.args[0]))
+        shown = '<hidden>' if '@' in sec['url'] else repr(sec['url'])   # may hold a password
+        raise sec.error('url', '%s = %s: %s' % (sec.label('url'), shown, e.args[0]))
     if not sec['user'] or any(c.isspace() for c in sec['user']):
         raise sec.error('user', '%s: the pool account (no spaces); workers get .<rig>'
                         % sec.label('user'))
