@@ -187,7 +187,8 @@ def test_clean_jobs_seen_by_the_pool_thread_stops_shares_at_once():
 
 def test_tuner_reads_hashes_and_errors_from_verified_nonces():
     """[work] tuner_source = "nonces": the tuner's per-chip hash and error units come from the
-    engine's tallies (2^N units of 2^32 hashes per nonce), not from the counters."""
+    engine's tallies, one unit per nonce (a wrong nonce is one error event for the tuner's
+    Poisson statistics, not 2^N), not from the counters."""
     from agent.autotune.halio import RigIO
 
     class Chip:
@@ -213,7 +214,10 @@ def test_tuner_reads_hashes_and_errors_from_verified_nonces():
         eng.tallies[0][1].add(ok, 8)
     io = RigIO(rig, Clock(1.0), nonces=eng)
     rows = io.chips()[0]
-    assert rows[1]['hash_units'] == 4 * 256.0 and rows[1]['err_units'] == 256.0
+    assert rows[1]['hash_units'] == 4.0 and rows[1]['err_units'] == 1
+    # one wrong nonce in four is not yet enough data for a decision at the default target
+    from agent.autotune import maths
+    assert not maths.decision_ready(rows[1]['err_units'], rows[1]['hash_units'], 0.002, 3.0)
     assert rows[0]['hash_units'] == 0.0
     plain = RigIO(rig, Clock(1.0)).chips()[0]
     assert plain[1]['hashrate_ghs'] == 600.0 and plain[1]['hash_units'] == 0.0

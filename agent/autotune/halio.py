@@ -74,14 +74,15 @@ class RigIO(TunerIO):
         return out
 
     def _nonce_row(self, b, i, row):
-        """Hashes and errors from verified nonces: each nonce stands for 2^(32+N) hashes
-        (units of 2^32 here, as the counters), a wrong one for as many errors."""
+        """Hashes and errors from verified nonces, counted in nonces: the tuner's statistics
+        are Poisson counts, and one wrong nonce is one error event, not 2^N of them (scaling
+        both to units of 2^32 hashes would keep the ratio but make one nonce look like 2^N
+        independent samples). A nonce stands for 2^(32+N) hashes (hashrate_ghs has that)."""
         t = self.nonces.tally(b, i)
         if t is None:
             return
-        per = float(1 << (self.rig.chains[b].ticket_bits or 0))
-        row['hash_units'] = (t.good + t.bad) * per
-        row['err_units'] = t.bad * per
+        row['hash_units'] = float(t.good + t.bad)
+        row['err_units'] = t.bad
         row['hashrate_ghs'] = t.hashrate_ghs
         row['err_pct'] = t.hw_err_pct
 

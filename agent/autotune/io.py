@@ -13,7 +13,9 @@ anything else. Units are in names.
         {'freq_mhz', 'temp_c', 'hashrate_ghs', 'err_pct', 'alive',
          'hash_units', 'err_units'}        the last two: cumulative counter deltas (units of
                                            2^32 hashes) of completed windows, each window at a
-                                           single frequency (Poisson statistics need counts)
+                                           single frequency (Poisson statistics need counts);
+                                           with [work] tuner_source = "nonces": verified and
+                                           wrong nonces (one unit per nonce)
     power_w() -> float | None              input power (PSU), None when unreadable
     voltage_mv() -> [mv per board]         setpoints
     set_voltage_mv(board_or_None, mv)      None = the rig rail (voltage_per == 'rig')
