@@ -262,3 +262,15 @@ def test_switch_to_a_pool_and_back(pools):
             m.switch_to(2)
     finally:
         m.stop()
+
+
+def test_unanswered_submits_stay_bounded():
+    """A pool that never answers submits: the oldest are given up, the newest still resolve."""
+    s = protocol.Session('w', 'p')
+    s.opening()
+    first = s.request('mining.submit', ['w', 'j', '00', '00', '00'])
+    for _ in range(3 * protocol.PENDING_MAX):
+        last = s.request('mining.submit', ['w', 'j', '00', '00', '00'])
+    assert len(s.pending) <= protocol.PENDING_MAX
+    assert s.handle({'id': first['id'], 'result': True, 'error': None})['event'] == 'ignored'
+    assert s.handle({'id': last['id'], 'result': True, 'error': None})['event'] == 'share'

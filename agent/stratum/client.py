@@ -192,6 +192,7 @@ class PoolManager:
                 with conn.lock:
                     msg = conn.session.request('mining.submit',
                                                [conn.session.worker] + list(params))
+                    self._pending.pop(str(msg['id'] - protocol.PENDING_MAX), None)
                     self._pending[str(msg['id'])] = self.active
                     st['submitted'] += 1
                     conn.send_outbox()

@@ -16,6 +16,9 @@ MAX_EN2_SIZE = 32
 USER_AGENT = 'hashpilot/0.1'
 # Pool error codes that name the reason (the de-facto table most pools use).
 ERR_STALE = 21
+# Requests still waiting for an answer, at most: a pool that keeps sending work but never
+# answers submits must not grow memory (an answer later than this is ignored).
+PENDING_MAX = 1024
 ERR_DUPLICATE = 22
 ERR_LOW_DIFF = 23
 
@@ -63,6 +66,7 @@ class Session:
 
     def request(self, method, params):
         msg = {'id': self._next_id, 'method': method, 'params': params}
+        self.pending.pop(str(self._next_id - PENDING_MAX), None)   # ids are sequential
         self.pending[str(self._next_id)] = method
         self._next_id += 1
         self.outbox.append(msg)
