@@ -68,3 +68,15 @@ def test_thermal_target_defaults_to_the_hot_limit_less_the_margin():
     prof = PR.validate({'mode': 'thermal'})
     from hal import models
     assert PR.resolve_target(prof, models.get('S21')) == 85.0 - 3.0
+
+
+def test_quiet_fan_cap_holds_and_the_supervisor_still_overrides():
+    """Quiet in the agent: [fan] max_pct caps the auto duty however hot it gets; the safety
+    supervisor's override (fans 100 % when hot) still wins."""
+    from agent.fan import FanControl
+    fan = FanControl.from_config({'max_pct': 60.0}, 75.0)
+    for k in range(60):
+        duty = fan.update(float(k), die_c=95.0)
+    assert duty == 60.0
+    assert fan.update(61.0, die_c=95.0, override_pct=100.0) == 100.0 and fan.overridden
+    assert PR.load('thermal')['mode'] == 'thermal'
