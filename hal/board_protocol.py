@@ -9,7 +9,7 @@ status byte (0 = ok). Frames with a bad CRC are dropped without reply; the host 
 """
 
 from hal.crc import crc16_ccitt_false
-from hal.framer import BAD, FRAME, JUNK, NEED_MORE, drain  # noqa: F401  (scan statuses)
+from hal.framer import BAD, FRAME, JUNK, NEED_MORE, StreamFramer  # noqa: F401 (scan statuses)
 
 PREAMBLE = b'\xb5\x5b'
 REPLY_FLAG = 0x80
@@ -85,23 +85,17 @@ def decode(frame):
     return frame[2], frame[3], bytes(frame[5:-2])
 
 
-class Framer:
-    def __init__(self):
-        self.buf = bytearray()
-        self.frames = 0
-        self.dropped_bytes = 0
+class Framer(StreamFramer):
+    """Board-controller byte stream -> decoded frames, on the shared stream framer (buffering,
+    junk skipping, counters)."""
+
+    def _scan(self):
+        return scan, ()
 
     def feed(self, data):
         """Add bytes; return [(seq, cmd, payload), ...] of the complete frames."""
-        if data:
-            self.buf.extend(data)
-        frames, used, dropped, _ = drain(self.buf, scan)
-        self.frames += len(frames)
-        self.dropped_bytes += dropped
-        if used:
-            # slice copy, not del: MicroPython bytearrays do not support item deletion
-            self.buf = self.buf[used:]
-        return [decode(f) for f in frames]
+        return [decode(f) for f in StreamFramer.feed(self, data)]
+
 
 def u16(v):
     return bytes([(v >> 8) & 0xFF, v & 0xFF])

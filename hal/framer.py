@@ -65,7 +65,7 @@ def scan_response(buf, start, frame_len):
     return BAD, i, i + 1
 
 
-class _StreamFramer:
+class StreamFramer:
     """Buffer + counters around one scan function (subclasses name the scan and its args)."""
 
     def __init__(self):
@@ -96,11 +96,11 @@ class _StreamFramer:
                 'crc_errors': self.crc_errors, 'buffered': len(self.buf)}
 
 
-class ResponseFramer(_StreamFramer):
+class ResponseFramer(StreamFramer):
     """Chips -> host stream: 9- or 11-byte response frames (length set by the driver)."""
 
     def __init__(self, frame_len=9):
-        _StreamFramer.__init__(self)
+        StreamFramer.__init__(self)
         self.frame_len = frame_len
 
     def set_frame_len(self, frame_len):
@@ -159,7 +159,7 @@ def _job_crc_ok(buf, i, end):
     return crc16_ccitt_false(bytes(buf[i + 2:end - 2])) == ((buf[end - 2] << 8) | buf[end - 1])
 
 
-class CommandFramer(_StreamFramer):
+class CommandFramer(StreamFramer):
     """Host -> chips stream framer (the simulator's chips, and trace analysis)."""
 
     def _scan(self):
