@@ -97,7 +97,8 @@ def _truth(path):
 
 def run(args):
     model = models.get(args.model)
-    prof = PR.load(args.profile) if args.profile else PR.validate({'mode': args.mode})
+    prof = PR.load(args.profile) if args.profile else \
+        PR.validate({'mode': _tuner_mode(args.mode)})
     prof = dict(prof, mode=_tuner_mode(args.mode))
     target = _target(args, model, prof)
     fan_pct = _fan_pct(args)

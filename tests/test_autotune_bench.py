@@ -27,6 +27,21 @@ def test_bench_autotune_gamma_reaches_the_oracle():
 
 
 @pytest.mark.slow
+def test_bench_autotune_gamma_thermal_mode():
+    """--mode thermal over the simulator: most hashes under a 72 C die ceiling."""
+    out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--model', 'GAMMA',
+                          '--seed', '1', '--mode', 'thermal', '--max-die-c', '72',
+                          '--time-scale', '30', '--json', '--quiet', '--hold-s', '90'],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout)
+    assert r['mode'] == 'thermal' and r['max_die_c'] == 72.0
+    assert r['converged'] and r['converge_sim_min'] <= 25
+    assert -2.0 <= r['gap_pct'] <= 0.5
+    assert r['worst_overshoot_c'] <= 2.0
+
+
+@pytest.mark.slow
 def test_tune_cli_saves_and_reports(tmp_path):
     with start_sim('GAMMA', time_scale=30, seed=3) as sim:
         cfg = tmp_path / 'agent.toml'

@@ -39,6 +39,14 @@ def test_oracle_constrained_keeps_the_ceiling_and_beats_the_hot_stop():
     assert hotter['good_ths'] > r['good_ths'] and hotter['board_mv'][0] > r['board_mv'][0]
 
 
+def test_oracle_constrained_with_little_air_keeps_the_ceiling():
+    """Fans at 40 %: the price method's inner fixed point settled at 102 C; the constrained
+    solve bisects an inner ceiling and polishes against the real one."""
+    r = O.optimise_constrained(O.problem_for('GAMMA', seed=1, fan_duty=0.4, hot_c=72.0))
+    assert 71.0 <= r['hottest_c'] <= 72.0 and not r['runaway']
+    assert r['good_ths'] > 1.25           # the tuner on this rig reaches 1.26
+
+
 def test_gamma_thermal_mode_within_reach_of_the_oracle():
     for seed in (1, 2):
         io = PlantIO('GAMMA', seed=seed, fan_duty=0.7)

@@ -510,11 +510,45 @@ def optimise_constrained(prob, objective='hashrate', floor_ths=0.0):
     and prob.ambient_c. The same solve as optimise(): power mode with no budget, so the only
     limits are the ceiling (per-chip frequency caps inside solve_board, then the verified steady
     state) and the voltage range."""
-    if objective == 'hashrate':
-        return optimise(prob, 'power', UNBOUNDED_W)
-    if objective == 'efficiency':
-        return optimise(prob, 'efficiency', floor_ths)
-    raise ValueError('objective must be hashrate or efficiency')
+    if objective not in ('hashrate', 'efficiency'):
+        raise ValueError('objective must be hashrate or efficiency')
+    ceiling = prob.hot_c
+
+    def solve(inner_c):
+        prob.hot_c = inner_c
+        r = optimise(prob, 'power', UNBOUNDED_W) if objective == 'hashrate' else \
+            optimise(prob, 'efficiency', floor_ths)
+        ok = r is not None and r['hottest_c'] <= ceiling + 0.05 and not r['runaway']
+        return r, ok
+
+    try:
+        r, ok = solve(ceiling)
+        if ok or r is None:
+            return r
+        # With little air the inner fixed point (air from the last iteration's powers) can
+        # settle over the ceiling: bisect the highest inner ceiling whose verified state keeps
+        # the real one.
+        best = None
+        lo, hi = ceiling - 20.0, ceiling
+        for _ in range(8):
+            mid = 0.5 * (lo + hi)
+            r, ok = solve(mid)
+            if ok:
+                best, lo = r, mid
+            else:
+                hi = mid
+        prob.hot_c = ceiling
+        if best is not None and sum(len(c) for c in prob.pop) <= POLISH_MAX_CHIPS:
+            # tiny rigs: polish against the real ceiling (the inner one was lower)
+            mode, target = ('power', UNBOUNDED_W) if objective == 'hashrate' else \
+                ('efficiency', floor_ths)
+            mv_list, freqs, st = polish(prob, mode, target, best['board_mv'], best['freqs'])
+            best = dict(best, board_mv=mv_list, freqs=freqs, wall_w=st['wall_w'],
+                        good_ths=st['good_ths'], j_per_th=st['j_per_th'],
+                        hottest_c=st['hottest_c'], runaway=st['runaway'], steady=st)
+        return best
+    finally:
+        prob.hot_c = ceiling
 
 
 def stock(prob):
