@@ -1,6 +1,6 @@
 """Board-side interface (fans, board voltage and enable, board sensors, PSU power).
 
-Implemented by hal/board_sim.py (byte protocol client) and hal/board_sysfs.py (Linux hwmon/pwm).
+Implemented by hal/board_serial.py (byte protocol client) and hal/board_sysfs.py (Linux hwmon/pwm).
 Every voltage and fan request passes HardwareLimits before anything reaches the hardware.
 """
 

@@ -12,7 +12,7 @@ class BoardI2C:
     (machine.I2C raises OSError(ENODEV) too)."""
 
     def __init__(self, controller):
-        self.controller = controller        # SimBoardController (its request() does the frames)
+        self.controller = controller        # SerialBoardController (its request() does the frames)
         self.transfers = 0
 
     def _xfer(self, addr, nread, wbytes):

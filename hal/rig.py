@@ -18,8 +18,8 @@ from hal.transport import Transport
 def serial_board(url, limits, clock):
     """The board controller that speaks hal/board_protocol.py on a serial URL (the simulator's,
     or a controller MCU's): the default backend for a board URL."""
-    from hal.board_sim import SimBoardController
-    return SimBoardController(Transport(url, 115200), limits, clock=clock)
+    from hal.board_serial import SerialBoardController
+    return SerialBoardController(Transport(url, 115200), limits, clock=clock)
 
 
 class Rig:

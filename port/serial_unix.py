@@ -1,6 +1,6 @@
 """Chain / board-controller serial line on the Unix port: a pty (the simulator's) opened as a
 file, raw mode with VMIN=0 (a read returns what is there), select.poll to wait. Same methods as
-hal/transport.Transport as far as the chain driver and SimBoardController use them.
+hal/transport.Transport as far as the chain driver and SerialBoardController use them.
 """
 
 import select

@@ -10,7 +10,7 @@ import json
 import sys
 
 from hal.board_i2c import BoardI2C
-from hal.board_sim import SimBoardController
+from hal.board_serial import SerialBoardController
 from hal.clock import Clock
 from port.agent import MpyAgent
 from port.flash_outbox import FlashOutbox
@@ -47,7 +47,7 @@ def main(argv):
         cfg.setdefault('time_scale', ports.get('time_scale', 1.0))
     try:
         clock = Clock(cfg.get('time_scale', 1.0))
-        ctl = SimBoardController(PtySerial(cfg.pop('board')), clock=clock, timeout_s=0.3)
+        ctl = SerialBoardController(PtySerial(cfg.pop('board')), clock=clock, timeout_s=0.3)
         agent = MpyAgent(cfg, PtySerial(cfg.pop('chain')), BoardI2C(ctl), clock,
                          link_factory(clock), identity=lambda: ctl.board_id(0),
                          heartbeat=ctl.set_heartbeat_watchdog)

@@ -17,7 +17,7 @@ def board_serial(model_name, seed, board):
     return '%s-%d-B%d-%s' % (model_name, seed, board, h)
 
 
-class BoardController:
+class BoardServer:
     def __init__(self, rig, rng, sim_time=None):
         self.rig = rig
         self.rng = rng

@@ -14,7 +14,7 @@ import time
 
 from hal import models
 from hal.sim import physics as P
-from hal.sim.boardctl import BoardController
+from hal.sim.boardctl import BoardServer
 from hal.sim.faults import FaultError, FaultSet, parse as parse_fault, validate as validate_fault
 from hal.sim.faults import parse_kv
 from hal.sim.rig import SimRig
@@ -146,7 +146,7 @@ class Simulator:
             ch.work.check_bits = args.work_check_bits
         self.ports = [ChainPort(ch, self.sim_time, self.faults.corruptor(i))
                       for i, ch in enumerate(self.rig.chains)]
-        self.board = BoardController(self.rig, random.Random(args.seed * 13 + 3), self.sim_time)
+        self.board = BoardServer(self.rig, random.Random(args.seed * 13 + 3), self.sim_time)
         self.truth = None
         if args.truth:
             self.truth = TruthWriter(args.truth, self.rig, args.truth_period_s, self.time_scale,
