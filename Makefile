@@ -2,7 +2,7 @@
 #   make setup        .venv with `pip install -e .[test]`, Mosquitto from Debian if missing, the
 #                     MicroPython Unix port + mpy-cross from build/micropython (cached; idempotent)
 #   make test         setup, then the whole test suite (what CI runs)
-#   make test-fast    setup, then the suite without the tests marked slow (under 2 minutes)
+#   make test-fast    setup, then the suite without the tests marked slow or e2e (about 2 minutes)
 #   make demo         .venv with `pip install -e .` and Mosquitto only, then `hashpilot demo`
 #   make build        PyInstaller one-folder + one-file for this machine, then test the binaries
 #   make build-armhf  the same for armhf inside an emulated Debian root, binary tested through
@@ -65,7 +65,7 @@ test: setup
 	$(VENV)/bin/python -m pytest
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -m 'not slow' -x
+	$(VENV)/bin/python -m pytest -m 'not slow and not e2e' -x
 
 demo: setup-demo
 	$(VENV)/bin/hashpilot demo

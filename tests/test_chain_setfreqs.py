@@ -69,3 +69,7 @@ def test_per_chip_targets_ramp_together_and_show_in_hashrate():
             assert ch.chips[1].freq_mhz == pytest.approx(plan[ch.chips[1].addr], abs=0.3)
         finally:
             rig.close()
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

@@ -185,3 +185,7 @@ def test_baud_switch_to_3125000_then_reads_still_match():
                 drv.set_baud(115200)                      # needs a chip reset: refused
         finally:
             drv.transport.close()
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

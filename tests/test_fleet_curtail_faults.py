@@ -165,3 +165,7 @@ def test_budget_left_by_a_late_rig_is_given_back():
     low = min(float(x.split('site ')[1].split(' W')[0]) for x in logs if 'under the cap' in x)
     assert low < site_w <= 7500, (site_w, text)
     assert table['yard/late']['status'] == 'ok'
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

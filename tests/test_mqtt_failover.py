@@ -77,3 +77,7 @@ def test_failover_entries_are_checked(tmp_path):
     path.write_text('[rig]\nsite = "s"\nrig = "r"\n[mqtt]\nfailover = ["10.0.0.2:1883", "bad"]\n')
     with pytest.raises(config.ConfigError, match='failover'):
         config.load_file(str(path))
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

@@ -90,3 +90,7 @@ def test_board_backend_comes_from_a_factory():
     r = rig_mod.Rig('S21', [], board_url='sim://board', board_factory=factory)
     assert r.board == 'board-for-sim://board' and made == [('sim://board', r.limits.freq_max_mhz, 1.0)]
     assert 'SimBoardController' not in vars(rig_mod)
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

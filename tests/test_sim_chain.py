@@ -258,3 +258,7 @@ def test_truth_lines_well_formed(sim):
     for key in ('f_mhz', 't_c', 'p_w', 'err', 'good_hs'):
         assert len(b[key]) == 108
     assert len(s['fans']) == 4 and s['wall_w'] > 0
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

@@ -64,3 +64,7 @@ def test_fan_stop_and_ambient_faults(tmp_path):
     assert body[0] == bp.ST_OK and body[2 + 3 * 2] == 100             # duty kept...
     assert bp.get_u16(body, 3 + 3 * 2) < 100                            # ...but no spin
     assert after['hottest_c'] > before['hottest_c'] + 10
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

@@ -50,3 +50,7 @@ def test_agent_mines_gamma_against_test_pool(tmp_path):
             rec.close()
     finally:
         pool.close()
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e

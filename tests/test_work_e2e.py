@@ -89,3 +89,7 @@ def test_s21_failover_and_bad_nonce_chip(pool_pair):
             print('failover %.2f s, engine %s' % (failover_s, {k: st[k] for k in st if k != 'pool'}))
         finally:
             m.stop()
+
+
+# Starts real processes (simulator, agent, broker): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
