@@ -75,7 +75,7 @@ def test_flood_beyond_the_inbox_is_answered_busy():
     """CommandInbox: beyond max_pending, commands are answered busy (op and id kept), beyond
     max_busy counted as dropped by the link (queue.Full), never buffered without bound."""
     import queue as q
-    from agent.runner import CommandInbox
+    from agent.inbox import CommandInbox
     from agent.scheduler import Scheduler
     from hal.clock import Clock
     sched = Scheduler(Clock(1.0))
