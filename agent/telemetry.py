@@ -5,6 +5,7 @@ never does hardware I/O of its own.
 """
 
 from agent import options
+from hal import hashsum
 
 SECTION = options.section('telemetry', [
     options.opt('poll_s', 'float', 2.0, 'chip die temperatures and counters poll period',
@@ -12,14 +13,6 @@ SECTION = options.section('telemetry', [
     options.opt('telemetry_s', 'float', 10.0, 'rig/board summary period', 1.0, 3600.0),
     options.opt('chips_s', 'float', 60.0, 'per-chip snapshot period', 5.0, 3600.0),
 ])
-
-
-def _chip_state(chip, board_on):
-    if not board_on:
-        return 'off'
-    if not chip.get('alive', True):
-        return 'dead'
-    return 'ok'
 
 
 def tuner_view(tuner):
@@ -48,10 +41,9 @@ def pools_view(work):
 def _chip_rows(chain, on, nonce_rows):
     chips = []
     for k, c in enumerate(chain.chips):
-        st = c.get_status()
-        row = {'temp_c': st['temp_c'], 'freq_mhz': st['freq_mhz'],
-               'hashrate_ghs': st['hashrate_ghs'] if on else 0.0,
-               'err_pct': st['err_pct'], 'state': _chip_state(st, on)}
+        row = {'temp_c': c.temp_c, 'freq_mhz': c.freq_mhz,
+               'hashrate_ghs': c.hashrate_ghs if on else 0.0,
+               'err_pct': c.err_pct, 'state': hashsum.chip_state(c, on)}
         if k < len(nonce_rows):      # work path on: figures from verified nonces
             row['nonce_hashrate_ghs'] = nonce_rows[k]['hashrate_ghs'] if on else 0.0
             row['hw_err_pct'] = nonce_rows[k]['hw_err_pct']
@@ -65,19 +57,18 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
     safety = supervisor.get_status() if supervisor is not None else {}
     safety_boards = safety.get('boards') or []
     boards = []
-    total_ghs = 0.0
     for i, chain in enumerate(rig.chains):
         on = control.enabled[i] and not control.needs_init[i]
         chips = _chip_rows(chain, on, work.chip_status(i) if work is not None else ())
         sb = snap['boards'][i] if i < len(snap['boards']) else {}
         sfs = safety_boards[i] if i < len(safety_boards) else {}
-        hr = sum(c['hashrate_ghs'] or 0.0 for c in chips if c['state'] == 'ok')
-        total_ghs += hr
+        hr = hashsum.chain_ghs(chain.chips, on)   # the chain status's figure, when on
         boards.append({'index': i, 'chips': chips, 'temps_c': sb.get('sensors_c'),
                        'voltage_mv': sb.get('voltage_mv'), 'enabled': control.enabled[i],
                        'safety': sfs.get('state'),
                        'safety_reason': sfs.get('reason') if sfs.get('state') not in (None, 'normal') else None,
                        'freq_cap_pct': control.caps_pct[i], 'hashrate_ghs': hr})
+    total_ghs = hashsum.rig_ghs([b['hashrate_ghs'] for b in boards])
     power_w = snap.get('power_w')
     rig_state = safety.get('state', 'running')
     status = {

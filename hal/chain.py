@@ -8,7 +8,7 @@ HardwareLimits; rates are computed in physics seconds of the injected Clock.
 import logging
 import time
 
-from hal import bringup, codec, families, pll
+from hal import bringup, codec, families, hashsum, pll
 from hal.clock import Clock
 from hal.framer import ResponseFramer
 from hal.pipeline import ReadPipeline
@@ -587,8 +587,8 @@ class ChainDriver:
                 'ticket_bits': self.ticket_bits,
                 'address_rule': self.address_rule,
                 'chips': [c.get_status() for c in self.chips],
-                'alive': sum(1 for c in self.chips if c.alive),
-                'hashrate_ghs': sum(c.hashrate_ghs or 0.0 for c in self.chips if c.alive),
+                'alive': hashsum.alive_count(self.chips),
+                'hashrate_ghs': hashsum.chain_ghs(self.chips),
                 'framer': self.framer.stats(),
                 'nonces': self.nonces,
                 'nonces_unattributed': self.nonces_unattributed,

@@ -7,6 +7,7 @@ over dicts, no I/O.
 """
 
 from agent.api import wire
+from hal import hashsum
 
 RATE_UNIT = 'GH'
 
@@ -20,7 +21,7 @@ def _ints(vals):
 
 
 def _board_chips_ok(board):
-    return [c for c in board['chips'] if c['state'] == 'ok']
+    return [c for c in board['chips'] if c['state'] == hashsum.OK]
 
 
 def board_fields(board, model):
@@ -40,7 +41,7 @@ def board_fields(board, model):
     return {
         'asic_num': len(ok),
         # bmminer's chain status string: 'o' per answering chip, 'x' per missing one, 8 a group
-        'acs': ''.join((' ' if i % 8 == 0 else '') + ('o' if c['state'] == 'ok' else 'x')
+        'acs': ''.join((' ' if i % 8 == 0 else '') + ('o' if c['state'] == hashsum.OK else 'x')
                        for i, c in enumerate(chips)),
         'rate_ghs': board['hashrate_ghs'] or 0.0,
         'ideal_ghs': ideal_ghs,

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from hal import families
+from hal import families, hashsum
 from hal.work import chipjobs, jobs
 from agent.work.tally import ChipTally
 
@@ -143,7 +143,7 @@ class WorkEngine:
         bits = jobs.popcount((self.ctx or {}).get('mask') or 0) if self.family['version_rolling'] else 0
         worst = self.refresh_max_s
         for ch in self.chains:
-            ghs = sum(c.hashrate_ghs or 0.0 for c in ch.chips)
+            ghs = hashsum.chain_ghs(ch.chips)
             if ghs > 0:
                 worst = min(worst, 0.5 * jobs.job_space_s(ghs * 1e9, bits))
         return max(0.05, worst)
