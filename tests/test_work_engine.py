@@ -26,6 +26,7 @@ class FakeChip:
         self.index = index
         self.addr = addr
         self.hashrate_ghs = None
+        self.alive = True     # hal.chain.Chip: only answering chips count (hal/hashsum.py)
 
 
 class FakeChain:
