@@ -139,7 +139,8 @@ def board_summary(board, position=0):
          'safety_reason': board.get('safety_reason')}
     hr = board.get('hashrate_ghs')
     if hr is None and chips:
-        hr = sum(values(chips, 'hashrate_ghs'))
+        # the rule of hal/hashsum.chain_ghs: a dead chip's last rate is stale, an off one's moot
+        hr = sum(values(ok, 'hashrate_ghs'))
     s['hashrate_ghs'] = hr
     tmx = board.get('temp_max_c')
     if tmx is None:

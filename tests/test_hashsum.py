@@ -88,3 +88,13 @@ def test_telemetry_api_and_chain_status_agree():
     rig = chain_st[0]['hashrate_ghs'] + chain_st[1]['hashrate_ghs']
     assert status['hashrate_ghs'] == pytest.approx(rig, rel=1e-12)
     assert summary['GHS 5s'] == '%.2f' % rig
+
+
+def test_payload_fallback_sums_like_the_driver():
+    """A status without board totals (a third-party producer): the payload builder sums the
+    chips by the same rule, so a dead chip's stale rate does not count there either."""
+    from mqtt_schema import payloads
+    chips = [{'hashrate_ghs': 10.0, 'alive': True}, {'hashrate_ghs': 7.0, 'alive': False},
+             {'hashrate_ghs': 2.5, 'state': 'ok'}, {'hashrate_ghs': 4.0, 'state': 'dead'}]
+    assert payloads.board_summary({'chips': chips})['hashrate_ghs'] == 12.5
+    assert payloads.board_summary({'chips': chips, 'hashrate_ghs': 3.0})['hashrate_ghs'] == 3.0
