@@ -16,7 +16,7 @@ PURE_MODULES = [
     'hal/families.py', 'hal/models.py', 'hal/limits.py', 'hal/board_protocol.py',
     'hal/bitaxe/__init__.py', 'hal/bitaxe/pmbus.py', 'hal/bitaxe/emc2101.py',
     'hal/bitaxe/ds4432u.py', 'hal/bitaxe/tps546.py', 'hal/bitaxe/ina260.py',
-    'hal/registers.py',
+    'hal/registers.py', 'hal/hashsum.py',
 ]
 OPTIONAL_PURE = ['hal/sim/__init__.py', 'hal/sim/physics.py']
 # Pure by design too, checked for CPython-only imports (their own tests run them under MicroPython).
@@ -51,6 +51,7 @@ CHECKS = [
     ('hal.bitaxe.pmbus', "[pmbus.float_to_linear11(v) for v in (3.2, 4.97, 25.0, -1.5)] + [pmbus.float_to_ulinear16(1.15, 0x17), int(pmbus.linear11_to_float(0xD340) * 64)]"),
     ('hal.bitaxe.emc2101', "[emc2101.c_to_ext(61.25), emc2101.c_to_ext(-10.5), emc2101.ext_to_c(0x7F, 0x00), emc2101.rpm_to_tach(4000), emc2101.duty_to_setting(37)]"),
     ('hal.bitaxe.ds4432u', "[ds4432u.code_for_v(v / 100.0) for v in (100, 115, 130, 150)]"),
+    ('hal.hashsum', "[(hashsum.chain_ghs(cs), hashsum.chain_ghs(cs, False), hashsum.alive_count(cs), [hashsum.chip_state(c) for c in cs], hashsum.rig_ghs([1.5, 0, 2.25])) for cs in [[type('C', (), {'alive': a, 'hashrate_ghs': g})() for a, g in ((True, 1.5), (False, 7.0), (True, None), (True, 2.0))]]]"),
     ('hal.registers', "[sorted(registers.fields(r, v).items()) for r, v in ((0x3C, 0x800082AA), (0x18, 0xF000C100), (0x28, 0x11300000), (0xA4, 0x9000FFFF), (0xB0, 0x10020000))]"),
     ('hal.families', "[families.hash_counting_number(families.get(n), c, 196, 2, 5, 1) for n, c in (('BM1368', 108), ('BM1370', 65), ('BM1362', 126))] + [families.nonce_offset_word(i, 65) for i in (0, 1, 64)]"),
 ]
@@ -58,7 +59,7 @@ CHECKS = [
 
 def _script(checks):
     lines = ['from hal import crc, codec, framer, pll, families, models, limits, board_protocol, '
-             'registers',
+             'registers, hashsum',
              'from hal.bitaxe import pmbus, emc2101, ds4432u']
     for mod, expr in checks:
         lines.append('print(repr(%s))' % expr)
