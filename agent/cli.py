@@ -98,6 +98,32 @@ COMMANDS = {
 }
 
 
+# Left out of the firmware binary (build/hashpilot.spec EXCLUDES): a control board never runs them.
+SOURCE_ONLY = ('hal.sim', 'agent.demo', 'agent.autotune.report', 'agent.autotune.png', 'fleet')
+
+
+def left_out(err):
+    """The SOURCE_ONLY module whose absence raised `err`, or None (a real missing module)."""
+    name = err.name or ''
+    for mod in SOURCE_ONLY:
+        if name == mod or name.startswith(mod + '.'):
+            return mod
+    return None
+
+
+def not_in_build(argv, mod):
+    words = []
+    for w in argv[:2]:
+        if w.startswith('-'):
+            break
+        words.append(w)
+    cmd = ' '.join(words)
+    print('hashpilot %s: not in this build: the firmware binary leaves out %s, which a control '
+          'board never runs. Run it from the source tree (`.venv/bin/python -m agent %s`) or '
+          'after `pip install hashpilot`.' % (cmd, mod, cmd), file=sys.stderr)
+    return 3
+
+
 def usage():
     lines = ['usage: hashpilot [--version] COMMAND [ARGS...]', '', 'commands:']
     for name in COMMANDS:
@@ -121,6 +147,11 @@ def main(argv=None):
         return 2
     try:
         return entry[0]()(argv[1:]) or 0
+    except ModuleNotFoundError as e:
+        mod = left_out(e)
+        if mod is None:
+            raise
+        return not_in_build(argv, mod)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -14,13 +14,32 @@ PACKAGES = ('agent', 'hal', 'mqtt_schema', 'firmware_hooks')
 IGNORED = {'agent.__main__'}
 
 
-def declared(spec_path=os.path.join(HERE, 'hashpilot.spec')):
+SPEC = os.path.join(HERE, 'hashpilot.spec')
+
+
+def spec_list(name, spec_path=SPEC):
     with open(spec_path) as f:
         tree = ast.parse(f.read(), spec_path)
     for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'HIDDEN_IMPORTS':
-            return set(ast.literal_eval(node.value))
-    raise SystemExit('HIDDEN_IMPORTS not found in %s' % spec_path)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == name:
+            return list(ast.literal_eval(node.value))
+    raise SystemExit('%s not found in %s' % (name, spec_path))
+
+
+def excluded_ours(spec_path=SPEC):
+    """Our modules (and packages) that the binary leaves out on purpose (EXCLUDES)."""
+    return {m for m in spec_list('EXCLUDES', spec_path) if m.split('.')[0] in PACKAGES}
+
+
+def is_excluded(mod, excludes):
+    return any(mod == e or mod.startswith(e + '.') for e in excludes)
+
+
+def declared(spec_path=SPEC, root=ROOT):
+    """HIDDEN_IMPORTS plus every module on disk under an excluded package of ours."""
+    excl = excluded_ours(spec_path)
+    return set(spec_list('HIDDEN_IMPORTS', spec_path)) | {
+        m for m in on_disk(root) if is_excluded(m, excl)}
 
 
 def on_disk(root=ROOT):
