@@ -2,9 +2,11 @@
 # Test a built hashpilot binary, not the source tree.
 # Usage: build/test-binary.sh DIST   (DIST = one-file binary, one-folder dir, or a dir holding one)
 #   1. `hashpilot --version` (and its start-up time)
-#   2. `hashpilot sim --model S21 --ports-file F`: the ports file appears with chains and board
-#   3. `hashpilot run` against a local Mosquitto: telemetry arrives and health.json is written
-# Steps 2 and 3 are skipped, with a message, while the binary lacks those commands.
+#   2. `sim`, `demo`, `tune report` are left out of the binary: each says so, non-zero exit
+#   3. the simulator from the source tree (SIM_PYTHON -m agent sim, default the repo's .venv):
+#      the ports file appears with chains and board
+#   4. `hashpilot run` against a local Mosquitto: telemetry arrives and health.json is written
+# Step 4 is skipped, with a message, when the simulator or Mosquitto is missing.
 # Exit 0 = all steps that ran passed.
 set -uo pipefail
 
@@ -12,6 +14,8 @@ DIST=${1:?usage: test-binary.sh DIST}
 if [ -d "$DIST" ]; then BIN=$DIST/hashpilot; else BIN=$DIST; fi
 [ -x "$BIN" ] || { echo "test-binary: $BIN is not executable" >&2; exit 2; }
 BIN=$(readlink -f "$BIN")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIM_PYTHON=${SIM_PYTHON:-$ROOT/.venv/bin/python}
 WORK=$(mktemp -d /tmp/hp-bintest.XXXXXX)
 PIDS=()
 # SIGTERM, then up to 10 s (the agent leaves the boards safe), then SIGKILL.
@@ -49,11 +53,24 @@ else
     bad "--version printed '$out'"
 fi
 
-# 2. sim
+# 2. what a control board never runs is not in the binary, and the binary says so
+for cmd in "sim|--model S21" "demo|" "tune report|x.json"; do
+    name=${cmd%|*}
+    # shellcheck disable=SC2086 # word splitting wanted: the command and its arguments
+    out=$("$BIN" $name ${cmd#*|} 2>&1 </dev/null); rc=$?
+    if [ "$rc" != 0 ] && [[ "$out" == *"$name: not in this build"*"pip install hashpilot"* ]]; then
+        pass "$name: left out of the binary, says so (exit $rc)"
+    else
+        bad "$name: expected 'not in this build' and a non-zero exit, got $rc: $(echo "$out" | tail -3)"
+    fi
+done
+
+# 3. the simulator, from the source tree (the binary runs against it in step 4)
 SIM_PORTS=$WORK/ports.json
 sim_up=0
-if has_cmd sim; then
-    "$BIN" sim --model S21 --ports-file "$SIM_PORTS" --time-scale 10 >"$WORK/sim.log" 2>&1 &
+if [ -x "$SIM_PYTHON" ]; then
+    (cd "$ROOT" && exec "$SIM_PYTHON" -m agent sim --model S21 --ports-file "$SIM_PORTS" \
+        --time-scale 10) >"$WORK/sim.log" 2>&1 &
     PIDS+=($!)
     if wait_file "$SIM_PORTS" 30 && python3 - "$SIM_PORTS" <<'EOF'
 import json, os, sys
@@ -64,19 +81,19 @@ for dev in p['chains'] + [p['board']]:
 EOF
     then
         sim_up=1
-        pass "sim: ports file with $(python3 -c "import json,sys;print(len(json.load(open(sys.argv[1]))['chains']))" "$SIM_PORTS") chains"
+        pass "sim (source tree): ports file with $(python3 -c "import json,sys;print(len(json.load(open(sys.argv[1]))['chains']))" "$SIM_PORTS") chains"
     else
-        bad "sim: no valid ports file within 30 s: $(tail -5 "$WORK/sim.log")"
+        bad "sim (source tree): no valid ports file within 30 s: $(tail -5 "$WORK/sim.log")"
     fi
 else
-    skip "sim: this build has no 'sim' command yet"
+    skip "sim: no source-tree python $SIM_PYTHON (make setup, or set SIM_PYTHON)"
 fi
 
-# 3. run + Mosquitto
+# 4. run + Mosquitto
 if ! has_cmd run; then
     skip "run: this build has no 'run' command yet"
 elif [ "$sim_up" != 1 ]; then
-    skip "run: needs the simulator (step 2)"
+    skip "run: needs the simulator (step 3)"
 elif ! command -v mosquitto >/dev/null || ! command -v mosquitto_sub >/dev/null; then
     skip "run: mosquitto / mosquitto_sub not installed (apt-get install mosquitto mosquitto-clients)"
 else
