@@ -42,8 +42,10 @@ def _run():
 
 
 def _demo():
-    from agent import demo as m
-    return m.main
+    # `from agent.demo import`: a module left out of the binary then raises ModuleNotFoundError
+    # naming it (`from agent import demo` raises a bare ImportError there).
+    from agent.demo import main
+    return main
 
 
 def _config():

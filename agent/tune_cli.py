@@ -136,14 +136,15 @@ def run_report(argv):
     p.add_argument('file')
     p.add_argument('-o', '--output', default=None, help='PNG path (default FILE.png)')
     a = p.parse_args(argv)
-    from agent.autotune import report
+    # imported by its full name so the firmware binary, which leaves it out, says so (agent/cli.py)
+    from agent.autotune.report import load_records, render
     try:
-        recs = report.load_records(a.file)
+        recs = load_records(a.file)
     except (OSError, ValueError, KeyError) as e:
         print('hashpilot tune report: %s' % e, file=sys.stderr)
         return 2
     out = a.output or (a.file.rstrip('/') + '.png')
-    report.render(recs, out)
+    render(recs, out)
     print(out)
     return 0
 
