@@ -119,75 +119,100 @@ class BoardSafety:
     def step(self, now_s, temp_c, forced_hot, hot_why, block, alarms):
         """One tick. temp_c: hottest trusted temperature (None = unknown); forced_hot: treat as
         hot (why in hot_why); block: rig-level reason the board may not be re-enabled."""
-        c = self.cfg
-        hot_c, cool_c = c['temp_hot_c'], c['temp_hot_c'] - c['hysteresis_c']
-        i = self.index
-        is_hot = forced_hot or (temp_c is not None and temp_c >= hot_c)
+        cool_c = self._cool_c()
+        is_hot = forced_hot or (temp_c is not None and temp_c >= self.cfg['temp_hot_c'])
         is_cool = (not forced_hot) and temp_c is not None and temp_c < cool_c
         st = self.state
         if st == 'off':
             self._disable(now_s)
+        elif st == 'dangerous' or (st == 'cooldown' and not self.enable):
+            self._step_disabled(now_s, temp_c, is_cool, block, alarms)
+        elif is_hot:
+            self._step_hot(now_s, temp_c, hot_why, alarms)
+        elif st == 'hot':
+            self._step_hot_cooling(now_s, temp_c, is_cool, alarms)
+        elif st == 'cooldown':
+            self._step_recover(now_s, temp_c, is_cool, alarms)
+        else:
+            self.cap_pct = 100.0      # normal and not hot
+
+    def _cool_c(self):
+        return self.cfg['temp_hot_c'] - self.cfg['hysteresis_c']
+
+    def _blind_cool(self, now_s, temp_c):
+        # Disabled: when powered off there are no die readings; with no reading at all,
+        # twice the hold-off counts as cool (the physics cools it in well under that).
+        return temp_c is None and self.disabled_at_s is not None and \
+            now_s - self.disabled_at_s >= 2.0 * self.cfg['hold_s']
+
+    def _step_disabled(self, now_s, temp_c, is_cool, block, alarms):
+        """Dangerous, or cooldown still disabled: cool (and unblocked) for hold_s -> enable."""
+        if not ((is_cool or self._blind_cool(now_s, temp_c)) and block is None):
+            self.cool_since_s = None
+            if block is not None and self.state == 'cooldown':
+                self.reason = 'board %d: waiting: %s' % (self.index, block)
             return
-        if st == 'dangerous' or (st == 'cooldown' and not self.enable):
-            # Disabled: when powered off there are no die readings; with no reading at all,
-            # twice the hold-off counts as cool (the physics cools it in well under that).
-            blind_cool = temp_c is None and self.disabled_at_s is not None and \
-                now_s - self.disabled_at_s >= 2.0 * c['hold_s']
-            if (is_cool or blind_cool) and block is None:
-                if self.cool_since_s is None:
-                    self.cool_since_s = now_s
-                if st == 'dangerous':
-                    self._go('cooldown', now_s, 'board %d: %s < %.1f °C; holding off %.0f s before '
-                             're-enabling' % (i, _t(temp_c), cool_c, c['hold_s']), alarms,
-                             clear_msg='board %d: cooled to %s °C' % (i, _t(temp_c)))
-                    self.cool_since_s = now_s
-                elif now_s - self.cool_since_s >= c['hold_s']:
-                    self._enable(now_s)
-                    self.cap_pct = min(self.cap_pct, c['recover_start_pct'])
-                    self.last_step_s = now_s
-                    self.reason = ('board %d: below %.1f °C for %.0f s; re-enabled at %.0f %%, '
-                                   'stepping up %.0f %% every %.0f s'
-                                   % (i, cool_c, c['hold_s'], self.cap_pct, c['derate_step_pct'],
-                                      c['recover_interval_s']))
-            else:
-                self.cool_since_s = None
-                if block is not None and st == 'cooldown':
-                    self.reason = 'board %d: waiting: %s' % (i, block)
-            return
-        if is_hot:
-            why = hot_why or ('board %d: %s °C ≥ hot %.0f °C' % (i, _t(temp_c), hot_c))
-            if st != 'hot':
-                self.cap_pct = max(c['cap_min_pct'], self.cap_pct - c['derate_step_pct'])
-                self._go('hot', now_s, '%s; fans 100 %%, frequency capped at %.0f %%'
-                         % (why, self.cap_pct), alarms)
-            elif now_s - self.last_step_s >= c['derate_interval_s']:
-                self.cap_pct = max(c['cap_min_pct'], self.cap_pct - c['derate_step_pct'])
-                self.last_step_s = now_s
-                self.reason = '%s; fans 100 %%, frequency capped at %.0f %%' % (why, self.cap_pct)
+        if self.cool_since_s is None:
+            self.cool_since_s = now_s
+        if self.state == 'dangerous':
+            self._go('cooldown', now_s, 'board %d: %s < %.1f °C; holding off %.0f s before '
+                     're-enabling' % (self.index, _t(temp_c), self._cool_c(), self.cfg['hold_s']),
+                     alarms, clear_msg='board %d: cooled to %s °C' % (self.index, _t(temp_c)))
+            self.cool_since_s = now_s
+        elif now_s - self.cool_since_s >= self.cfg['hold_s']:
+            self._reenable(now_s)
+
+    def _reenable(self, now_s):
+        """End of the disabled hold-off: enable at recover_start_pct, to be stepped up."""
+        c = self.cfg
+        self._enable(now_s)
+        self.cap_pct = min(self.cap_pct, c['recover_start_pct'])
+        self.last_step_s = now_s
+        self.reason = ('board %d: below %.1f °C for %.0f s; re-enabled at %.0f %%, '
+                       'stepping up %.0f %% every %.0f s'
+                       % (self.index, self._cool_c(), c['hold_s'], self.cap_pct,
+                          c['derate_step_pct'], c['recover_interval_s']))
+
+    def _step_hot(self, now_s, temp_c, hot_why, alarms):
+        """Hot (from any enabled state): one cap step down now, then one per derate_interval_s."""
+        c = self.cfg
+        why = hot_why or ('board %d: %s °C ≥ hot %.0f °C' % (self.index, _t(temp_c), c['temp_hot_c']))
+        if self.state != 'hot':
+            self._derate()
+            self._go('hot', now_s, _hot_reason(why, self.cap_pct), alarms)
+        elif now_s - self.last_step_s >= c['derate_interval_s']:
+            self._derate()
+            self.last_step_s = now_s
+            self.reason = _hot_reason(why, self.cap_pct)
+        self.cool_since_s = None
+
+    def _derate(self):
+        self.cap_pct = max(self.cfg['cap_min_pct'], self.cap_pct - self.cfg['derate_step_pct'])
+
+    def _step_hot_cooling(self, now_s, temp_c, is_cool, alarms):
+        """Hot but no longer at/above hot: cool for hold_s -> cooldown (cap kept, stepped up)."""
+        if not is_cool:
             self.cool_since_s = None
             return
-        if st == 'hot':
-            if is_cool:
-                if self.cool_since_s is None:
-                    self.cool_since_s = now_s
-                if now_s - self.cool_since_s >= c['hold_s']:
-                    self._go('cooldown', now_s, 'board %d: below %.1f °C for %.0f s; raising cap from '
-                             '%.0f %% in %.0f %% steps' % (i, cool_c, c['hold_s'], self.cap_pct,
-                                                           c['derate_step_pct']), alarms,
-                             clear_msg='board %d: cooled to %s °C' % (i, _t(temp_c)))
-            else:
-                self.cool_since_s = None
+        if self.cool_since_s is None:
+            self.cool_since_s = now_s
+        c = self.cfg
+        if now_s - self.cool_since_s >= c['hold_s']:
+            self._go('cooldown', now_s, 'board %d: below %.1f °C for %.0f s; raising cap from '
+                     '%.0f %% in %.0f %% steps' % (self.index, self._cool_c(), c['hold_s'],
+                                                   self.cap_pct, c['derate_step_pct']), alarms,
+                     clear_msg='board %d: cooled to %s °C' % (self.index, _t(temp_c)))
+
+    def _step_recover(self, now_s, temp_c, is_cool, alarms):
+        """Enabled cooldown: one cap step up per recover_interval_s while cool; 100 % -> normal."""
+        c = self.cfg
+        if not (is_cool and now_s - self.last_step_s >= c['recover_interval_s']):
             return
-        if st == 'cooldown':
-            if is_cool and now_s - self.last_step_s >= c['recover_interval_s']:
-                self.cap_pct = min(100.0, self.cap_pct + c['derate_step_pct'])
-                self.last_step_s = now_s
-                if self.cap_pct >= 100.0:
-                    self._go('normal', now_s, 'ok', alarms,
-                             clear_msg='board %d: back to normal at 100 %% (%s °C)' % (i, _t(temp_c)))
-            return
-        # normal
-        self.cap_pct = 100.0
+        self.cap_pct = min(100.0, self.cap_pct + c['derate_step_pct'])
+        self.last_step_s = now_s
+        if self.cap_pct >= 100.0:
+            self._go('normal', now_s, 'ok', alarms, clear_msg='board %d: back to normal at 100 %% '
+                     '(%s °C)' % (self.index, _t(temp_c)))
 
     def get_status(self, now_s):
         return {'index': self.index, 'state': self.state, 'reason': self.reason,
@@ -198,3 +223,7 @@ class BoardSafety:
 
 def _t(v):
     return 'unknown' if v is None else '%.1f' % v
+
+
+def _hot_reason(why, cap_pct):
+    return '%s; fans 100 %%, frequency capped at %.0f %%' % (why, cap_pct)
