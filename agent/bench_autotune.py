@@ -168,7 +168,7 @@ def run(args):
            'voltage_moves': [list(e) for e in tuner.events],
            'retune_reasons': list(tuner.retune_reasons)}
     if prof['mode'] == 'thermal':
-        out.update(_score_constrained(prob, target, wall_w, good, states))
+        out.update(_score_constrained(prob, target, tuner.budget_w, good, states))
     else:
         out.update(_score_goal(prob, args.mode, target, wall_w, good))
     return out
@@ -193,15 +193,16 @@ def _score_goal(prob, mode, target, wall_w, good):
             'oracle_board_mv': orc['board_mv'][0] if orc else None}
 
 
-def _score_constrained(prob, ceiling_c, wall_w, good, states):
+def _score_constrained(prob, ceiling_c, cap_w, good, states):
     """thermal / quiet: good TH/s against the oracle's most hashes under the same die ceiling,
-    fan duty and ambient; gap_pct = tuned over oracle TH/s - 1 (negative: below the oracle).
+    power cap (the tuner's: the rig's power limit less the margin), fan duty and ambient;
+    gap_pct = tuned over oracle TH/s - 1 (negative: below the oracle).
     Worst overshoot: hottest die over the ceiling on any truth line of the run (stock settings
     at the start included)."""
     prob.hot_c = ceiling_c
-    orc = O.optimise_constrained(prob)
+    orc = O.optimise_constrained(prob, power_w=cap_w)
     over = max(s['hottest_c'] for s in states) - ceiling_c
-    return {'max_die_c': ceiling_c, 'worst_overshoot_c': over,
+    return {'max_die_c': ceiling_c, 'worst_overshoot_c': over, 'power_cap_w': cap_w,
             'oracle_good_ths': orc['good_ths'] if orc else None,
             'oracle_w': orc['wall_w'] if orc else None,
             'oracle_j_per_th': orc['j_per_th'] if orc else None,

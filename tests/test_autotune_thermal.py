@@ -88,3 +88,24 @@ def test_quiet_fan_cap_holds_and_the_supervisor_still_overrides():
     assert duty == 60.0
     assert fan.update(61.0, die_c=95.0, override_pct=100.0) == 100.0 and fan.overridden
     assert PR.load('thermal')['mode'] == 'thermal'
+
+
+def test_s21_thermal_mode_keeps_the_power_limit_where_the_air_is_cool():
+    """25 C room, 70 % fans: the 82 C ceiling alone would allow ~4.8 kW, past the S21's 4 kW
+    limit. Thermal mode's power cap (limit less 3 %) binds; with the rig's limits in the plant
+    (a reading over 4 kW or a die over 92 C pauses the tuner, as RigIO does) it never trips and
+    lands within 1 % of the oracle at the same ceiling and cap. Starts cold, as the simulator."""
+    from agent.autotune.thermal import power_cap_w
+    from hal import models
+    io = PlantIO('S21', seed=1, fan_duty=0.7, rig_limits=True, cold_start=True)
+    tuner, done, worst, good = _tune(io, 82.0)
+    cap = power_cap_w(models.get('S21'), tuner.prof)
+    assert tuner.budget_w == cap and cap < models.get('S21')['power_limit_w']
+    assert io.trips == 0 and done is not None and done <= 15 * 60.0, (io.trips, done)
+    assert io.wall_w() <= cap * 1.01
+    prob = O.problem_for('S21', seed=1, fan_duty=0.7, hot_c=82.0)
+    orc = O.optimise_constrained(prob, power_w=cap)
+    free = O.optimise_constrained(prob)
+    assert orc['wall_w'] <= cap < free['wall_w']           # the cap binds, not the ceiling
+    gap = good / orc['good_ths'] - 1.0
+    assert -0.01 <= gap <= 0.005, (gap, tuner.events)

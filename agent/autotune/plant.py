@@ -17,7 +17,8 @@ TWO32 = 4294967296.0
 
 class PlantIO(TunerIO):
     def __init__(self, model_name, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L, fan_duty=0.7,
-                 ambient_c=P.AMBIENT_C, time_scale=1.0, baud=115200):
+                 ambient_c=P.AMBIENT_C, time_scale=1.0, baud=115200, rig_limits=False,
+                 cold_start=False):
         self._model = models.get(model_name)
         self._family = families.get(self._model['chip'])
         self.lim = HardwareLimits(self._model, self._family)
@@ -33,7 +34,10 @@ class PlantIO(TunerIO):
         f0 = self._model['f_nom_mhz']
         self.freqs = [[f0] * len(b) for b in self.pop]
         self.mv = [self._model['stock_board_mv']] * nb
-        st = P.rig_steady_state(self.cal, self.pop, self.freqs, self.mv, fan_duty, ambient_c)
+        # cold_start: dies at the idle steady state (chips not hashing), as the simulator
+        # starts before the driver brings the chains up; else at stock steady state
+        idle = [[0.0] * len(b) for b in self.pop] if cold_start else self.freqs
+        st = P.rig_steady_state(self.cal, self.pop, idle, self.mv, fan_duty, ambient_c)
         self.temps = [list(b['t_c']) for b in st['boards']]
         self.powers = [list(b['p_w']) for b in st['boards']]
         self.h_units = [[0.0] * len(b) for b in self.pop]
@@ -43,6 +47,12 @@ class PlantIO(TunerIO):
         self.t_s = 0.0
         self.ticket = [8] * nb
         self.safe = True
+        # rig_limits: safety_ok also says no, as RigIO's does, when a power reading is over the
+        # model's power limit or a die over danger - 3 C (a tuner must stay clear of both)
+        self.rig_limits = rig_limits
+        self.power_limit_w = self._model['power_limit_w']
+        self.temp_stop_c = self._model['temp_danger_c'] - 3.0
+        self.trips = 0
         self.requests = 0
 
     # -- time ------------------------------------------------------------------------------
@@ -134,4 +144,10 @@ class PlantIO(TunerIO):
         self.ticket[board] = bits
 
     def safety_ok(self):
-        return self.safe
+        if not self.safe:
+            return False
+        if self.rig_limits and (self.power_w() > self.power_limit_w or
+                                max(max(b) for b in self.temps) > self.temp_stop_c):
+            self.trips += 1
+            return False
+        return True

@@ -54,6 +54,8 @@ _OPTS = [
     _o('verify_s', 'float', 120.0, 'steady-state verification before done', 10.0, 3600.0),
     _o('min_err_count', 'float', 8.0, 'errors expected at the target before a decision '
        '(Poisson: 8 tells 0.1 % from 0.5 % with margin)', 2.0, 100.0),
+    _o('power_max_w', 'float', 0.0, 'thermal mode: wall-power cap W beside the die ceiling; '
+       '0 = the rig\'s power limit less 3 %', 0.0, 100000.0),
     _o('retune_temp_c', 'float', 6.0, 'mean die temperature drift that triggers a re-tune',
        1.0, 50.0),
 ]

@@ -53,12 +53,13 @@ class ChipSearch:
         hold = t.stage == 'done'
         p_now = t.p_recent if t.p_recent is not None else (t.samples[-1][1] if t.samples else None)
         up_cap = 1.0
-        if t.mode == 'power' and p_now:
-            up_cap = max(MIN_UP_STEP, t.target / p_now - 1.0 + CLIMB_STOP_OVER)
+        budget = t.budget_w       # power mode: the target; thermal: the power cap
+        if budget and p_now:
+            up_cap = max(MIN_UP_STEP, budget / p_now - 1.0 + CLIMB_STOP_OVER)
         return {'hold': hold, 'gain': 0.5 if t.stage in ('verify', 'done') else 0.8,
                 'nmin': t.prof['min_err_count'] * (2.0 if hold else 1.0),
-                'over_budget': t.mode == 'power' and t.p_recent is not None and
-                t.p_recent > t.target * (1.0 + CLIMB_STOP_OVER),
+                'over_budget': bool(budget) and t.p_recent is not None and
+                t.p_recent > budget * (1.0 + CLIMB_STOP_OVER),
                 'up_cap': up_cap}
 
     def decide(self, obs, now_s):
@@ -119,7 +120,7 @@ class ChipSearch:
         if st.hot_step_at is not None and now_s - st.hot_step_at < HOT_WAIT_S:
             return None
         st.hot_step_at = now_s
-        excess = st.temp_f - self.t.hot_c
+        excess = st.temp_f + self.t.warming_c - self.t.hot_c
         return -min(HOT_STEP_MAX, max(-HOT_STEP, HOT_GAIN * excess / SELF_HEAT_C))
 
     def _observe(self, st, c, now_s):
@@ -138,7 +139,9 @@ class ChipSearch:
                 st.e0 = c.get('err_units') or 0
             return None
         # Thermal mode sits at the ceiling: judge on the smoothed reading (sensor noise).
-        temp = st.temp_f if self.t.mode == 'thermal' else st.temp_c
+        # ... and by where it is going (warming_c: the rise still to come, thermal.py)
+        temp = st.temp_f + self.t.warming_c if self.t.mode == 'thermal' and \
+            st.temp_f is not None else st.temp_c
         hot = temp is not None and temp > self.t.hot_c
         if hot:
             st.hot_at = now_s

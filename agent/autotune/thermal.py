@@ -9,6 +9,13 @@ it, and once both sides are known the next point is the midpoint. Down moves are
 far the held chips run below their limits (their error rates), up moves from the temperature
 margin; frequencies are pre-scaled with each move (Tuner._move_voltage), so the chips re-plan
 per chip at the new voltage instead of stopping at the thermal limit.
+
+Power is a second constraint (budget_w: the rig's power limit less POWER_MARGIN, or the
+profile's power_max_w): where the air is cool the chips would climb past the PSU's limit long
+before a die reaches the ceiling (S21 at 25 C, 70 % fans: the ceiling alone allows 4.8 kW). The
+chips' climb and the urgent/predictive moves work as in power mode (voltage.py, search.py);
+a settled power over the band is judged like a hot voltage (lower it, on the power prior), a
+power inside the band holds, and a cool voltage never rises past the power the cap allows.
 """
 
 import math
@@ -22,13 +29,28 @@ BRACKET_STEPS = 2          # a bracket this many voltage steps wide is resolved 
 FLAT_BAND = 0.08           # held share within this below HOT_FRAC: at the (flat) optimum
 URGENT_HOT_C = 3.0         # a die this far over the ceiling lowers the voltage without waiting
 URGENT_GAP_S = 30.0        # ... at most once per die time constant
+URGENT_MOVE_MAX = 0.08     # largest urgent drop (ln): a hot start 17 C over needs ~6 %
 CREEP_UP = 0.004           # smallest voltage rise (ln) while no hot voltage is known
 FAST_UP = 0.01             # ... while fewer than HOT_FRAC/3 of the chips are held
 UP_MOVE_MAX = 0.02         # largest voltage rise per move (ln)
 DOWN_MOVE_MAX = 0.04
 AIR_GUESS_C = 25.0         # the tuner does not see the air: a low guess makes rises smaller
+TAU_DIE_S = 30.0           # die time constant (spec physics): the rise still to come is tau*dT/dt
+WARM_GAIN = 1.3            # the hottest die rises this much more than the mean (outlet end)
+WARM_SMOOTH = 0.5          # weight of a new slope in the smoothed mean-temperature slope
+TEMP_NOISE_C = 0.5         # die reading noise (sigma): the slope guard scales with it
 DEFICIT_MIN = 0.02         # a held chip runs at least this far below its limit (first step)
 DEFICIT_MAX = 0.04
+POWER_MARGIN = 0.03        # power cap = limit less this: PSU readings are +-1 %, and one reading
+                           # over the limit pauses the tuner (RigIO.safety_ok)
+
+
+def power_cap_w(model, prof, limit_w=None):
+    """Wall-power cap of thermal mode: the rig's power limit (limit_w, else the model's) less
+    POWER_MARGIN, or the profile's power_max_w when that is lower (0 = none)."""
+    cap = (limit_w or model['power_limit_w']) * (1.0 - POWER_MARGIN)
+    want = prof.get('power_max_w') or 0.0
+    return min(cap, want) if want > 0 else cap
 
 
 class ThermalLoop(VoltageLoop):
@@ -44,12 +66,35 @@ class ThermalLoop(VoltageLoop):
     def run(self, now_s):
         t = self.t
         t.dropped = True         # no approach from below: start where we are
+        self._track_warming(now_s)
         if t.retunes != self.seen_retunes:
             self.seen_retunes = t.retunes     # ambient moved: the old bracket is stale
             self.lo_mv = self.hi_mv = None
         if t.stage in ('search', 'verify') and self._urgent_hot(now_s):
             return
         VoltageLoop.run(self, now_s)
+
+    def _track_warming(self, now_s):
+        """t.warming_c: how much further the hottest die will still rise at the present
+        settings (tau x the slope of the mean die reading, smoothed, less a noise guard), so a
+        warming rig (a cold start, a voltage rise, an ambient step) is judged by where it is
+        going, not where it is: the ceiling is kept during warm-up, not after it."""
+        t = self.t
+        temps = [st.temp_c for row in t.chips for st in row
+                 if st.alive and st.temp_c is not None]
+        if not temps:
+            return
+        mean_c = sum(temps) / len(temps)
+        last = getattr(self, '_warm_last', None)
+        self._warm_last = (now_s, mean_c)
+        if last is None or now_s - last[0] <= 0.0:
+            return
+        dt = now_s - last[0]
+        slope = (mean_c - last[1]) / dt
+        self._slope_c_s = slope if getattr(self, '_slope_c_s', None) is None else \
+            self._slope_c_s + WARM_SMOOTH * (slope - self._slope_c_s)
+        guard = 3.0 * 0.6 * 1.42 * TEMP_NOISE_C / math.sqrt(len(temps)) / dt
+        t.warming_c = WARM_GAIN * TAU_DIE_S * max(0.0, self._slope_c_s - guard)
 
     def _urgent_hot(self, now_s):
         """Far over the ceiling (a hot start, an ambient step): lower the voltage now by what
@@ -61,7 +106,7 @@ class ThermalLoop(VoltageLoop):
         mv = t.mv[0]
         v, v_nom = self._chip_v(mv)
         excess = hottest - t.target
-        dlnv = min(DOWN_MOVE_MAX, excess / (max(5.0, hottest - AIR_GUESS_C)
+        dlnv = min(URGENT_MOVE_MAX, excess / (max(5.0, hottest - AIR_GUESS_C)
                                            * maths.dlnp_dlnv(v, v_nom)))
         new_mv = min(self._snap_mv(mv * math.exp(-dlnv)), mv - t.mv_step)
         if new_mv < t.mv_lo:
@@ -82,7 +127,7 @@ class ThermalLoop(VoltageLoop):
     def _hottest(self):
         temps = [st.temp_f for row in self.t.chips for st in row
                  if st.alive and st.temp_f is not None]
-        return max(temps) if temps else None
+        return max(temps) + self.t.warming_c if temps else None
 
     def _judge(self, now_s, pw, g, y, tol):
         t = self.t
@@ -91,12 +136,19 @@ class ThermalLoop(VoltageLoop):
         t._keep_best(pw, g)
         held = self._held(now_s)
         alive = sum(1 for row in t.chips for st in row if st.alive) or 1
-        if len(held) > HOT_FRAC * alive:
+        power = self._power_state(pw, tol)
+        if power == 'over' and len(held) <= HOT_FRAC * alive:
+            new_mv = self._power_down(mv, pw)
+            why = 'over the power cap (%.0f W)' % pw
+        elif power == 'full' and len(held) <= HOT_FRAC * alive:
+            new_mv = mv          # the power cap binds before the ceiling: hold here
+            why = 'power cap'
+        elif len(held) > HOT_FRAC * alive:
             new_mv = self._hot_move(mv, held, alive)
             why = 'held by the ceiling (%d chips)' % len(held)
         else:
             hottest = self._hottest()
-            new_mv = self._cool_move(mv, held, alive, hottest)
+            new_mv = min(self._cool_move(mv, held, alive, hottest), self._power_room(mv, pw))
             why = 'cool: %d chips held, hottest %.1f C' % (
                 len(held), hottest if hottest is not None else 0.0)
         if new_mv == mv:
@@ -105,6 +157,36 @@ class ThermalLoop(VoltageLoop):
         if t.stage == 'verify':
             t.stage = 'search'
         t._move_voltage(mv, new_mv, now_s, why)
+
+    def _power_state(self, pw, tol):
+        """'over' the cap's band, 'full' (inside it), or 'room' (below; also: no cap)."""
+        cap = self.t.budget_w
+        if not cap:
+            return 'room'
+        if pw > cap * (1.0 + 0.5 * tol):
+            return 'over'
+        return 'full' if pw >= cap * (1.0 - 0.8 * tol) else 'room'
+
+    def _power_down(self, mv, pw):
+        """Over the power cap: this voltage is too high (bracket), move to the cap on the power
+        prior (rounded down), at least one step."""
+        t = self.t
+        self.hi_mv = mv if self.hi_mv is None else min(self.hi_mv, mv)
+        if self.lo_mv is not None and self.lo_mv >= mv:
+            self.lo_mv = None
+        new_mv = maths.next_voltage_mv(mv, pw, t.budget_w, t._slope(mv / 1000.0, True),
+                                       t.mv_step, t.mv_lo, t.mv_hi)
+        if self.lo_mv is not None:
+            new_mv = max(new_mv, self.lo_mv)
+        return min(new_mv, mv - t.mv_step) if mv - t.mv_step >= t.mv_lo else mv
+
+    def _power_room(self, mv, pw):
+        """Highest voltage the power cap allows from here (power prior; no cap: the top)."""
+        t = self.t
+        if not t.budget_w:
+            return t.mv_hi
+        return max(mv, maths.next_voltage_mv(mv, pw, t.budget_w, t._slope(mv / 1000.0, True),
+                                             t.mv_step, t.mv_lo, t.mv_hi))
 
     def _hot_move(self, mv, held, alive):
         t = self.t

@@ -19,7 +19,7 @@ import math
 from hal import pll
 from agent.autotune import maths
 from agent.autotune.search import ChipSearch, ChipState
-from agent.autotune.thermal import ThermalLoop
+from agent.autotune.thermal import ThermalLoop, power_cap_w
 from agent.autotune.voltage import VoltageLoop
 
 STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
@@ -67,6 +67,7 @@ class Tuner:
         self.dropped = False         # initial voltage drop done (or not needed)
         self.events = []             # (t_s, why, mv_old, mv_new) of recent voltage moves
         self.capped = None           # (fraction of chips held back by the budget, median wish)
+        self.warming_c = 0.0         # thermal: rise of the hottest die still to come (thermal.py)
         self.search = ChipSearch(self)
         # thermal: target is the die ceiling (C); the goal is the most good hashes under it
         self.voltage = ThermalLoop(self) if self.mode == 'thermal' else VoltageLoop(self)
@@ -88,6 +89,12 @@ class Tuner:
         self.hot_c = m['temp_hot_c'] - p['temp_margin_c']
         if self.mode == 'thermal':
             self.hot_c = min(self.hot_c, self.target - THERMAL_MARGIN_C)
+        # Wall-power budget the chips must stay under: the goal in power mode; in thermal mode
+        # the rig's power limit less a margin (or the profile's power_max_w), a second constraint
+        # beside the die ceiling (without it S21 climbs past the limit and safety pauses it).
+        self.budget_w = self.target if self.mode == 'power' else (
+            power_cap_w(m, p, getattr(self.io, 'power_limit_w', None))
+            if self.mode == 'thermal' else None)
         self.err_t = p['err_target_pct'] / 100.0
         self.err_max = p['err_max_pct'] / 100.0
 
@@ -265,11 +272,16 @@ class Tuner:
             return True
         return False
 
-    def _slope(self, v):
+    def _slope(self, v, power=None):
+        """d ln y / d ln v at board volts v; y is power (power mode, or power=True) or good
+        hashrate."""
         chip_v = v / self.io.model()['domains_per_board']
         v_nom = self.v_nom_board_mv / 1000.0 / self.io.model()['domains_per_board']
-        prior = maths.dlnp_dlnv(chip_v, v_nom) if self.mode == 'power' \
-            else maths.dlng_dlnv(chip_v, v_nom)
+        if power is None:
+            power = self.mode == 'power'
+        prior = maths.dlnp_dlnv(chip_v, v_nom) if power else maths.dlng_dlnv(chip_v, v_nom)
+        if power != (self.mode == 'power'):
+            return prior         # vhist holds the goal value of the mode
         if len(self.vhist) >= 2:
             (m0, y0), (m1, y1) = self.vhist[-2], self.vhist[-1]
             # Points a step or two apart are mostly noise: keep the prior then.
@@ -315,6 +327,7 @@ class Tuner:
         t = st.temp_f
         if t is None:
             return 0.0
+        t += self.warming_c
         return ROOM_GAIN * (self.hot_c - t) / max(5.0, t - AIR_GUESS_C)
 
     def _keep_best(self, pw, g):

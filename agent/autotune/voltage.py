@@ -49,11 +49,12 @@ class VoltageLoop:
     def _urgent(self, now_s):
         """Over budget: do not wait for settling (chips may still be climbing)."""
         t = self.t
-        if t.mode != 'power' or t.stage == 'done' or t.p_recent is None \
-                or t.p_recent <= t.target * (1.0 + URGENT_OVER):
+        budget = t.budget_w
+        if not budget or t.stage == 'done' or t.p_recent is None \
+                or t.p_recent <= budget * (1.0 + URGENT_OVER):
             return False
         mv = t.mv[0]
-        new_mv = maths.next_voltage_mv(mv, t.p_recent, t.target, t._slope(mv / 1000.0),
+        new_mv = maths.next_voltage_mv(mv, t.p_recent, budget, t._slope(mv / 1000.0, True),
                                        t.mv_step, t.mv_lo, t.mv_hi)
         if new_mv >= mv:
             return False
@@ -66,13 +67,14 @@ class VoltageLoop:
         """The budget is full while most chips still want to climb: predict the power they
         would draw and lower the voltage now (they then climb to the new, lower limits)."""
         t = self.t
-        if t.mode != 'power' or t.stage != 'search' or t.p_recent is None or t.capped is None \
+        budget = t.budget_w
+        if not budget or t.stage != 'search' or t.p_recent is None or t.capped is None \
                 or t.capped[0] < CAPPED_FRAC or now_s - t.t_v < 0.5 * t.prof['settle_s']:
             return False
         mv = t.mv[0]
         y_pred = t.p_recent * (1.0 + 0.8 * t.capped[1])
         t.capped = None
-        new_mv = maths.next_voltage_mv(mv, y_pred, t.target, t._slope(mv / 1000.0),
+        new_mv = maths.next_voltage_mv(mv, y_pred, budget, t._slope(mv / 1000.0, True),
                                        t.mv_step, t.mv_lo, t.mv_hi)
         if new_mv >= mv:
             return False

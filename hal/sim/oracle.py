@@ -503,21 +503,25 @@ def problem_for(model_name, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L, fan_du
 UNBOUNDED_W = 1e9
 
 
-def optimise_constrained(prob, objective='hashrate', floor_ths=0.0):
-    """Where heat or noise binds, not watts: the most good hashes ('hashrate') or the best J/TH
-    above floor_ths ('efficiency') with every die at or below prob.hot_c (the die ceiling), at
-    prob.fan_duty (a fan cap: for the most hashes the cap itself is best, more air only cools)
-    and prob.ambient_c. The same solve as optimise(): power mode with no budget, so the only
-    limits are the ceiling (per-chip frequency caps inside solve_board, then the verified steady
-    state) and the voltage range."""
+def optimise_constrained(prob, objective='hashrate', floor_ths=0.0, power_w=None):
+    """Where heat or noise binds: the most good hashes ('hashrate') or the best J/TH above
+    floor_ths ('efficiency') with every die at or below prob.hot_c (the die ceiling) and the
+    wall power at or below power_w (the rig's power cap; None = no cap), at prob.fan_duty (a fan
+    cap: for the most hashes the cap itself is best, more air only cools) and prob.ambient_c.
+    The same solve as optimise(): power mode at the cap, so the limits are the ceiling (per-chip
+    frequency caps inside solve_board, then the verified steady state), the budget (price
+    bisection) and the voltage range; whichever binds first sets the optimum."""
     if objective not in ('hashrate', 'efficiency'):
         raise ValueError('objective must be hashrate or efficiency')
     ceiling = prob.hot_c
+    budget = UNBOUNDED_W if power_w is None else power_w
 
     def solve(inner_c):
         prob.hot_c = inner_c
-        r = optimise(prob, 'power', UNBOUNDED_W) if objective == 'hashrate' else \
+        r = optimise(prob, 'power', budget) if objective == 'hashrate' else \
             optimise(prob, 'efficiency', floor_ths)
+        if r is not None and r['wall_w'] > budget:
+            return r, False
         ok = r is not None and r['hottest_c'] <= ceiling + 0.05 and not r['runaway']
         return r, ok
 
@@ -540,7 +544,7 @@ def optimise_constrained(prob, objective='hashrate', floor_ths=0.0):
         prob.hot_c = ceiling
         if best is not None and sum(len(c) for c in prob.pop) <= POLISH_MAX_CHIPS:
             # tiny rigs: polish against the real ceiling (the inner one was lower)
-            mode, target = ('power', UNBOUNDED_W) if objective == 'hashrate' else \
+            mode, target = ('power', budget) if objective == 'hashrate' else \
                 ('efficiency', floor_ths)
             mv_list, freqs, st = polish(prob, mode, target, best['board_mv'], best['freqs'])
             best = dict(best, board_mv=mv_list, freqs=freqs, wall_w=st['wall_w'],
