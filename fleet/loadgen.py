@@ -39,37 +39,55 @@ TICK_S = 0.05
 
 
 class Bodies:
-    """Pre-built payload bodies (everything after the envelope) for `variants` sample rigs."""
+    """Pre-built payloads for `variants` sample rigs: per message only the envelope values
+    (seq, ts, boot_id) are encoded. CBOR comes out byte for byte as the agent sends it
+    (codec.encode: canonical key order, the envelope keys among the others)."""
 
     ENVELOPE = ('v', 'seq', 'ts', 'boot_id')
+    VARIABLE = ('ts', 'seq', 'boot_id')     # in canonical order; v is always 1
 
     def __init__(self, model='S21', variants=8, fmt='cbor'):
         self.fmt = fmt
         self.model = model
-        self.rest = {k: [] for k in KINDS}
+        self.parts = {k: [] for k in KINDS}
         for v in range(variants):
             status = schema_bench.sample_status(model, seed=v + 1)
             sess = payloads.new_session('00000000')
             for kind, build in (('telemetry', payloads.build_telemetry),
                                 ('chips', payloads.build_chips)):
                 wire = build(status, sess, 0)
-                rest = dict((k, x) for k, x in wire.items() if k not in self.ENVELOPE)
-                self.rest[kind].append(self._encode_rest(rest))
+                encode = self._encode_json if fmt == 'json' else self._encode_cbor
+                self.parts[kind].append(encode(wire))
 
-    def _encode_rest(self, rest):
-        if self.fmt == 'json':
-            body = codec.encode(rest, 'json')           # b'{...}'
-            return (len(rest), b',' + body[1:] if len(body) > 2 else b'}')
-        return (len(rest), b''.join(cbor2.dumps(k) + cbor2.dumps(x) for k, x in rest.items()))
+    def _encode_json(self, wire):
+        rest = dict((k, x) for k, x in wire.items() if k not in self.ENVELOPE)
+        body = codec.encode(rest, 'json')           # b'{...}'
+        return b',' + body[1:] if len(body) > 2 else b'}'
+
+    def _encode_cbor(self, wire):
+        """-> 4 segments: the payload is segments[0], ts, segments[1], seq, segments[2], boot_id,
+        segments[3] (canonical order puts the keys of length 2, 3 and 7 so)."""
+        n = len(wire)
+        segs = []
+        cur = [bytes((0xa0 | n,)) if n < 24 else bytes((0xb8, n))]
+        for k in sorted(wire, key=codec._key_order):
+            cur.append(cbor2.dumps(k))
+            if k in self.VARIABLE:
+                segs.append(b''.join(cur))
+                cur = []
+            else:
+                cur.append(codec.encode(wire[k]))
+        segs.append(b''.join(cur))
+        if len(segs) != 4:
+            raise ValueError('envelope keys missing from a %d-key payload' % n)
+        return segs
 
     def payload(self, kind, variant, seq, ts_ms, boot_id):
-        n, rest = self.rest[kind][variant % len(self.rest[kind])]
+        parts = self.parts[kind][variant % len(self.parts[kind])]
         if self.fmt == 'json':
-            return b'{"v":1,"seq":%d,"ts":%d,"boot_id":"%s"%s' % (seq, ts_ms, boot_id.encode(), rest)
-        n += 4
-        head = bytes((0xa0 | n,)) if n < 24 else bytes((0xb8, n))
-        return b''.join((head, b'av\x01cseq', cbor2.dumps(seq), b'bts', cbor2.dumps(ts_ms),
-                         b'gboot_id', cbor2.dumps(boot_id), rest))
+            return b'{"v":1,"seq":%d,"ts":%d,"boot_id":"%s"%s' % (seq, ts_ms, boot_id.encode(), parts)
+        s0, s1, s2, s3 = parts
+        return b''.join((s0, cbor2.dumps(ts_ms), s1, cbor2.dumps(seq), s2, cbor2.dumps(boot_id), s3))
 
 
 class Rig:

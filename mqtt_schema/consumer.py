@@ -1,6 +1,6 @@
 """Consumer library: decode any hashpilot payload to long names and floats; parse commands safely."""
 
-from mqtt_schema import codec, topics
+from mqtt_schema import codec, plans, topics
 from mqtt_schema import fields as F
 
 MAX_CMD_BYTES = 8192
@@ -8,9 +8,11 @@ MAX_ID = 64
 MAX_SIG = 128
 
 
-# Decoding is the fleet consumer's hot path (thousands of messages per second): each field table
-# is compiled once into {wire key: (name, converter)}, scaled integers go through a per-decimals
-# int -> float cache read with map() at C speed, and the reference rule (`_unscale`) stays the
+# Decoding is the fleet consumer's hot path (thousands of messages per second). Two layers, one
+# answer: the generic decoder compiles each field table once into {wire key: (name, converter)};
+# decode plans (mqtt_schema/plans.py) turn each map shape a rig sends into one generated dict
+# display and fall back to the generic decoder for anything else. Scaled integers go through a
+# per-decimals int -> float cache read at C speed, and the reference rule (`_unscale`) stays the
 # definition every fast path must agree with (tests/test_fleet_decode.py compares them).
 _CACHE_LIMIT = 1 << 24
 _CACHE_MAX = 1 << 16
@@ -91,47 +93,56 @@ def _list_pair(val):
     return out
 
 
-def _map_fn(defs):
+def _exact_num_fn(dec):
+    return lambda val: _unscale(val, dec)
+
+
+def _exact_list_num_fn(dec):
+    return lambda val: [_unscale(x, dec) for x in val] if isinstance(val, list) else val
+
+
+def _map_fn(defs, exact):
     def as_map(val):
-        return _unpack(_compiled(defs), val) if isinstance(val, dict) else val
+        return _unpack(_compiled(defs, exact), val) if isinstance(val, dict) else val
     return as_map
 
 
-def _list_map_fn(defs):
+def _list_map_fn(defs, exact):
     def as_list(val):
         if not isinstance(val, list):
             return val
-        table = _compiled(defs)
+        table = _compiled(defs, exact)
         return [_unpack(table, x) if isinstance(x, dict) else x for x in val]
     return as_list
 
 
-def _converter(ftype, dec):
-    """None when the wire value is already the decoded value."""
+def _converter(ftype, dec, exact=False):
+    """None when the wire value is already the decoded value. exact: per element `_unscale`, no
+    cache (for cbor2's Decimal, Fraction, simple values, which equal ints as dict keys)."""
     if ftype == 'num':
-        return _num_fn(dec) if dec else None
+        return (_exact_num_fn if exact else _num_fn)(dec) if dec else None
     if ftype == 'list:num':
-        return _list_num_fn(dec) if dec else None
+        return (_exact_list_num_fn if exact else _list_num_fn)(dec) if dec else None
     if ftype == 'list:pair':
         return _list_pair
     if ftype.startswith('map:'):
-        return _map_fn(F.TABLES[ftype[4:]])
+        return _map_fn(F.TABLES[ftype[4:]], exact)
     if ftype.startswith('list:map:'):
-        return _list_map_fn(F.TABLES[ftype[9:]])
+        return _list_map_fn(F.TABLES[ftype[9:]], exact)
     return None
 
 
 _COMPILED = {}
 
 
-def _compiled(defs):
+def _compiled(defs, exact=False):
     """defs -> {wire key: (name, converter or None)}."""
-    table = _COMPILED.get(id(defs))
+    table = _COMPILED.get((id(defs), exact))
     if table is None or table[0] is not defs:
         conv = {}
         for f in defs:
-            conv[f[0]] = (f[1], _converter(f[2], f[4]))
-        table = _COMPILED[id(defs)] = (defs, conv)
+            conv[f[0]] = (f[1], _converter(f[2], f[4], exact))
+        table = _COMPILED[(id(defs), exact)] = (defs, conv)
     return table[1]
 
 
@@ -149,9 +160,48 @@ def _unpack(conv, wire):
     return out
 
 
-def unpack(defs, wire):
-    """Wire dict -> long names, scaled ints back to floats. Unknown keys are kept as they are."""
+def _generic(defs, wire):
     return _unpack(_compiled(defs), wire)
+
+
+_PLANS = plans.Plans(_generic, _scaled_table, _converter, F.TABLES)
+
+
+def unpack(defs, wire):
+    """Wire dict -> long names, scaled ints back to floats. Unknown keys are kept as they are.
+    The values are JSON's types (as cbrrr and json give them); decode() sends anything else
+    through the exact per-element rule."""
+    return _PLANS.unpack(defs, wire)
+
+
+_KIND_FIELDS = dict((k, F.fields_for(k)) for k in ('telemetry', 'chips', 'status', 'meta', 'alarm'))
+_PREFIX = topics.PREFIX
+_TOPIC_FIELDS = {}            # full topic -> field table, for the topics seen (cleared when full)
+_TOPIC_FIELDS_MAX = 1 << 18   # 50 000 rigs x 5 kinds fit
+
+
+def _fields_of(topic):
+    """Field table for a topic, or raises ValueError (fast path: a bare kind or
+    hashpilot/v1/<site>/<rig>/<kind>, the same answer topics.split gives)."""
+    if topic.__class__ is str:
+        defs = _TOPIC_FIELDS.get(topic)
+        if defs is not None:
+            return defs
+        defs = _KIND_FIELDS.get(topic)
+        if defs is None and topic.startswith(_PREFIX) and topic.count('/') == 4:
+            defs = _KIND_FIELDS.get(topic[topic.rfind('/') + 1:])
+        if defs is not None:
+            if len(_TOPIC_FIELDS) >= _TOPIC_FIELDS_MAX:
+                _TOPIC_FIELDS.clear()
+            _TOPIC_FIELDS[topic] = defs
+            return defs
+    parts = topics.split(topic)
+    if parts is None:
+        raise ValueError('not a hashpilot topic: %r' % (topic,))
+    defs = F.fields_for(parts[2])
+    if defs is None:
+        raise ValueError('unknown topic kind %r' % (parts[2],))
+    return defs
 
 
 def decode(topic, data):
@@ -159,16 +209,16 @@ def decode(topic, data):
 
     Raises ValueError with the reason on undecodable data or an unknown topic.
     """
-    parts = topics.split(topic)
-    if parts is None:
-        raise ValueError('not a hashpilot topic: %r' % (topic,))
-    defs = F.fields_for(parts[2])
-    if defs is None:
-        raise ValueError('unknown topic kind %r' % (parts[2],))
-    payload = codec.loads(data)
-    if not isinstance(payload, dict):
+    defs = _fields_of(topic)
+    payload, plain = codec.loads_plain(data)
+    if payload.__class__ is not dict and not isinstance(payload, dict):
         raise ValueError('payload is not a map')
-    return _unpack(_compiled(defs), payload)
+    try:
+        if plain:
+            return _PLANS.unpack(defs, payload)
+        return _unpack(_compiled(defs, True), payload)
+    except (OverflowError, RecursionError) as e:    # e.g. a CBOR bignum where a scaled number belongs
+        raise ValueError('undecodable value in payload: %s' % (e,))
 
 
 def parse_command(op, data):

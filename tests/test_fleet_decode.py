@@ -1,13 +1,18 @@
-"""The compiled consumer decoder gives exactly what the reference rule gives (the per-element
-`round(x / 10**d, d)` decoder it replaced), on real payloads and on random wire dicts with junk."""
+"""The consumer decoder (decode plans, the strict parser) gives exactly what the previous decoder
+gives (cbor2/json + the per-element `round(x / 10**d, d)` rule), on real payloads from the agent's
+builders and the load generator, on random wire dicts with junk and on mangled bytes."""
+
+import random
 
 import cbor2
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet import loadgen
 from mqtt_schema import bench as schema_bench
 from mqtt_schema.bench import reference_unpack as ref_unpack
-from mqtt_schema import codec, consumer, payloads
+from mqtt_schema import codec, consumer, payloads, plans, topics
 from mqtt_schema import fields as F
 
 
@@ -72,3 +77,179 @@ def test_bools_and_zero_stay_apart():
     got = consumer.unpack(F.CHIPS, wire)['boards'][0]
     assert same(got['temp_c'], [0.1, True, 0.0, False, 0.1, None, 'x', 0.2])
     assert same(got['err_pct'], [True, 0.01, 0.0])
+
+
+# -- decode plans and the strict parser: consumer.decode(topic, bytes) against the previous decoder
+# (codec.loads, i.e. cbor2 or json, + the per-element rule) on bytes, real and mangled
+
+def previous_decode(topic, data):
+    payload = codec.loads(data)
+    if not isinstance(payload, dict):
+        raise ValueError('payload is not a map')
+    return ref_unpack(F.fields_for(topics.split(topic)[2]), payload)
+
+
+def _varied_status(model, seed):
+    """sample_status plus what real rigs sometimes send: a reason, pools, a board's safety
+    reason, a failed board sensor, a tuner run, no power reading."""
+    status = schema_bench.sample_status(model, seed)
+    rnd = random.Random(seed)
+    if rnd.random() < 0.5:
+        status.update(state='protect', reason='board 0 hot')
+    if rnd.random() < 0.5:
+        status['pools'] = [{'index': i, 'url': 'stratum+tcp://pool%d:3333' % i, 'state': 'up',
+                            'connected': i == 0, 'difficulty': 65536.123456 * (i + 1),
+                            'accepted': 10 * i, 'rejected': 0, 'stale': 1, 'last_share_age_s': 3.2}
+                           for i in range(rnd.randint(1, 3))]
+    if rnd.random() < 0.5:
+        b = status['boards'][rnd.randrange(len(status['boards']))]
+        b.update(safety='hot', safety_reason='chip 7 at 91.5 C', temps_c=[None, 61.7])
+    if rnd.random() < 0.3:
+        status['tuner'] = {'state': 'tuning', 'progress_pct': 42, 'target': 'power', 'eta_s': 611,
+                           'best_j_per_th': 16.87, 'best_power_w': 3412}
+    if rnd.random() < 0.3:
+        status['power_w'] = None
+    return status
+
+
+def agent_payloads(n_seeds=8):
+    """(topic, bytes) from the agent's own builders, for three models, both formats, live and
+    replayed (h: true), plus the load generator's spliced payloads."""
+    out = []
+    for model in ('S21', 'S19JPRO', 'GAMMA'):
+        for seed in range(1, n_seeds + 1):
+            status = _varied_status(model, seed)
+            sess = payloads.new_session()
+            sess['seq'] = {'telemetry': seed * 1000, 'chips': seed * 7}
+            root = 'hashpilot/v1/site%d/%s-%d/' % (seed % 3, model, seed)
+            for fmt in codec.FORMATS:
+                for kind, build in (('telemetry', payloads.build_telemetry),
+                                    ('chips', payloads.build_chips)):
+                    data = codec.encode(build(status, sess, 1795000000000 + seed), fmt)
+                    out.append((root + kind, data))
+                    out.append((root + kind, codec.mark_historical(data)))
+                out.append((root + 'alarm', codec.encode(payloads.build_alarm(
+                    sess, 'board_hot', 'raise', 'warning', 'board 1 hot', board=1, value=88.5), fmt)))
+                out.append((root + 'status', codec.encode(payloads.build_birth(sess, 2, 'fw', model), fmt)))
+    bodies = loadgen.Bodies('S21', variants=4)
+    for v in range(4):
+        for kind in ('telemetry', 'chips'):
+            out.append(('hashpilot/v1/s/r%d/%s' % (v, kind), bodies.payload(kind, v, 5 + v, 1795000000000, 'b00t')))
+    return out
+
+
+def test_agent_payloads_decode_like_the_previous_decoder():
+    data = agent_payloads()
+    assert len(data) > 280
+    for topic, payload in data:
+        assert same(consumer.decode(topic, payload), previous_decode(topic, payload)), topic
+    # the fast path did the work: plans were compiled, and the strict parser takes these bytes
+    assert consumer._PLANS.table(F.TELEMETRY).shapes and consumer._PLANS.table(F.TBOARD).shapes
+    if codec._strict is not None:
+        topic, payload = data[0]
+        assert codec._strict(payload, None, False)[1] == len(payload)
+
+
+def _outcome(fn, *args):
+    try:
+        return 'ok', fn(*args)
+    except ValueError:
+        return 'error', None
+
+
+def test_mangled_payloads_decode_like_the_previous_decoder_or_fail_cleanly():
+    rnd = random.Random(16)
+    real = [(t, p) for t, p in agent_payloads(2) if p[:1] != b'{']
+    for i in range(3000):
+        topic, payload = real[rnd.randrange(len(real))]
+        b = bytearray(payload)
+        op = rnd.randrange(4)
+        pos = rnd.randrange(len(b))
+        if op == 0:
+            b[pos] = rnd.randrange(256)
+        elif op == 1:
+            del b[pos:]
+        elif op == 2:
+            b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 4)))
+        else:
+            b[pos] ^= 1 << rnd.randrange(8)
+        data = bytes(b)
+        new = _outcome(consumer.decode, topic, data)
+        try:
+            old = ('ok', previous_decode(topic, data))
+        except ValueError:
+            old = ('error', None)
+        except (OverflowError, RecursionError):
+            old = ('error', None)    # the previous decoder crashed here; decode says ValueError
+        assert new[0] == old[0] and same(new[1], old[1]), (topic, data.hex())
+
+
+def only_json_types(x):
+    if isinstance(x, dict):
+        return all(k.__class__ is str and only_json_types(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(only_json_types(v) for v in x)
+    return x is None or x.__class__ in (str, int, float, bool)
+
+
+def loads_plain(data):
+    obj, plain = codec.loads_plain(data)
+    assert not plain or only_json_types(obj)
+    return obj
+
+
+@settings(max_examples=300, deadline=None)
+@given(value, st.booleans())
+def test_strict_parser_agrees_with_cbor2(obj, canonical):
+    data = cbor2.dumps({'k': obj, 'bd': [obj]}, canonical=canonical)
+    assert _outcome(loads_plain, data)[0] == _outcome(codec.loads, data)[0]
+    assert same(loads_plain(data), codec.loads(data))
+
+
+def test_odd_cbor_goes_to_cbor2():
+    cases = [
+        {'b': 1, 'a': 2},                      # not in canonical order
+        {'a': 1.5, 'b': float('nan')},         # NaN (DAG-CBOR refuses it)
+        {1: 2, 'a': 3},                        # a non-string key
+        {'a': cbor2.CBORTag(42, b'\x00\x01')},   # tag 42, a CID to cbrrr
+        {'a': 1 << 70},                        # a bignum
+        {'a': cbor2.CBORSimpleValue(13)},      # equals 13 as a dict key
+    ]
+    for obj in cases:
+        data = cbor2.dumps(obj)
+        assert same(loads_plain(data), cbor2.loads(data))
+    trailing = cbor2.dumps({'a': 1}) + b'\x01'
+    assert loads_plain(trailing) == cbor2.loads(trailing) == {'a': 1}
+
+
+def test_values_that_equal_ints_are_not_unscaled():
+    # cbor2's Decimal (tag 4), Fraction (tag 30) and simple values equal cached ints as dict keys;
+    # the previous decoder returned them unchanged, and so does decode
+    from decimal import Decimal
+    from fractions import Fraction
+    consumer.decode('chips', codec.encode({'bd': [{'t': [756, 13, 30]}]}))     # fill the cache
+    for odd in (Decimal(756), Fraction(13), cbor2.CBORSimpleValue(13)):
+        data = cbor2.dumps({'v': 1, 'bd': [{'i': 0, 't': [odd, 30], 'e': [odd]}], 'x': odd})
+        got = consumer.decode('chips', data)
+        assert same(got, previous_decode('chips', data))
+        assert got['boards'][0]['temp_c'][0] is not None and got['boards'][0]['temp_c'][0] == odd
+
+
+def test_many_shapes_stay_right_past_the_plan_limit():
+    keys = [f[0] for f in F.TELEMETRY]
+    rnd = random.Random(3)
+    for i in range(plans.MAX_SHAPES * 3):
+        wire = dict((k, rnd.randint(2, 9999)) for k in rnd.sample(keys, rnd.randint(1, len(keys)))
+                    if not F.fields_for('telemetry')[keys.index(k)][2].startswith(('map', 'list')))
+        wire['x%d' % i] = i                      # unknown keys, kept by name
+        data = codec.encode(wire)
+        assert same(consumer.decode('telemetry', data), previous_decode('telemetry', data))
+    assert len(consumer._PLANS.table(F.TELEMETRY).shapes) <= plans.MAX_SHAPES
+
+
+def test_bignum_where_a_number_belongs_is_a_clear_error():
+    data = cbor2.dumps({'v': 1, 'seq': 1, 'ts': 1, 'boot_id': 'b', 'jth': 1 << 2000, 'bd': []})
+    with pytest.raises(OverflowError):
+        previous_decode('telemetry', data)      # the previous decoder crashed the consumer here
+    with pytest.raises(ValueError, match='undecodable value'):
+        consumer.decode('telemetry', data)

@@ -31,6 +31,20 @@ def test_spliced_payload_equals_builder_output(fmt):
         assert got == want
 
 
+def test_spliced_cbor_is_the_agents_bytes():
+    # canonical CBOR as codec.encode gives it (what every agent sends), so the consumer's strict
+    # fast parser sees what it sees in production
+    bodies = loadgen.Bodies('S21', variants=3)
+    for variant in range(3):
+        status = schema_bench.sample_status('S21', seed=variant + 1)
+        for kind, build in (('telemetry', payloads.build_telemetry), ('chips', payloads.build_chips)):
+            for seq, ts_ms, boot in ((1, 0, '00000000'), (70001, 1795000000123, 'beef0001')):
+                sess = payloads.new_session(boot)
+                sess['seq'][kind] = seq - 1
+                want = payloads_encode(build(status, sess, ts_ms), 'cbor')
+                assert bodies.payload(kind, variant, seq, ts_ms, boot) == want
+
+
 def payloads_encode(wire, fmt):
     from mqtt_schema import codec
     return codec.encode(wire, fmt)
