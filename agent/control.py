@@ -8,6 +8,7 @@ and overrides are applied on top. Runs on the scheduler's control thread.
 import logging
 
 from agent import commands
+from agent.alarms import event
 from hal import families, pll
 from hal.chain import RAMP_STEP_MHZ
 from hal.parallel import run_parallel
@@ -185,11 +186,17 @@ class ControlLoop:
 
     # -- acting ------------------------------------------------------------------------------
     def tick(self, now_s):
-        """One control step: snapshot -> supervisor -> apply. Returns the actions."""
+        """One control step: snapshot -> supervisor -> apply. Returns the actions. The alarm
+        book is held meanwhile: the tick's alarms are reported after its actions are applied."""
         self.ticks += 1
-        snap = self.snapshot(now_s)
-        actions = self.supervisor.tick(snap)
-        self.apply(actions, now_s)
+        book = self.supervisor.alarms
+        book.hold()
+        try:
+            snap = self.snapshot(now_s)
+            actions = self.supervisor.tick(snap)
+            self.apply(actions, now_s)
+        finally:
+            book.release()
         return actions
 
     def apply(self, actions, now_s):
@@ -199,7 +206,7 @@ class ControlLoop:
             self._apply_board(b, now_s)
         for ev in actions.get('events') or []:
             self.on_event(ev)
-        self._report_writes()
+        self._report_writes(now_s)
         n = len(self.rig.chains)
         due = [i for i in range(n) if self.boards[i].init_due(now_s)]
         if due:
@@ -247,18 +254,18 @@ class ControlLoop:
         if cap is not None:
             bc.cap_pct = max(0.0, min(100.0, float(cap)))
 
-    def _report_writes(self):
+    def _report_writes(self, now_s=None):
         """Safety decides, the hardware may refuse: a failed fan or enable write is an alarm
         that says what did not happen (never reported as done), cleared once writes work."""
         if self.write_failures and not self.write_alarm:
             self.write_alarm = True
-            self.on_event({'id': 'rig.write_failed', 'action': 'raise', 'severity': 'critical',
-                           'message': 'board controller refused: %s (retried every tick)'
-                                      % '; '.join(self.write_failures[:4])})
+            self.on_event(event('rig.write_failed', 'raise', 'critical',
+                                'board controller refused: %s (retried every tick)'
+                                % '; '.join(self.write_failures[:4]), now_s=now_s))
         elif not self.write_failures and self.write_alarm:
             self.write_alarm = False
-            self.on_event({'id': 'rig.write_failed', 'action': 'clear', 'severity': 'info',
-                           'message': 'board controller writes go through again'})
+            self.on_event(event('rig.write_failed', 'clear', 'info',
+                                'board controller writes go through again', now_s=now_s))
 
     def _power_lost(self, i, now_s):
         """The hardware switched a board off that we run (the board controller's heartbeat
@@ -269,9 +276,9 @@ class ControlLoop:
         bc.needs_init = False
         if not bc.power_lost:
             bc.power_lost = True
-            self.on_event({'id': 'board%d.power_lost' % i, 'action': 'raise', 'severity': 'warning',
-                           'board': i, 'message': 'board %d: powered off by the hardware (board '
-                           'controller watchdog, PSU or external cut); re-initialising' % i})
+            self.on_event(event('board%d.power_lost' % i, 'raise', 'warning',
+                                'board %d: powered off by the hardware (board controller '
+                                'watchdog, PSU or external cut); re-initialising' % i, i, now_s))
 
     def _reinit(self, i, now_s):
         chain = self.rig.chains[i]
@@ -289,23 +296,21 @@ class ControlLoop:
             k, wait_s = self.boards[i].init_failed(now_s)
             log.warning('board %d re-init failed (%d), retry in %.0f s: %s', i, k, wait_s, e)
             if k == REINIT_ALARM_AFTER:
-                self.on_event({'id': 'board%d.reinit_failed' % i, 'action': 'raise',
-                               'severity': 'critical', 'board': i,
-                               'message': 'board %d: %d re-initialisations failed (%s); retrying '
-                               'every %.0f s' % (i, k, e, REINIT_BACKOFF_S[-1])})
+                self.on_event(event('board%d.reinit_failed' % i, 'raise', 'critical',
+                                    'board %d: %d re-initialisations failed (%s); retrying '
+                                    'every %.0f s' % (i, k, e, REINIT_BACKOFF_S[-1]), i, now_s))
             return
         bc = self.boards[i]
         bc.needs_init = False
         log.info('board %d re-initialised after power-up (%d chips)', i, len(found))
         if bc.reinit_failures >= REINIT_ALARM_AFTER:
-            self.on_event({'id': 'board%d.reinit_failed' % i, 'action': 'clear', 'severity': 'info',
-                           'board': i, 'message': 'board %d: initialised again' % i})
+            self.on_event(event('board%d.reinit_failed' % i, 'clear', 'info',
+                                'board %d: initialised again' % i, i, now_s))
         bc.reinit_failures = 0
         if bc.power_lost:
             bc.power_lost = False
-            self.on_event({'id': 'board%d.power_lost' % i, 'action': 'clear',
-                           'severity': 'info', 'board': i,
-                           'message': 'board %d: powered and hashing again' % i})
+            self.on_event(event('board%d.power_lost' % i, 'clear', 'info',
+                                'board %d: powered and hashing again' % i, i, now_s))
 
     def _lowest_effective(self, i):
         return min(self.effective_mhz(i, c) for c in range(len(self.boards[i].requested_mhz)))

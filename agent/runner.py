@@ -125,8 +125,9 @@ class Agent:
         except OSError as e:   # mine anyway: persistence is what suffers, not control
             self.state_problems.append('state dir %s unusable: %s' % (self.state_dir, e))
         self.scheduler = Scheduler(self.clock, on_error=self._task_failed)
+        self.alarms = AlarmBook(self._publish_alarm)   # the one book: supervisor and all others
         try:
-            self.supervisor = Supervisor(self.model, safety_settings(cfg))
+            self.supervisor = Supervisor(self.model, safety_settings(cfg), alarms=self.alarms)
         except ValueError as e:
             raise config.ConfigError('safety: %s' % e)
         self.watchdog = Watchdog(max(self.supervisor.watchdog_s,
@@ -151,7 +152,6 @@ class Agent:
         self.health = BoardHealth()
         hooks_dir = cfg['hooks']['dir']
         self.hooks = HookRunner(hooks_dir, cfg['hooks']['timeout_s']) if hooks_dir else None
-        self.alarms = AlarmBook(self._publish_alarm)
         self.work = work_wiring.build(cfg, self.rig, self.scheduler, self.clock, self._on_event)
         self.pools = self.work.pools if self.work is not None else None   # status() for the API
         self.tune = TuneSession(cfg['tuner'], self.model, self.control, self.supervisor,
@@ -297,15 +297,14 @@ class Agent:
         # No LED on the simulated controller: an info alarm that clears after the duration
         # is what a fleet view shows (a real port maps it to the board LED).
         self.identify_until_s = self.clock.monotonic() + args['duration_s']
-        self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
-                        'message': 'identify requested for %.0f s' % args['duration_s']})
+        self.alarms.raise_('rig.identify', 'info', 'identify requested for %.0f s'
+                           % args['duration_s'], self.clock.monotonic())
         self.scheduler.add_timer(self._identify_end, self.identify_until_s)
 
     def _identify_end(self, now):
         if self.identify_until_s is not None and now >= self.identify_until_s:
             self.identify_until_s = None
-            self._on_event({'id': 'rig.identify', 'action': 'clear', 'severity': 'info',
-                            'message': 'identify ended'})
+            self.alarms.clear('rig.identify', 'identify ended', now)
         return NEVER
 
     # -- timers (control thread) ------------------------------------------------------------------
@@ -318,11 +317,10 @@ class Agent:
         quiet_s = now - self.last_poll_s
         alive = quiet_s <= self.poll_stale_s
         if alive == ('rig.poll_stalled' in self.alarms):
-            self._on_event({'id': 'rig.poll_stalled', 'action': 'clear' if alive else 'raise',
-                            'severity': 'info' if alive else 'critical',
-                            'message': 'chip poll running again' if alive else
+            self.alarms.set('rig.poll_stalled', not alive, 'critical',
+                            'chip poll running again' if alive else
                             'no chip poll completed for %.0f s: watchdog not fed, rig to safe state '
-                            'in %.0f s' % (quiet_s, self.watchdog.timeout_s)})
+                            'in %.0f s' % (quiet_s, self.watchdog.timeout_s), now)
             if not alive:   # one more chance for a timer that died; an older one ends itself
                 self._start_poll(now)
         return alive
@@ -344,8 +342,7 @@ class Agent:
         if feed:
             self.watchdog.kick(self.clock.monotonic())
         if 'rig.hw_watchdog' in self.alarms:
-            self._on_event({'id': 'rig.hw_watchdog', 'action': 'clear', 'severity': 'info',
-                            'message': 'the agent controls the rig again'})
+            self.alarms.clear('rig.hw_watchdog', 'the agent controls the rig again', now)
         sd_notify.watchdog()
         return self._period(now, CONTROL_PERIOD_S)
 
@@ -384,7 +381,7 @@ class Agent:
         return self._period(now, self.cfg['telemetry']['telemetry_s'])
 
     def _storage_alarm(self, aid, on, message, severity='warning'):
-        self.alarms.set(aid, on, message, severity)
+        self.alarms.set(aid, on, severity, message, self.clock.monotonic())
 
     def _check_link(self, now):
         """Storage and broker troubles become alarms (raised and cleared once, logged)."""
@@ -459,10 +456,9 @@ class Agent:
         for i, n in enumerate(counts):
             log.info('chain %d: %d chips', i, n)
             if n != self.model['chips_per_board']:
-                self._on_event({'id': 'board%d.chips_missing' % i, 'action': 'raise',
-                                'severity': 'warning', 'board': i,
-                                'message': 'board %d: %d of %d chips found'
-                                           % (i, n, self.model['chips_per_board'])})
+                self.alarms.raise_('board%d.chips_missing' % i, 'warning',
+                                   'board %d: %d of %d chips found'
+                                   % (i, n, self.model['chips_per_board']), board=i)
         hw_s = HW_WATCHDOG_FACTOR * self.watchdog.timeout_s
         try:
             trips = self.rig.board.set_heartbeat_watchdog(hw_s)
@@ -470,9 +466,9 @@ class Agent:
                 log.info('board controller heartbeat watchdog armed: %.0f s (%d earlier trips)',
                          hw_s, trips)
                 if trips:
-                    self._on_event({'id': 'rig.hw_watchdog', 'action': 'raise', 'severity': 'warning',
-                                    'message': 'the board controller watchdog has made the rig '
-                                               'safe %d time(s) since it powered up' % trips})
+                    self.alarms.raise_('rig.hw_watchdog', 'warning',
+                                       'the board controller watchdog has made the rig safe %d '
+                                       'time(s) since it powered up' % trips)
         except Exception as e:
             log.warning('board controller heartbeat watchdog not armed: %s', e)
         now = self.clock.monotonic()
@@ -511,8 +507,7 @@ class Agent:
         self._wd_stop.set()
         log.info('stopping: boards off, fans 100 %')
         msg, severity = self._stop_safe_state()
-        self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': severity,
-                        'message': msg})
+        self.alarms.raise_('rig.stopped', severity, msg, self.clock.monotonic())
         if self.api is not None:
             self.api.close()
         if self.hooks is not None:

@@ -115,7 +115,8 @@ class MpyAgent:
         self.family = families.get(self.model['chip'])
         self.clock = clock
         self.limits = HardwareLimits(self.model, self.family)
-        self.supervisor = Supervisor(self.model, cfg['safety'])
+        self.alarms = AlarmBook(self._publish_alarm)   # the one book: supervisor and all others
+        self.supervisor = Supervisor(self.model, cfg['safety'], alarms=self.alarms)
         board = BitaxeBoardController(i2c_bus, self.model, self.limits, identity=identity,
                                       heartbeat=heartbeat)
         chain = ChainDriver(chain_transport, self.family, clock=clock, limits=self.limits)
@@ -132,7 +133,6 @@ class MpyAgent:
             self.loop, clock, cfg['state_dir'], self._on_event,
             min_period_s=MIN_WALL_PERIOD_S * clock.time_scale,
             load_profile=load_profiles(cfg['profiles']), store=tune_store)
-        self.alarms = AlarmBook(self._publish_alarm)
         self.identify_until_s = None
         self.started_s = None
         self.published = 0
@@ -184,15 +184,14 @@ class MpyAgent:
 
     def _c_identify(self, a):
         self.identify_until_s = self.clock.monotonic() + a['duration_s']
-        self._on_event({'id': 'rig.identify', 'action': 'raise', 'severity': 'info',
-                        'message': 'identify requested for %.0f s' % a['duration_s']})
+        self.alarms.raise_('rig.identify', 'info', 'identify requested for %.0f s'
+                           % a['duration_s'], self.clock.monotonic())
         self.loop.add_timer(self._identify_end, self.identify_until_s)
 
     def _identify_end(self, now):
         if self.identify_until_s is not None and now >= self.identify_until_s:
             self.identify_until_s = None
-            self._on_event({'id': 'rig.identify', 'action': 'clear', 'severity': 'info',
-                            'message': 'identify ended'})
+            self.alarms.clear('rig.identify', 'identify ended', now)
         return NEVER
 
     # -- timers ---------------------------------------------------------------------------------
@@ -266,9 +265,8 @@ class MpyAgent:
         counts = self.rig.start(freq_mhz=self.control.requested_mhz[0][0],
                                 baud=self.baud if self.baud != families.RESET_BAUD else None)
         if counts[0] != self.model['chips_per_board']:
-            self._on_event({'id': 'board0.chips_missing', 'action': 'raise', 'severity': 'warning',
-                            'board': 0, 'message': 'board 0: %d of %d chips found'
-                                                   % (counts[0], self.model['chips_per_board'])})
+            self.alarms.raise_('board0.chips_missing', 'warning', 'board 0: %d of %d chips found'
+                               % (counts[0], self.model['chips_per_board']), board=0)
         try:
             self.rig.board.set_heartbeat_watchdog(HW_WATCHDOG_FACTOR * self.supervisor.watchdog_s)
         except Exception as e:
@@ -291,7 +289,7 @@ class MpyAgent:
 
     def shutdown(self):
         self.control.safe_state()
-        self._on_event({'id': 'rig.stopped', 'action': 'raise', 'severity': 'info',
-                        'message': 'agent stopped; boards off, fans 100 %'})
+        self.alarms.raise_('rig.stopped', 'info', 'agent stopped; boards off, fans 100 %',
+                           self.clock.monotonic())
         self.link.stop()
         self.rig.close()

@@ -762,7 +762,8 @@ print(repr((wd.expired(5.0), wd.expired(11.0), wd.check(12.0),
 fc = FanControl(75.0)
 print(repr([int(fc.update(float(t), die_c=80.0) * 1000) for t in range(5)]))
 """
-MPY_MODULES = ['hal/__init__.py', 'hal/models.py', 'agent/__init__.py', 'agent/options.py', 'agent/fan.py',
+MPY_MODULES = ['hal/__init__.py', 'hal/models.py', 'agent/__init__.py', 'agent/options.py',
+               'agent/alarms.py', 'agent/fan.py',
                'agent/safety/__init__.py', 'agent/safety/config.py', 'agent/safety/board.py',
                'agent/safety/detectors.py', 'agent/safety/supervisor.py', 'agent/safety/watchdog.py',
                'agent/safety/watch.py']

@@ -4,6 +4,7 @@ commands, one Tuner run at a time on its own cancellable scheduler timer, result
 import logging
 
 from agent import options
+from agent.alarms import event
 from agent.autotune import profile as tune_profile
 from agent.autotune import store as tune_store
 from agent.autotune.halio import ControlLoopIO
@@ -105,8 +106,7 @@ class TuneSession:
         self.stop()
         self.tuner = Tuner(io, prof, target, saved=saved)
         self.saved = False
-        self.on_event({'id': 'rig.tune_done', 'action': 'clear', 'severity': 'info',
-                       'message': 'a new autotune run started'})
+        self.on_event(event('rig.tune_done', 'clear', 'info', 'a new autotune run started'))
         self._timer = self.scheduler.add_timer(self._tick, self.clock.monotonic())
         log.info('autotune: profile %s, %s target %.1f%s', prof['name'], prof['mode'], target,
                  ' (reusing saved results)' if saved else '')
@@ -137,9 +137,8 @@ class TuneSession:
 
     def _save(self, res):
         paths = self.store.save(self.results_dir, res)
-        self.on_event({'id': 'rig.tune_done', 'action': 'raise', 'severity': 'info',
-                       'message': 'autotune done: %.0f W, %.2f TH/s, %.2f J/TH'
-                                  % (res['power_w'], res['good_ths'], res['j_per_th'])})
+        self.on_event(event('rig.tune_done', 'raise', 'info', 'autotune done: %.0f W, %.2f TH/s, '
+                            '%.2f J/TH' % (res['power_w'], res['good_ths'], res['j_per_th'])))
         if self.hooks is not None:
             self.hooks.fire({'event': 'tune_finished', 'result_files': paths,
                              'power_w': res['power_w'], 'j_per_th': res['j_per_th']})

@@ -1,55 +1,12 @@
-"""Fault detectors of the safety supervisor (alarms book, fan tach, board sensors). Pure.
+"""Fault detectors of the safety supervisor (fan tach, board sensors). Pure.
 
-Each detector keeps its own small history and reports flags; the Alarms book turns flags into
-events that are raised once and cleared once.
+Each detector keeps its own small history and reports flags into the alarm book
+(agent/alarms.AlarmBook), which raises each alarm once and clears it once.
 """
 
 import math
 
 from agent.options import finite
-
-
-class Alarms:
-    """Active alarms by id, plus the queue of raise/clear events not yet handed out."""
-
-    def __init__(self):
-        self.active = {}
-        self.order = []
-        self.pending = []
-
-    def is_active(self, aid):
-        return aid in self.active
-
-    def raise_(self, aid, severity, message, now_s, board=None):
-        a = self.active.get(aid)
-        if a is not None:
-            a['message'] = message  # keep the numbers current in status, no second event
-            return False
-        self.active[aid] = {'id': aid, 'severity': severity, 'message': message,
-                            'since_s': now_s, 'board': board}
-        self.order.append(aid)
-        self.pending.append({'id': aid, 'action': 'raise', 'severity': severity,
-                             'message': message, 'board': board, 'now_s': now_s})
-        return True
-
-    def clear(self, aid, message, now_s):
-        a = self.active.pop(aid, None)
-        if a is None:
-            return False
-        self.order.remove(aid)
-        self.pending.append({'id': aid, 'action': 'clear', 'severity': 'info', 'message': message,
-                             'board': a['board'], 'now_s': now_s})
-        return True
-
-    def ids(self, prefix=None):
-        if prefix is None:
-            return list(self.order)
-        return [a for a in self.order if a.startswith(prefix)]
-
-    def drain(self):
-        out = self.pending
-        self.pending = []
-        return out
 
 
 class Debounce:

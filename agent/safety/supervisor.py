@@ -5,11 +5,12 @@ supervisor decides fan duty, board enable and the frequency cap. Unknown or malf
 are unsafe, never cold. See docs/safety.md.
 """
 
+from agent.alarms import AlarmBook
 from agent.fan import FanControl, validate_set_fan
 from agent.options import finite
 from agent.safety import config as _config
 from agent.safety.board import BoardSafety, worst
-from agent.safety.detectors import Alarms, Debounce, FanMonitor
+from agent.safety.detectors import Debounce, FanMonitor
 from agent.safety.watch import BoardWatch
 
 
@@ -31,7 +32,9 @@ def validate_reset_safety(body, ctx):
 
 
 class Supervisor:
-    def __init__(self, model, config=None, fan_control=None):
+    def __init__(self, model, config=None, fan_control=None, alarms=None):
+        """alarms: the agent's AlarmBook (its sink reports the changes); default a book of
+        its own whose changes come out in tick()'s 'events'."""
         self.model = model
         self.cfg = cfg = _config.build(model, config)
         self.n_boards = int(model['boards'])
@@ -41,7 +44,7 @@ class Supervisor:
         if fan_control is None:
             fan_control = FanControl.from_config(cfg['fan'], cfg['temp_target_c'], cfg['control_source'])
         self.fan = fan_control
-        self.alarms = Alarms()
+        self.alarms = alarms if alarms is not None else AlarmBook()
         self.boards = [BoardSafety(i, cfg) for i in range(self.n_boards)]
         self.watch = [BoardWatch(i, cfg, self.chips) for i in range(self.n_boards)]
         self.fan_mons = [FanMonitor(k, cfg) for k in range(self.n_fans)]

@@ -7,6 +7,7 @@ heat is produced and the most air moves. The control thread, when it runs again,
 Supervisor.note_stall() so that boards come back only through cooldown.
 """
 
+from agent.alarms import event
 from agent.options import finite
 
 
@@ -64,6 +65,5 @@ def safe_actions(model, reason='control loop stalled'):
     """Actions dict of the safe state: all boards off, all fans 100 %."""
     boards = [{'index': i, 'enable': False, 'freq_cap_pct': 0.0} for i in range(int(model['boards']))]
     return {'fan_duty_pct': [100] * int(model['fans']), 'boards': boards,
-            'events': [{'id': 'rig.watchdog', 'action': 'raise', 'severity': 'critical',
-                        'message': '%s: safe state (all boards off, fans 100 %%)' % reason,
-                        'board': None}]}
+            'events': [event('rig.watchdog', 'raise', 'critical',
+                             '%s: safe state (all boards off, fans 100 %%)' % reason)]}

@@ -15,6 +15,7 @@ import time
 
 from hal import families, hashsum
 from hal.work import chipjobs, jobs
+from agent.alarms import event
 from agent.work.tally import ChipTally
 
 log = logging.getLogger(__name__)
@@ -216,17 +217,14 @@ class WorkEngine:
         return self.clock.monotonic() + self.tick_wall_s * self.clock.time_scale
 
     # -- alarms and status ---------------------------------------------------------------------------
-    def _alarm(self, aid, raise_it, severity, message, **extra):
+    def _alarm(self, aid, raise_it, severity, message, board=None):
         if raise_it == (aid in self.alarms):
             return
         if raise_it:
             self.alarms.add(aid)
         else:
             self.alarms.discard(aid)
-        ev = {'id': aid, 'action': 'raise' if raise_it else 'clear', 'severity': severity,
-              'message': message}
-        ev.update(extra)
-        self.on_event(ev)
+        self.on_event(event(aid, 'raise' if raise_it else 'clear', severity, message, board))
 
     def _hw_alarm(self, i, k, t):
         bad = t.hw_err_pct is not None and t.hw_err_pct > self.hw_alarm_pct \
