@@ -1,5 +1,8 @@
 """`hashpilot bench`: benchmarks that print figures. `sweep`: one pipelined read of every chip's
-temperature and both counters, elapsed time against the wire-time lower bound.
+temperature and both counters, elapsed time against the wire-time lower bound; `autotune`,
+`fleet`, `work` live in their own modules (agent/bench_autotune.py, fleet/bench.py,
+agent/bench_work.py), imported only when asked for. They run from the source tree: the firmware
+binary has no simulator and no fleet tools and says so (exit 3).
 
 The simulator runs in its own process (started here, stopped at the end); the driver reaches it
 through real ptys, as in production through /dev/ttyS*.
@@ -136,10 +139,7 @@ def run_sweep(args):
             'sequential': dict(summary(seq), bound='sum over chains (one chain after another)')}
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog='hashpilot bench', description=summary(__doc__))
-    sub = p.add_subparsers(dest='what', required=True)
-    s = sub.add_parser('sweep', help='UART sweep: every chip read once, vs wire-time bound')
+def _sweep_arguments(s):
     s.add_argument('--model', default='S21', type=str.upper, choices=sorted(models.MODELS))
     s.add_argument('--baud', type=int, default=115200)
     s.add_argument('--seed', type=int, default=1)
@@ -149,46 +149,91 @@ def build_parser():
     s.add_argument('--ticket-bits', type=int, default=8)
     s.add_argument('--window', type=int, default=None, help='requests in flight (auto)')
     s.add_argument('--json', action='store_true')
-    from agent import bench_autotune
-    bench_autotune.add_arguments(sub.add_parser('autotune', help='autotuner vs the oracle'))
-    from fleet import bench as fleet_bench
-    fleet_bench.add_arguments(sub.add_parser('fleet', help='broker + load generator + consumers: '
-                                                           'msgs/s, latency, loss, CPU/RSS (JSON)'))
-    from agent import bench_work
-    bench_work.add_arguments(sub.add_parser('work', help='work path: latency, CPU, failover'))
+
+
+# Each bench's module is imported only when that bench is asked for: the firmware binary leaves
+# out the simulator they run against (hal.sim), the autotune bench and fleet/, and says so
+# (agent/cli.py SOURCE_ONLY, exit 3) instead of failing on `bench --help`.
+def _autotune():
+    from agent.bench_autotune import add_arguments, run_cli
+    return add_arguments, run_cli
+
+
+def _fleet():
+    from fleet.bench import add_arguments, run_cli
+    return add_arguments, run_cli
+
+
+def _work():
+    from agent.bench_work import add_arguments, run_cli
+    return add_arguments, run_cli
+
+
+def _this():
+    return _sweep_arguments, run_sweep_cli
+
+
+# name -> (loader, help, needs the simulator)
+BENCHES = {
+    'sweep': (_this, 'UART sweep: every chip read once, vs wire-time bound', True),
+    'autotune': (_autotune, 'autotuner vs the oracle', True),
+    'fleet': (_fleet, 'broker + load generator + consumers: msgs/s, latency, loss, CPU/RSS (JSON)',
+              False),
+    'work': (_work, 'work path: latency, CPU, failover', True),
+}
+
+
+def require_simulator():
+    """Benches run the simulator (`-m agent sim` in a child process): the firmware binary has
+    none, and this raises the ModuleNotFoundError that agent/cli.py turns into 'not in this
+    build' before anything starts."""
+    import hal.sim.main  # noqa: F401
+
+
+def build_parser(what=None):
+    """The bench parser; only `what`'s module is imported (its options), the others are listed."""
+    p = argparse.ArgumentParser(prog='hashpilot bench', description=summary(__doc__))
+    sub = p.add_subparsers(dest='what', required=True)
+    for name in BENCHES:
+        load, text, _ = BENCHES[name]
+        sp = sub.add_parser(name, help=text)
+        if name == what:
+            load()[0](sp)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.what == 'sweep':
-        model = models.get(args.model)
-        fam = families.get(model['chip'])
-        if args.baud != families.RESET_BAUD and args.baud not in fam['fast_bauds']:
-            print('hashpilot bench: %s supports %s baud' % (
-                fam['name'], ', '.join(str(b) for b in [families.RESET_BAUD]
-                                       + sorted(fam['fast_bauds']))), file=sys.stderr)
-            return 2
-        if args.repeat < 1:
-            print('hashpilot bench: --repeat must be >= 1', file=sys.stderr)
-            return 2
-        res = run_sweep(args)
-        if args.json:
-            print(json.dumps(res, indent=1))
-        else:
-            for mode in ('concurrent', 'sequential'):
-                r = res[mode]
-                print('%s %d baud, %s: elapsed %.4f s, bound %.4f s, ratio %.3f (%s)'
-                      % (res['model'], res['baud'], mode, r['median_elapsed_s'],
-                         r['median_bound_s'], r['median_ratio'], r['bound']))
-        return 0
-    if args.what == 'work':
-        from agent import bench_work
-        return bench_work.run_cli(args)
-    if args.what == 'autotune':
-        from agent import bench_autotune
-        return bench_autotune.run_cli(args)
-    if args.what == 'fleet':
-        from fleet import bench as fleet_bench
-        return fleet_bench.run_cli(args)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    what = None
+    for a in argv:
+        if not a.startswith('-'):
+            what = a
+            break
+    entry = BENCHES.get(what)
+    args = build_parser(what if entry else None).parse_args(argv)
+    if entry[2]:
+        require_simulator()
+    return entry[0]()[1](args)
+
+
+def run_sweep_cli(args):
+    model = models.get(args.model)
+    fam = families.get(model['chip'])
+    if args.baud != families.RESET_BAUD and args.baud not in fam['fast_bauds']:
+        print('hashpilot bench: %s supports %s baud' % (
+            fam['name'], ', '.join(str(b) for b in [families.RESET_BAUD]
+                                   + sorted(fam['fast_bauds']))), file=sys.stderr)
+        return 2
+    if args.repeat < 1:
+        print('hashpilot bench: --repeat must be >= 1', file=sys.stderr)
+        return 2
+    res = run_sweep(args)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        for mode in ('concurrent', 'sequential'):
+            r = res[mode]
+            print('%s %d baud, %s: elapsed %.4f s, bound %.4f s, ratio %.3f (%s)'
+                  % (res['model'], res['baud'], mode, r['median_elapsed_s'],
+                     r['median_bound_s'], r['median_ratio'], r['bound']))
+    return 0

@@ -87,7 +87,7 @@ COMMANDS = {
     'sim': (_sim, 'run the hashboard simulator on pseudo-terminals'),
     'chain': (_chain, 'scan a chain / show per-chip status (integrators)'),
     'frame': (_frame, 'decode or encode BM13xx frames (protocol analyser)'),
-    'bench': (_bench, 'benchmarks: UART sweep, autotune'),
+    'bench': (_bench, 'benchmarks: UART sweep, autotune, fleet, work path (source tree)'),
     'run': (_run, 'run the agent (control loop, safety, MQTT)'),
     'demo': (_demo, 'simulated S21 + local Mosquitto + agent with a live console view'),
     'config': (_config, 'print an example config / check a config file'),
@@ -101,7 +101,8 @@ COMMANDS = {
 
 
 # Left out of the firmware binary (build/hashpilot.spec EXCLUDES): a control board never runs them.
-SOURCE_ONLY = ('hal.sim', 'agent.demo', 'agent.autotune.report', 'agent.autotune.png', 'fleet')
+SOURCE_ONLY = ('hal.sim', 'agent.demo', 'agent.autotune.report', 'agent.autotune.png', 'fleet',
+               'agent.bench_autotune', 'agent.autotune.plant')
 
 
 def left_out(err):

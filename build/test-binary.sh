@@ -2,7 +2,9 @@
 # Test a built hashpilot binary, not the source tree.
 # Usage: build/test-binary.sh DIST   (DIST = one-file binary, one-folder dir, or a dir holding one)
 #   1. `hashpilot --version` (and its start-up time)
-#   2. `sim`, `demo`, `tune report` are left out of the binary: each says so, non-zero exit
+#   2. `sim`, `demo`, `tune report` are left out of the binary: each says so, non-zero exit;
+#      `bench --help` lists the benches, and each bench (they need the simulator, the autotune
+#      bench or fleet/, all left out) says 'not in this build' with exit 3
 #   3. the simulator from the source tree (SIM_PYTHON -m agent sim, default the repo's .venv):
 #      the ports file appears with chains and board
 #   4. `hashpilot run` against a local Mosquitto: telemetry arrives and health.json is written
@@ -62,6 +64,24 @@ for cmd in "sim|--model S21" "demo|" "tune report|x.json"; do
         pass "$name: left out of the binary, says so (exit $rc)"
     else
         bad "$name: expected 'not in this build' and a non-zero exit, got $rc: $(echo "$out" | tail -3)"
+    fi
+done
+
+out=$("$BIN" bench --help 2>&1); rc=$?
+if [ "$rc" = 0 ] && [[ "$out" == *sweep*autotune*fleet*work* ]]; then
+    pass "bench --help: lists sweep, autotune, fleet, work"
+else
+    bad "bench --help: expected exit 0 and the four benches, got $rc: $(echo "$out" | tail -3)"
+fi
+for cmd in "sweep|--repeat 1" "autotune|" "fleet|--rigs 10" "work|"; do
+    name="bench ${cmd%|*}"
+    # shellcheck disable=SC2086 # word splitting wanted: the command and its arguments
+    out=$("$BIN" $name ${cmd#*|} 2>&1 </dev/null); rc=$?
+    if [ "$rc" = 3 ] && [[ "$out" == *"$name: not in this build"*"-m agent $name"* ]] \
+            && [[ "$out" != *Traceback* ]]; then
+        pass "$name: left out of the binary, says so (exit 3)"
+    else
+        bad "$name: expected 'not in this build' and exit 3, got $rc: $(echo "$out" | tail -3)"
     fi
 done
 
