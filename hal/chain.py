@@ -12,6 +12,7 @@ from hal import bringup, codec, families, hashsum, pll
 from hal.clock import Clock
 from hal.framer import ResponseFramer
 from hal.pipeline import ReadPipeline
+from hal.recent import RecentKeys
 from hal.errors import TransportError
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 RAMP_STEP_MHZ = 6.25
 RAMP_STEP_S = 0.1          # physics seconds between PLL steps
 RESET_FREQ_MHZ = 50.0      # ASSUMED chip PLL after reset: factory ramps start at 56.25 MHz
-RECENT_NONCES = 4096       # duplicate-nonce detection window
+RECENT_NONCES = 4096       # duplicate-nonce detection window (a 256 KB MicroPython heap takes less)
 DEFAULT_TICKET_BITS = 8
 MAX_CHIPS = 256              # chip addresses are one byte: more would share addresses
 COUNTER_WINDOW_S = 1.0     # difference counters over at least this (physics) time
@@ -73,7 +74,8 @@ def _wrap32(a, b):
 
 class ChainDriver:
     def __init__(self, transport, family=None, clock=None, limits=None, address_rule='pow2',
-                 f_nom_mhz=None, window=None, retries=2, dead_after=DEAD_AFTER):
+                 f_nom_mhz=None, window=None, retries=2, dead_after=DEAD_AFTER,
+                 recent_nonces=RECENT_NONCES):
         self.transport = transport
         if isinstance(family, str):
             family = families.get(family)
@@ -98,8 +100,7 @@ class ChainDriver:
         self.last_read_stats = {}
         self.nonce_sink = None     # fn(driver, chip or None, decoded): the work path checks nonces
         self.nonces_duplicate = 0
-        self._recent = {}
-        self._recent_order = []
+        self._recent = RecentKeys(recent_nonces)   # nonces remembered to spot duplicates
         self.offsets = []          # sorted (0x0C offset, chip) when the family splits by offset
         self.die_temp_fn = None    # () -> die temperature from the board (families reading the
                                    # die diode through an external sensor, e.g. BM1370 + 0x54)
@@ -115,14 +116,8 @@ class ChainDriver:
 
     def _on_nonce(self, d):
         self.nonces += 1
-        key = (d.get('nonce'), d.get('header'), d.get('version'))
-        if key in self._recent:
+        if self._recent.add((d.get('nonce'), d.get('header'), d.get('version'))):
             self.nonces_duplicate += 1      # the same work done twice (overlapping slices)
-        else:
-            self._recent[key] = True
-            self._recent_order.append(key)
-            if len(self._recent_order) > RECENT_NONCES:
-                self._recent.pop(self._recent_order.pop(0), None)
         addr = d.get('chip_addr')
         chip = self.by_addr.get(addr) if addr is not None else None
         if chip is None and addr is None:

@@ -34,6 +34,10 @@ CONTROL_PERIOD_S = 1.0
 MIN_WALL_PERIOD_S = 0.1
 CMD_MAX_AGE_S = 60.0
 HW_WATCHDOG_FACTOR = 2.0
+# Duplicate-nonce window (hal/recent.RecentKeys, memory fixed at start): hal/chain's 4096 keys
+# would take about a third of a 256 KB heap; a one-chip board's duplicates come from its last
+# few jobs.
+RECENT_NONCES = 256
 DEFAULTS = {'model': 'GAMMA', 'site': 'lab', 'rig': 'bitaxe', 'broker': '127.0.0.1:1883',
             'format': 'cbor', 'telemetry_s': 10.0, 'chips_s': 60.0, 'poll_s': 2.0,
             'freq_mhz': 0.0, 'baud': 0, 'time_scale': 1.0, 'state_dir': 'state',
@@ -119,7 +123,8 @@ class MpyAgent:
         self.supervisor = Supervisor(self.model, cfg['safety'], alarms=self.alarms)
         board = BitaxeBoardController(i2c_bus, self.model, self.limits, identity=identity,
                                       heartbeat=heartbeat)
-        chain = ChainDriver(chain_transport, self.family, clock=clock, limits=self.limits)
+        chain = ChainDriver(chain_transport, self.family, clock=clock, limits=self.limits,
+                            recent_nonces=RECENT_NONCES)
         self.rig = SingleBoardRig(self.model, self.limits, chain, board)
         self.baud = cfg['baud'] or fastest_baud(self.family, chain_transport)
         self.control = ControlLoop(self.rig, self.supervisor, clock, on_event=self._on_event,

@@ -10,7 +10,10 @@ import shutil
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN_DIR = os.path.join(ROOT, 'build', 'cache', 'micropython', 'bin')
+# MPY_CACHE as in build/micropython/build.sh (worktrees that share build/cache can each have one:
+# `build.sh frozen` rewrites the one frozen binary with its own tree's sources).
+BIN_DIR = os.path.join(os.environ.get('MPY_CACHE') or os.path.join(ROOT, 'build', 'cache', 'micropython'),
+                       'bin')
 MICROPYTHON = os.path.join(BIN_DIR, 'micropython')
 MPY_CROSS = os.path.join(BIN_DIR, 'mpy-cross')
 VENDOR_LIB = os.path.join(ROOT, 'build', 'micropython', 'lib')   # umqtt, cbor2, logging

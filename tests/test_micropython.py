@@ -20,7 +20,7 @@ PURE_MODULES = [
 ]
 OPTIONAL_PURE = ['hal/sim/__init__.py', 'hal/sim/physics.py']
 # Pure by design too, checked for CPython-only imports (their own tests run them under MicroPython).
-GUARDED = ['hal/board_bitaxe.py', 'hal/board_i2c.py', 'hal/errors.py', 'hal/clock.py',
+GUARDED = ['hal/board_bitaxe.py', 'hal/board_i2c.py', 'hal/errors.py', 'hal/clock.py', 'hal/recent.py',
            'agent/options.py', 'agent/alarms.py', 'agent/fan.py', 'agent/safety/__init__.py', 'agent/safety/board.py',
            'agent/safety/config.py', 'agent/safety/detectors.py', 'agent/safety/supervisor.py',
            'agent/safety/watchdog.py', 'agent/safety/watch.py', 'agent/commands.py', 'agent/logsafe.py',
