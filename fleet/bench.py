@@ -357,6 +357,7 @@ class Bench:
                'consumer': self.sampler.figures('consumers'),
                'loadgen': self.sampler.figures('loadgen'),
                'consumer_cpu_us_per_msg': [r.get('cpu_us_per_msg') for r in reps],
+               'consumer_cbor_parser': sorted(set(r.get('cbor_parser') for r in reps)),
                'loadavg_before': [round(x, 2) for x in load_before],
                'loadavg_after': [round(x, 2) for x in os.getloadavg()],
                'cpus': os.cpu_count(), 'generator': self._generator_summary(gens)}

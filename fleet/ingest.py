@@ -27,7 +27,7 @@ import sys
 import time
 
 from fleet.aiomqtt import Client, MqttError
-from mqtt_schema import consumer
+from mqtt_schema import codec, consumer
 
 KINDS = ('telemetry', 'chips', 'status', 'alarm')
 
@@ -245,7 +245,8 @@ class Ingest:
                'bytes': self.bytes, 'duplicates': self.seq.dups, 'late': self.seq.late,
                'gaps': self.seq.gaps(), 'streams': len(self.seq.streams), 'connects': self.connects,
                'cpu_s': round(ru.ru_utime + ru.ru_stime, 2), 'rss_mb': round(ru.ru_maxrss / 1024.0, 1),
-               'first_rx_ms': self.t_first, 'last_rx_ms': self.t_last, 'latency': {}}
+               'first_rx_ms': self.t_first, 'last_rx_ms': self.t_last, 'latency': {},
+               'cbor_parser': codec.cbor_parser()}
         total = sum(self.count.values())
         if total > 1:
             out['cpu_us_per_msg'] = round((_cpu_s() - self.cpu_first) * 1e6 / (total - 1), 1)

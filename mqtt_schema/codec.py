@@ -77,6 +77,11 @@ def loads(data):
         raise ValueError('undecodable %s payload: %s' % (fmt, e))
 
 
+def cbor_parser():
+    """'cbrrr' when loads_plain parses canonical CBOR with cbrrr, else 'cbor2' (reports say it)."""
+    return 'cbor2' if _strict is None else 'cbrrr'
+
+
 def _no_cid(cid_bytes):
     raise ValueError('tag 42')       # cbrrr's CID: not ours, cbor2 decides what it is
 

@@ -30,6 +30,7 @@ def test_short_fleet_bench_loses_nothing():
         assert loss['expected'] > 0 and loss['lost'] == 0 and loss['received'] == loss['expected']
         assert rep['latency'][kind]['p99_ms'] is not None and rep['latency'][kind]['p99_ms'] < 5000
     assert rep['msgs_per_s'] > 100
+    assert rep['consumer_cbor_parser'] == ['cbrrr']     # the `fleet` extra's faster parser
     for part in ('broker', 'consumer', 'loadgen'):
         assert rep[part]['peak_rss_mb'] > 0 and rep[part]['cpu_s'] >= 0
     assert [w['written']['chips'] for w in rep['store_written']] and \
@@ -59,3 +60,4 @@ def test_fifty_thousand_rigs_real_rates():
     for kind in ('telemetry', 'chips'):
         assert rep['loss'][kind]['lost'] == 0
     assert rep['latency']['telemetry']['p99_ms'] <= 1000
+    assert rep['consumer_cbor_parser'] == ['cbrrr']
