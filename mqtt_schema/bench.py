@@ -1,6 +1,7 @@
 """Payload benchmarks: `python -m mqtt_schema.bench` prints chips/telemetry sizes for a full rig;
 `python -m mqtt_schema.bench --decode` the decode rates (JSON)."""
 
+import itertools
 import json
 import random
 import sys
@@ -117,10 +118,21 @@ def _rate(fn, min_s):
     return best
 
 
-def decode_rates(model_name='S21', min_s=1.0):
+def _rig_payloads(model_name, build, kind, rigs):
+    """CBOR payloads of `rigs` different sample rigs (own values, seq and ts), to decode in turn."""
+    out = []
+    for seed in range(1, rigs + 1):
+        session = payloads.new_session()
+        session['seq'][kind] = seed * 1000
+        out.append(codec.encode(build(sample_status(model_name, seed), session, 1795000000000 + seed)))
+    return out
+
+
+def decode_rates(model_name='S21', min_s=1.0, rigs=64):
     """Messages per CPU second for telemetry and chips: hashpilot decode (decode plans, cbrrr when
     installed), the previous decoder (cbor2.loads + the per-element rule, unchanged), cbor2.loads,
-    cbrrr's parse alone (when installed) and json.loads of the same payload, in one run."""
+    cbrrr's parse alone (when installed) and json.loads of the same payload, in one run; and both
+    decoders again over `rigs` different rigs' payloads in turn (no single payload's values)."""
     status = sample_status(model_name, 1)
     session = payloads.new_session()
     out = {'model': model_name}
@@ -128,14 +140,20 @@ def decode_rates(model_name='S21', min_s=1.0):
         wire = build(status, session, 1795000000000)
         cb, js = codec.encode(wire, 'cbor'), codec.encode(wire, 'json')
         defs = F.fields_for(kind)
+        many = _rig_payloads(model_name, build, kind, rigs)
+        nxt_new, nxt_old = itertools.cycle(many).__next__, itertools.cycle(many).__next__
         r = {'decode': _rate(lambda: consumer.decode(kind, cb), min_s),
              'previous_decode': _rate(lambda: reference_unpack(defs, codec.loads(cb)), min_s),
+             'decode_%d_rigs' % rigs: _rate(lambda: consumer.decode(kind, nxt_new()), min_s),
+             'previous_decode_%d_rigs' % rigs: _rate(lambda: reference_unpack(defs, codec.loads(nxt_old())),
+                                                     min_s),
              'cbor2_loads': _rate(lambda: codec._cbor.loads(cb), min_s),
              'json_loads': _rate(lambda: json.loads(js), min_s)}
         if codec._strict is not None:
             r['cbrrr_parse'] = _rate(lambda: codec._strict(cb, None, False), min_s)
         r = dict((k, round(v)) for k, v in r.items())
         r['speedup'] = round(r['decode'] / r['previous_decode'], 2)
+        r['speedup_%d_rigs' % rigs] = round(r['decode_%d_rigs' % rigs] / r['previous_decode_%d_rigs' % rigs], 2)
         r['bytes_cbor'] = len(cb)
         out[kind] = r
     out['parser'] = 'cbrrr' if codec._strict is not None else 'cbor2'

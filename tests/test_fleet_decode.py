@@ -253,3 +253,14 @@ def test_bignum_where_a_number_belongs_is_a_clear_error():
         previous_decode('telemetry', data)      # the previous decoder crashed the consumer here
     with pytest.raises(ValueError, match='undecodable value'):
         consumer.decode('telemetry', data)
+
+
+def test_decode_bench_reports_every_column():
+    rep = schema_bench.decode_rates('S21', min_s=0.02, rigs=3)
+    for kind in ('telemetry', 'chips'):
+        r = rep[kind]
+        for key in ('decode', 'previous_decode', 'decode_3_rigs', 'previous_decode_3_rigs',
+                    'cbor2_loads', 'json_loads'):
+            assert r[key] > 0, key
+        assert r['speedup'] == round(r['decode'] / r['previous_decode'], 2)
+        assert ('cbrrr_parse' in r) == (rep['parser'] == 'cbrrr')
