@@ -31,9 +31,10 @@ def add_arguments(p):
     p.add_argument('--sigma-f', type=float, default=0.05,
                    help='spread of the chips\' frequency limits (relative, default 0.05)')
     p.add_argument('--mode', default='power',
-                   choices=('power', 'hashrate', 'efficiency', 'thermal', 'quiet'),
+                   choices=('power', 'hashrate', 'efficiency', 'thermal', 'quiet', 'immersion'),
                    help='tuning goal (default power); thermal: most hashes under --max-die-c; '
-                        'quiet: most hashes with the fans capped at --max-fan-pct')
+                        'quiet: most hashes with the fans capped at --max-fan-pct; immersion: '
+                        'power mode (--target-w) with the boards in coolant at --coolant-c')
     p.add_argument('--max-die-c', type=float, default=None,
                    help='die ceiling for thermal/quiet (default: the model\'s hot limit less '
                         'the profile\'s temp_margin_c)')
@@ -41,6 +42,8 @@ def add_arguments(p):
                    help='quiet: fan duty cap, fans held at it (default 60)')
     p.add_argument('--ambient-c', type=float, default=25.0,
                    help='simulated ambient air (default 25)')
+    p.add_argument('--coolant-c', type=float, default=30.0,
+                   help='immersion: coolant temperature (default 30); no fans')
     p.add_argument('--target-w', type=float, default=None, help='power mode target (W)')
     p.add_argument('--target-ths', type=float, default=None,
                    help='hashrate mode target / efficiency floor (TH/s)')
@@ -63,22 +66,35 @@ def add_arguments(p):
 
 
 def _tuner_mode(mode):
-    """Quiet is thermal mode at a fan cap: the tuner sees the same problem."""
+    """Quiet is thermal mode at a fan cap: the tuner sees the same problem. Immersion is power
+    mode in coolant (no fans: the heat no longer binds, the PSU's watts do)."""
+    if mode == 'immersion':
+        return 'power'
     return 'thermal' if mode in ('thermal', 'quiet') else mode
 
 
 def _fan_pct(args):
+    if args.mode == 'immersion':
+        return 0.0
     return min(args.max_fan_pct, 100.0) if args.mode == 'quiet' else args.fan_duty_pct
 
 
 def _target(args, model, prof):
     if prof['mode'] == 'thermal':
         return args.max_die_c if args.max_die_c else PR.resolve_target(prof, model)
-    if args.mode == 'power':
+    if args.mode in ('power', 'immersion'):
         return args.target_w if args.target_w else model['nameplate_w']
     if args.target_ths:
         return args.target_ths
     return PR.resolve_target(dict(prof, mode=args.mode), model)
+
+
+def _immersion_args(args):
+    return ['--immersion'] if args.mode == 'immersion' else []
+
+
+def _air_c(args):
+    return args.coolant_c if args.mode == 'immersion' else args.ambient_c
 
 
 def _truth(path):
@@ -103,7 +119,7 @@ def run(args):
     target = _target(args, model, prof)
     fan_pct = _fan_pct(args)
     extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(fan_pct),
-             '--truth-period-s', '5', '--ambient-c', str(args.ambient_c)]
+             '--truth-period-s', '5', '--ambient-c', str(_air_c(args))] + _immersion_args(args)
     t_wall0 = time.monotonic()
     with _Sim(args, extra) as sim:
         clock = Clock(args.time_scale)
@@ -154,7 +170,8 @@ def run(args):
     good = sum(s['good_ths'] for s in held) / len(held)
     hottest = max(s['hottest_c'] for s in held)
     prob = O.problem_for(args.model, chips=header['chips'], fan_duty=fan_pct / 100.0,
-                         ambient_c=held[-1].get('ambient_c', args.ambient_c))
+                         ambient_c=held[-1].get('ambient_c', _air_c(args)),
+                         immersion=args.mode == 'immersion')
     st = O.stock(prob)
     out = {'model': args.model, 'seed': args.seed, 'sigma_f': args.sigma_f, 'mode': args.mode,
            'target': target, 'time_scale': args.time_scale, 'fan_duty_pct': fan_pct,
@@ -170,7 +187,7 @@ def run(args):
     if prof['mode'] == 'thermal':
         out.update(_score_constrained(prob, target, tuner.budget_w, good, states))
     else:
-        out.update(_score_goal(prob, args.mode, target, wall_w, good))
+        out.update(_score_goal(prob, prof['mode'], target, wall_w, good))
     return out
 
 
@@ -296,8 +313,9 @@ def run_cli(args):
     if not 5.0 <= args.max_fan_pct <= 100.0:
         print('hashpilot bench autotune: --max-fan-pct must be within 5..100', file=sys.stderr)
         return 2
-    if not -40.0 <= args.ambient_c <= 80.0:
-        print('hashpilot bench autotune: --ambient-c must be within -40..80', file=sys.stderr)
+    if not -40.0 <= args.ambient_c <= 80.0 or not -40.0 <= args.coolant_c <= 80.0:
+        print('hashpilot bench autotune: --ambient-c/--coolant-c must be within -40..80',
+              file=sys.stderr)
         return 2
     if args.time_scale <= 0:
         print('hashpilot bench autotune: --time-scale must be > 0', file=sys.stderr)

@@ -9,6 +9,7 @@ import logging
 
 from agent import commands
 from agent.alarms import event
+from agent.autotune import scaling
 from hal import families, pll
 from hal.chain import RAMP_STEP_MHZ
 from hal.parallel import run_parallel
@@ -51,6 +52,8 @@ class BoardControl:
         self.index = index
         self.requested_mhz = [f0_mhz] * chips   # commands/tuner; effective = requested x cap
         self.cap_pct = 100.0
+        self.plan = None        # dynamic scaling: per-chip multipliers instead of the flat cap
+        self.plan_key = None    # (cap, requests) the plan was made for
         self.enabled = True
         self.needs_init = False
         self.powered_at_s = None
@@ -124,6 +127,8 @@ class ControlLoop:
         self.write_failures = []      # this tick's failed fan/enable writes (reported, not assumed)
         self.write_alarm = False
         self.ticks = 0
+        self.dynamic_scaling = False       # [tuner] dynamic_scaling / set_dynamic_scaling
+        self.replans = 0
 
     # Per-board views (telemetry, the runner): lists built from the board objects.
     @property
@@ -215,7 +220,33 @@ class ControlLoop:
             due.sort(key=lambda i: (i - self._rr - 1) % n)
             self._rr = due[0]
             self._reinit(due[0], now_s)
-        self._apply_freqs([i for i in range(n) if self.boards[i].hashing()])
+        hashing = [i for i in range(n) if self.boards[i].hashing()]
+        for i in hashing:
+            self._replan(i)
+        self._apply_freqs(hashing)
+
+    def _replan(self, i):
+        """Dynamic scaling: a derated board's chips re-planned at the cap's frequency budget
+        (agent/autotune/scaling.py: least good hashes per watt give up frequency first) instead
+        of the flat cap. Flat when off, at 100 %, or when no plan meets the budget."""
+        b = self.boards[i]
+        if not self.dynamic_scaling or b.cap_pct >= 100.0:
+            b.plan = b.plan_key = None
+            return
+        key = (b.cap_pct, tuple(b.requested_mhz))
+        if key == b.plan_key:
+            return
+        n = len(b.requested_mhz)
+        temps, errs = [None] * n, [None] * n
+        for c in self.rig.chains[i].chips:
+            if c.index < n and c.alive:
+                temps[c.index] = c.temp_c
+                if c.err_pct is not None:
+                    errs[c.index] = min(0.5, max(0.0, c.err_pct / 100.0))
+        b.plan = scaling.plan(b.requested_mhz, errs, temps, b.cap_pct)
+        b.plan_key = key
+        if b.plan is not None:
+            self.replans += 1
 
     def _apply_fans(self, duties):
         board = self.rig.board
@@ -318,7 +349,8 @@ class ControlLoop:
     def effective_mhz(self, i, chip_index):
         lim = self.rig.limits
         b = self.boards[i]
-        f = b.requested_mhz[chip_index] * b.cap_pct / 100.0
+        k = b.plan[chip_index] if b.plan is not None else b.cap_pct / 100.0
+        f = b.requested_mhz[chip_index] * k
         return max(lim.freq_min_mhz, min(lim.freq_max_mhz, f))
 
     def pll_mhz(self, mhz):
@@ -398,4 +430,6 @@ class ControlLoop:
     def get_status(self):
         return {'caps_pct': list(self.caps_pct), 'enabled': list(self.enabled),
                 'needs_init': list(self.needs_init), 'fan_duty_pct': list(self.fan_duty_pct),
-                'io_errors': self.io_errors, 'ticks': self.ticks}
+                'io_errors': self.io_errors, 'ticks': self.ticks,
+                'dynamic_scaling': self.dynamic_scaling, 'replans': self.replans,
+                'scaling': ['replan' if b.plan is not None else None for b in self.boards]}

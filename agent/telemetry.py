@@ -20,11 +20,13 @@ def tuner_view(tuner):
     if tuner is None:
         return {'state': 'idle'}
     st = tuner.get_status()
-    unit = 'W' if st.get('mode') == 'power' else 'TH/s'
+    unit = 'W' if st.get('mode') in ('power', 'heat') else 'TH/s'
+    target = st.get('heat_budget_w') if st.get('mode') == 'heat' else st.get('target')
     return {'state': st.get('stage'), 'progress_pct': st.get('progress_pct'),
-            'target': '%s %.1f %s' % (st.get('mode'), st.get('target') or 0.0, unit),
+            'target': '%s %.1f %s' % (st.get('mode'), target or 0.0, unit),
             'eta_s': st.get('eta_s'), 'best_j_per_th': st.get('best_j_per_th'),
-            'best_power_w': st.get('best_power_w')}
+            'best_power_w': st.get('best_power_w'), 'heat_budget_w': st.get('heat_budget_w'),
+            'heat_w': st.get('heat_w')}
 
 
 POOL_KEYS = ('index', 'url', 'state', 'connected', 'difficulty', 'accepted', 'rejected', 'stale',
@@ -56,6 +58,7 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
     snap = control.last_snapshot or {'boards': [], 'fans': [], 'power_w': None}
     safety = supervisor.get_status() if supervisor is not None else {}
     safety_boards = safety.get('boards') or []
+    scaling = _scaling_views(control)
     boards = []
     for i, chain in enumerate(rig.chains):
         on = control.enabled[i] and not control.needs_init[i]
@@ -67,7 +70,8 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
                        'voltage_mv': sb.get('voltage_mv'), 'enabled': control.enabled[i],
                        'safety': sfs.get('state'),
                        'safety_reason': sfs.get('reason') if sfs.get('state') not in (None, 'normal') else None,
-                       'freq_cap_pct': control.caps_pct[i], 'hashrate_ghs': hr})
+                       'freq_cap_pct': control.caps_pct[i], 'hashrate_ghs': hr,
+                       'scaling': scaling[i] if i < len(scaling) else None})
     total_ghs = hashsum.rig_ghs([b['hashrate_ghs'] for b in boards])
     power_w = snap.get('power_w')
     rig_state = safety.get('state', 'running')
@@ -85,4 +89,19 @@ def collect(control, rig, supervisor=None, health=None, tuner=None, link=None, u
         'boards': boards,
         'pools': pools_view(work),
     }
+    status.update(_modes_view(control, safety))
     return status
+
+
+def _scaling_views(control):
+    """Per board: 'replan' while dynamic scaling re-plans its derate, else None (absent)."""
+    return ['replan' if getattr(b, 'plan', None) is not None else None
+            for b in getattr(control, 'boards', ())]
+
+
+def _modes_view(control, safety):
+    """Immersion and dynamic scaling fields; None (absent on the wire) unless on, so payloads of
+    air-cooled rigs without dynamic scaling stay byte for byte as they were."""
+    return {'cooling': 'immersion' if safety.get('cooling') == 'immersion' else None,
+            'coolant_c': safety.get('coolant_c'),
+            'dynamic_scaling': True if getattr(control, 'dynamic_scaling', False) else None}

@@ -78,6 +78,9 @@ TUNER = (
     ('eta', 'eta_s', 'num', 's', 0, 0, 'estimated time to the end of the tuning run'),
     ('bj', 'best_j_per_th', 'num', 'J/TH', 2, 0, 'best efficiency found so far'),
     ('bp', 'best_power_w', 'num', 'W', 0, 0, 'wall power at the best point'),
+    ('hb', 'heat_budget_w', 'num', 'W', 0, 0, 'heat mode: the cap on heat into the room'),
+    ('ht', 'heat_w', 'num', 'W', 0, 0,
+     'heat mode: heat into the room now (wall power x the profile\'s heat_share)'),
 )
 
 POOL = (
@@ -106,6 +109,8 @@ TBOARD = (
     ('en', 'enabled', 'bool', '', None, 0, 'board powered and hashing'),
     ('cap', 'freq_cap_pct', 'num', '%', 0, 0, 'safety cap on requested frequencies (100 = none)'),
     ('sr', 'safety_reason', 'str', '', None, 0, 'why the board is not in normal state (absent when normal)'),
+    ('dsc', 'scaling', 'str', '', None, 0,
+     "'replan' while dynamic scaling re-plans this board's derate per chip (absent: flat cap)"),
 )
 
 TELEMETRY = ENVELOPE + (
@@ -123,6 +128,10 @@ TELEMETRY = ENVELOPE + (
     ('lost', 'outbox_dropped', 'uint', '', None, 0,
      'messages the bounded outbox dropped (oldest first) since boot'),
     ('bd', 'boards', 'list:map:tboard', '', None, 1, 'per-board summary'),
+    ('cool', 'cooling', 'str', '', None, 0, "'immersion' when the rig sits in coolant (absent: air)"),
+    ('tcl', 'coolant_c', 'num', 'degC', 1, 0, 'immersion: coolant temperature (config or set_coolant)'),
+    ('dyn', 'dynamic_scaling', 'bool', '', None, 0,
+     'true when safety derates are re-planned per chip (absent: off)'),
 )
 
 CBOARD = (

@@ -136,7 +136,7 @@ def board_summary(board, position=0):
     s = {'index': board.get('index', position), 'temps_c': board.get('temps_c'),
          'voltage_mv': board.get('voltage_mv'), 'safety': board.get('safety'),
          'enabled': board.get('enabled'), 'freq_cap_pct': board.get('freq_cap_pct'),
-         'safety_reason': board.get('safety_reason')}
+         'safety_reason': board.get('safety_reason'), 'scaling': board.get('scaling')}
     hr = board.get('hashrate_ghs')
     if hr is None and chips:
         # the rule of hal/hashsum.chain_ghs: a dead chip's last rate is stale, an off one's moot
@@ -173,7 +173,7 @@ def build_telemetry(status, session, ts_ms=None):
         src['fan_duty_pct'] = [f.get('duty_pct') for f in fans]
         src['fan_rpm'] = [f.get('rpm') for f in fans]
     for name in ('state', 'reason', 'power_w', 'j_per_th', 'uptime_s', 'ctrl', 'tuner', 'outbox_dropped',
-                 'pools'):
+                 'pools', 'cooling', 'coolant_c', 'dynamic_scaling'):
         src[name] = status.get(name)
     src['hashrate_ghs'] = hr
     src['boards'] = boards

@@ -15,7 +15,7 @@ def test_shipped_profiles_load():
     assert {'eco', 'balanced', 'performance'} <= set(names)
     for n in names:
         p = PR.load(n)
-        assert p['mode'] in ('power', 'hashrate', 'efficiency', 'thermal') and p['name'] == n
+        assert p['mode'] in ('power', 'hashrate', 'efficiency', 'thermal', 'heat') and p['name'] == n
 
 
 @pytest.mark.parametrize('body,needle', [

@@ -26,7 +26,8 @@ GUARDED = ['hal/board_bitaxe.py', 'hal/board_i2c.py', 'hal/errors.py', 'hal/cloc
            'agent/safety/watchdog.py', 'agent/safety/watch.py', 'agent/commands.py', 'agent/logsafe.py',
            'agent/autotune/maths.py',
            'agent/autotune/tuner.py', 'agent/autotune/search.py', 'agent/autotune/voltage.py',
-           'agent/autotune/io.py', 'mqtt_schema/fields.py', 'mqtt_schema/cmdauth.py',
+           'agent/autotune/io.py', 'agent/autotune/scaling.py', 'mqtt_schema/fields.py',
+           'mqtt_schema/cmdauth.py',
            'mqtt_schema/topics.py', 'mqtt_schema/payloads.py']
 
 CHECKS = [

@@ -17,6 +17,13 @@ NONCE_FRAME_BYTES = 11
 UART_BITS_PER_BYTE = 10
 
 
+def wall_for_heat_w(heat_w, heat_share):
+    """Wall power that puts heat_w into the room: heat = wall x heat_share (1 with the whole
+    miner in the room: every wall watt ends as heat; 0.94, the PSU efficiency, with the PSU
+    outside). Heat mode is power mode at this wall budget."""
+    return heat_w / heat_share
+
+
 def ticket_bits(hashrate_hs, baud, time_scale=1.0, share=0.25, frame_bytes=NONCE_FRAME_BYTES,
                 lo=6, hi=24):
     """Smallest ticket difficulty bits N so nonce traffic (one frame per 2^(32+N) hashes) uses at

@@ -31,12 +31,15 @@ _OPTS = [
     _o('description', 'str', '', 'one line shown by `hashpilot tune --list`'),
     _o('mode', 'str', 'power', 'power: most hashes at target W; hashrate: least W at target '
        'TH/s; efficiency: best J/TH with target as the TH/s floor; thermal: most hashes with every '
-       'die at or below target C',
-       choices=('power', 'hashrate', 'efficiency', 'thermal')),
-    _o('target', 'float', 0.0, 'W (power), TH/s (hashrate, efficiency floor) or die ceiling C '
-       '(thermal); 0 = use target_rel (thermal: the hot limit less temp_margin_c)',
-       0.0, 100000.0),
-    _o('target_rel', 'float', 1.0, 'target as a fraction of nameplate W (power) or of nominal '
+       'die at or below target C; heat: most hashes with the heat into the room at target W',
+       choices=('power', 'hashrate', 'efficiency', 'thermal', 'heat')),
+    _o('target', 'float', 0.0, 'W (power), TH/s (hashrate, efficiency floor), die ceiling C '
+       '(thermal) or heat W (heat); 0 = use target_rel (thermal: the hot limit less '
+       'temp_margin_c)', 0.0, 100000.0),
+    _o('heat_share', 'float', 1.0, 'heat mode: share of the wall power that heats the room: 1 '
+       'when the whole miner is in it (every wall watt ends as heat), 0.94 (the PSU efficiency) '
+       'with the PSU outside', 0.5, 1.0),
+    _o('target_rel', 'float', 1.0, 'target as a fraction of nameplate W (power, heat) or of nominal '
        'TH/s (hashrate, efficiency) when target = 0', 0.05, 1.5),
     _o('err_target_pct', 'float', 0.2, 'per-chip error rate the search aims at', 0.01, 2.0),
     _o('err_max_pct', 'float', 0.8, 'a chip above this (statistically) is stepped down',
@@ -124,12 +127,13 @@ def load(name_or_path):
 
 
 def resolve_target(prof, model):
-    """Absolute target: W for power mode, TH/s for hashrate/efficiency, die C for thermal."""
+    """Absolute target: W for power mode, TH/s for hashrate/efficiency, die C for thermal,
+    heat W for heat."""
     if prof['target'] > 0:
         return prof['target']
     if prof['mode'] == 'thermal':
         return model['temp_hot_c'] - prof['temp_margin_c']
-    if prof['mode'] == 'power':
+    if prof['mode'] in ('power', 'heat'):
         return prof['target_rel'] * model['nameplate_w']
     nominal_ths = (model['boards'] * model['chips_per_board'] * model['cores_per_chip']
                    * model['f_nom_mhz'] * 1e6 / 1e12)

@@ -9,13 +9,19 @@ from agent.autotune import profile as tune_profile
 from agent.autotune import store as tune_store
 from agent.autotune.halio import ControlLoopIO
 from agent.autotune.tuner import Tuner
-from agent.autotune.validate import validate_autotune, validate_set_power_target
+from agent.autotune.validate import (validate_autotune, validate_set_dynamic_scaling,
+                                     validate_set_heat_budget, validate_set_power_target)
 
 log = logging.getLogger(__name__)
 
 SECTION = options.section('tuner', [
     options.opt('profile', 'str', '', 'autotune profile to run at start; empty = none'),
     options.opt('results_dir', 'str', '', 'tune results; empty = <state_dir>/tune'),
+    options.opt('heat_budget_w', 'float', 0.0, 'cap on the heat into the room (W): runs the '
+                'profile (default heat) in heat mode at start; 0 = none', 1.0, 100000.0,
+                auto=0.0),
+    options.opt('dynamic_scaling', 'bool', False, 'when safety derates a board, re-plan its '
+                'chips (least hashes per watt give up frequency first) instead of a flat cap'),
 ])
 IDLE_STEP_S = 5.0
 
@@ -40,6 +46,8 @@ class TuneSession:
         self.nonces = None        # WorkEngine when [work] tuner_source = "nonces" (runner sets it)
         self.results_dir = section['results_dir'] or state_dir.rstrip('/') + '/tune'
         self.start_profile = section['profile']
+        self.heat_budget_w = section['heat_budget_w']
+        control.dynamic_scaling = bool(section['dynamic_scaling'])
         if self.start_profile:
             try:
                 self.load_profile(self.start_profile)
@@ -58,6 +66,18 @@ class TuneSession:
         registry.register('set_power_target', validate_set_power_target,
                           lambda a: self.start(self._profile_name(), 'power', a['w']),
                           {'power_min_w': lo, 'power_max_w': hi})
+        registry.register('set_heat_budget', validate_set_heat_budget,
+                          lambda a: self.start(self._heat_profile(), 'heat', a['w']),
+                          {'heat_min_w': lo * 0.5, 'heat_max_w': hi})
+        registry.register('set_dynamic_scaling', validate_set_dynamic_scaling,
+                          self._dynamic_scaling_cmd)
+
+    def _heat_profile(self):
+        return self.tuner.prof['name'] if self.tuner is not None else 'heat'
+
+    def _dynamic_scaling_cmd(self, a):
+        self.control.dynamic_scaling = a['on']
+        return {'dynamic_scaling': a['on']}
 
     def _profile_name(self):
         return self.tuner.prof['name'] if self.tuner is not None else 'balanced'
@@ -69,10 +89,13 @@ class TuneSession:
 
     def start_configured(self):
         """The [tuner] profile at agent start, if any; a refused target is logged, not fatal."""
-        if not self.start_profile:
+        if not self.start_profile and not self.heat_budget_w:
             return
         try:
-            self.start(self.start_profile)
+            if self.heat_budget_w:
+                self.start(self.start_profile or 'heat', 'heat', self.heat_budget_w)
+            else:
+                self.start(self.start_profile)
         except ValueError as e:   # e.g. a target out of range for this rig: mine untuned
             log.error('tuner.profile %s not started: %s', self.start_profile, e)
 
@@ -80,6 +103,9 @@ class TuneSession:
         if prof['mode'] == 'power':
             lo, hi = self.power_range_w()
             return lo, hi, 'W'
+        if prof['mode'] == 'heat':          # heat = wall x heat_share, wall inside the power range
+            lo, hi = self.power_range_w()
+            return lo * prof['heat_share'], hi * prof['heat_share'], 'W'
         if prof['mode'] == 'thermal':       # die ceiling: never above the model's hot limit
             return 30.0, float(self.model['temp_hot_c']), 'C'
         nominal_ths = tune_profile.resolve_target(dict(prof, target=0.0, target_rel=1.0), self.model)

@@ -44,6 +44,13 @@ class Tuner:
         self.prof = profile
         self.mode = profile['mode']
         self.target = float(target)
+        self.goal = self.mode            # as asked ('heat' runs as power mode, below)
+        self.heat_budget_w = None
+        self.heat_share = profile.get('heat_share', 1.0)
+        if self.mode == 'heat':          # heat into the room = wall x heat_share: a wall budget
+            self.heat_budget_w = self.target
+            self.mode = 'power'
+            self.target = maths.wall_for_heat_w(self.target, self.heat_share)
         self.saved = saved
         self.tick_s = tick_s
         self.stage = 'idle'
@@ -425,7 +432,10 @@ class Tuner:
         if now is not None and self.t_start is not None:
             elapsed = now - self.t_start
         eta = None if self.stage == 'done' else maths.eta_s(self.progress, elapsed)
-        return {'stage': self.stage, 'mode': self.mode, 'target': self.target,
+        heat = self.last['power_w'] * self.heat_share \
+            if self.heat_budget_w is not None and self.last['power_w'] is not None else None
+        return {'stage': self.stage, 'mode': self.goal, 'target': self.target,
+                'heat_budget_w': self.heat_budget_w, 'heat_w': heat,
                 'progress_pct': round(100.0 * self.progress, 1), 'eta_s': eta,
                 'elapsed_s': elapsed, 'board_mv': list(getattr(self, 'mv', []) or []),
                 'power_w': self.last['power_w'], 'good_ths': self.last['good_ths'],

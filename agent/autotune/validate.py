@@ -3,7 +3,7 @@ TuneSession and the MicroPython port register them with their own handlers."""
 
 from agent import commands
 
-MODES = ('power', 'hashrate', 'efficiency', 'thermal')
+MODES = ('power', 'hashrate', 'efficiency', 'thermal', 'heat')
 
 
 def validate_autotune(body, ctx):
@@ -25,7 +25,7 @@ def validate_autotune(body, ctx):
     mode = body.get('mode')
     if mode is not None:
         if mode not in MODES:
-            return None, "mode must be 'power', 'hashrate', 'efficiency' or 'thermal'"
+            return None, "mode must be 'power', 'hashrate', 'efficiency', 'thermal' or 'heat'"
         out['mode'] = mode
     target = body.get('target')
     if target is not None:
@@ -35,6 +35,23 @@ def validate_autotune(body, ctx):
             return None, 'target must be a positive number (W or TH/s)'
         out['target'] = float(target)
     return out, None
+
+
+def validate_set_heat_budget(body, ctx):
+    """set_heat_budget {w}: heat into the room, heat_min_w..heat_max_w."""
+    out, err = validate_set_power_target(body, {'power_min_w': ctx.get('heat_min_w', 0),
+                                                'power_max_w': ctx.get('heat_max_w', 0)})
+    return out, err
+
+
+def validate_set_dynamic_scaling(body, ctx):
+    """set_dynamic_scaling {on}: re-plan per chip when safety derates (true) or flat cap."""
+    err = commands.check_keys(body, ('on',))
+    if err:
+        return None, err
+    if not isinstance(body.get('on'), bool):
+        return None, 'on must be true or false'
+    return {'on': body['on']}, None
 
 
 def validate_set_power_target(body, ctx):

@@ -97,6 +97,10 @@ SECTION = options.section('safety', [
     _o('power_interval_s', 'float', 5.0, 'power cap changes at most that often', 1.0, 600.0),
     _o('power_margin_pct', 'float', 2.0, 'aim this far under the limit', 0.0, 20.0),
     _o('power_unreadable_s', 'float', 10.0, 'power unreadable that long -> alarm', 0.0, 3600.0),
+    _o('cooling', 'str', 'air', 'air (fans) or immersion (no fans: fan faults not alarmed, fan '
+       'outputs held at 0 %; the dies still derate and trip)', choices=('air', 'immersion')),
+    _o('coolant_c', 'float', 0.0, 'immersion: coolant temperature, the rig\'s ambient (telemetry; '
+       'set_coolant updates it); 0 = not known', -20.0, 90.0, auto=0.0),
 ], check=_check)
 
 

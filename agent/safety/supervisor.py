@@ -31,6 +31,17 @@ def validate_reset_safety(body, ctx):
     return {'board': board}, None
 
 
+def validate_set_coolant(body, ctx):
+    """set_coolant {c}: coolant temperature -20..90 C (immersion)."""
+    extra = [k for k in body if k != 'c']
+    if extra:
+        return None, 'unknown field(s): %s' % ', '.join(sorted(str(k) for k in extra))
+    c = finite(body.get('c'))
+    if c is None or isinstance(body.get('c'), bool) or not -20.0 <= c <= 90.0:
+        return None, 'c must be a number -20..90 (coolant C)'
+    return {'c': c}, None
+
+
 class Supervisor:
     def __init__(self, model, config=None, fan_control=None, alarms=None):
         """alarms: the agent's AlarmBook (its sink reports the changes); default a book of
@@ -63,11 +74,14 @@ class Supervisor:
         self.rig_reason = 'ok'
         self.rig_since_s = 0.0
         self.stall_reason = None
+        self.immersion = cfg['cooling'] == 'immersion'
+        self.coolant_c = cfg['coolant_c'] if self.immersion and cfg['coolant_c'] else None
 
     # -- commands ----------------------------------------------------------------------------
     def register_commands(self, registry):
-        """set_fan and reset_safety (agent.commands.Registry)."""
+        """set_fan, reset_safety and set_coolant (agent.commands.Registry)."""
         ctx = {'boards': self.n_boards, 'fan_min_pct': self.fan.min_pct}
+        registry.register('set_coolant', validate_set_coolant, self.set_coolant, ctx)
         registry.register('set_fan', validate_set_fan,
                           lambda a: self.set_fan_mode(a['mode'], a.get('duty_pct')), ctx)
         registry.register('reset_safety', validate_reset_safety,
@@ -75,7 +89,16 @@ class Supervisor:
 
     def set_fan_mode(self, mode, duty_pct=None):
         """From the set_fan command; ValueError on bad input (nothing changes)."""
+        if self.immersion:
+            raise ValueError('cooling = immersion: no fans (fan outputs held at 0 %)')
         self.fan.set_mode(mode, duty_pct)
+
+    def set_coolant(self, args):
+        """set_coolant {c}: the coolant temperature a tank controller measured (immersion)."""
+        if not self.immersion:
+            raise ValueError('set_coolant needs [safety] cooling = "immersion"')
+        self.coolant_c = args['c']
+        return {'coolant_c': self.coolant_c}
 
     def reset(self, board=None, now_s=None):
         """Unlatch 'off' boards (all, or one index); they restart through cooldown. -> [indices]"""
@@ -167,6 +190,9 @@ class Supervisor:
         return self._actions(now)
 
     def _fans(self, now, fans):
+        if self.immersion:      # no fans: the coolant carries the heat, nothing to watch
+            self.airflow_frac, self.airflow_cap_pct, self.fans_all_lost = 1.0, 100.0, False
+            return
         lost = 0
         for k in range(self.n_fans):
             f = fans[k] or {}
@@ -305,6 +331,8 @@ class Supervisor:
     def _fan_override(self, views):
         """100 % when anything is abnormal (the PID follows trusted temperatures only), else
         None. Power over limit alone does not force the fans (they would add power)."""
+        if self.immersion:
+            return None
         suspect = any(m.lost() or m.suspect for m in self.fan_mons)
         hot_view = any(v['state'] != 'normal' for v in views)
         missing = any(w.dies_unreadable.bad_since is not None or w.sensor_bad for w in self.watch)
@@ -341,7 +369,7 @@ class Supervisor:
         self._rig_view(now, views)
         die_c, board_c = self._fan_inputs()
         duty = self.fan.update(now, die_c, board_c, self._fan_override(views))
-        d = int(duty + 0.5)
+        d = 0 if self.immersion else int(duty + 0.5)   # immersion: fan outputs off
         d = 0 if d < 0 else (100 if d > 100 else d)
         self.fan_duty_pct = [d] * self.n_fans
         boards = [{'index': i, 'enable': v['enable'], 'freq_cap_pct': round(v['cap_pct'], 1)}
@@ -375,6 +403,7 @@ class Supervisor:
                 'rig': rig, 'boards': boards,
                 'fans': [m.get_status() for m in self.fan_mons], 'fan_duty_pct': list(self.fan_duty_pct),
                 'airflow_pct': 100.0 * self.airflow_frac, 'airflow_cap_pct': self.airflow_cap_pct,
+                'cooling': self.cfg['cooling'], 'coolant_c': self.coolant_c,
                 'power_w': self.power_w, 'power_cap_pct': self.power_cap_pct,
                 'limits': {'temp_target_c': self.cfg['temp_target_c'], 'temp_hot_c': self.cfg['temp_hot_c'],
                            'temp_danger_c': self.cfg['temp_danger_c'],

@@ -82,6 +82,9 @@ def build_parser():
                    metavar='N', help='leading zero bits of the simulated chips\' nonce solutions '
                    '(reduced difficulty, default %d; see docs/simulator.md "Work")' % SIM_CHECK_BITS)
     p.add_argument('--fan-duty-pct', type=_pct, default=100.0, help='initial fan duty (100)')
+    p.add_argument('--immersion', action='store_true',
+                   help='boards in coolant at --ambient-c: conductance 4 x g_max, fans never '
+                        'turn, no fan power (spec "Noise and immersion")')
     p.add_argument('--warm', action='store_true',
                    help='chips already brought up at f_nom by an earlier host (reset baud); '
                         'default: freshly reset chips that hash only once a host sets them up')
@@ -137,7 +140,8 @@ class Simulator:
         self.time_scale = args.time_scale
         self.rig = SimRig(model, seed=args.seed, sigma_f=args.sigma_f, sigma_l=args.sigma_l,
                           ambient_c=args.ambient_c, fan_duty_pct=args.fan_duty_pct,
-                          overrides=args.chip_overrides, lots=args.lots)
+                          overrides=args.chip_overrides, lots=args.lots,
+                          immersion=args.immersion)
         if args.warm:
             self.rig.warm_start()
         self.faults = FaultSet(faults, self.rig, args.seed)

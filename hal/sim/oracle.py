@@ -487,17 +487,18 @@ def _pair_move(grid, freqs, up, down):
 # ------------------------------------------------------------------ conveniences
 
 def problem_for(model_name, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L, fan_duty=0.7,
-                ambient_c=P.AMBIENT_C, chips=None, hot_c=None):
-    """Problem for a seeded population as `hashpilot sim` draws it (or from truth-file chips)."""
+                ambient_c=P.AMBIENT_C, chips=None, hot_c=None, immersion=False):
+    """Problem for a seeded population as `hashpilot sim` draws it (or from truth-file chips);
+    immersion: in coolant at ambient_c (physics.immersed: 4 x g_max, no fans, fan_duty 0)."""
     import random
     model = models.get(model_name)
-    cal = P.calibrate(model)
+    cal = P.immersed(P.calibrate(model)) if immersion else P.calibrate(model)
     if chips is None:
         pop = P.population(cal, random.Random(seed), sigma_f, sigma_l)
     else:
         pop = [[{'speed': c['speed'], 'leak': c['leak'], 'cap': c['cap'],
                  'dead': bool(c.get('dead', False))} for c in board] for board in chips]
-    return Problem(model, cal, pop, fan_duty, ambient_c, hot_c=hot_c)
+    return Problem(model, cal, pop, 0.0 if immersion else fan_duty, ambient_c, hot_c=hot_c)
 
 
 UNBOUNDED_W = 1e9

@@ -26,6 +26,10 @@ TAU_FAN_S = 2.0
 FAN_FLOOR = 0.03     # airflow fraction with every fan stopped
 Z_CLIP = 3.0
 
+# Spec "Noise and immersion": boards in coolant at t_amb, conductance g = 4*g_max whatever the
+# fan outputs, fan power 0.
+IMMERSION_G_FACTOR = 4.0
+
 # Not in the spec: where the fixed-point iteration gives up and calls it thermal runaway.
 T_RUNAWAY_C = 300.0
 
@@ -185,8 +189,19 @@ def chip_v(cal, board_mv):
 
 # ---------------------------------------------------------------- air and heat
 
+def immersed(cal):
+    """A copy of calibrate()'s dict for a rig in coolant (spec "Noise and immersion"): every
+    heat and power function then uses g = 4*g_max and no fan power; ambient = the coolant."""
+    out = dict(cal)
+    out['immersion'] = True
+    return out
+
+
 def airflow_g(cal, d):
-    """Air conductance of a board (W/degC) at mean fan speed fraction d (floored at 0.03)."""
+    """Air conductance of a board (W/degC) at mean fan speed fraction d (floored at 0.03);
+    in coolant (immersed(cal)) 4*g_max whatever the fans do."""
+    if cal.get('immersion'):
+        return IMMERSION_G_FACTOR * cal['g_max']
     if d < FAN_FLOOR:
         d = FAN_FLOOR
     return cal['g_max'] * d ** 0.8
@@ -276,9 +291,10 @@ def _per_board(value, boards):
 
 
 def wall_power_w(cal, sum_chip_w, boards_on, fan_duties):
-    """Wall power: (chips + board overheads + fans (duty^3) + control board) / ETA."""
+    """Wall power: (chips + board overheads + fans (duty^3) + control board) / ETA; no fan
+    power in coolant."""
     fans_w = 0.0
-    for duty in fan_duties:
+    for duty in (() if cal.get('immersion') else fan_duties):
         fans_w += cal['fan_w'] * duty ** 3
     return (sum_chip_w + boards_on * cal['board_w'] + fans_w + cal['ctrl_w']) / ETA
 

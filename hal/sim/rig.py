@@ -15,12 +15,14 @@ SENSOR_POS = (0.15, 0.85)
 
 class SimRig:
     def __init__(self, model, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L,
-                 ambient_c=P.AMBIENT_C, fan_duty_pct=100.0, overrides=(), lots=()):
+                 ambient_c=P.AMBIENT_C, fan_duty_pct=100.0, overrides=(), lots=(),
+                 immersion=False):
         self.model = model
         self.seed = seed
         self.sigma_f = sigma_f
         self.sigma_l = sigma_l
-        self.cal = cal = P.calibrate(model)
+        self.cal = cal = P.immersed(P.calibrate(model)) if immersion else P.calibrate(model)
+        self.immersion = bool(immersion)   # in coolant at ambient_c: no fans (spec)
         self.family = families.get(model['chip'])
         self.pop = P.population(cal, random.Random(seed), sigma_f, sigma_l)
         lot_rng = random.Random(seed * 104729 + 11)
@@ -36,8 +38,8 @@ class SimRig:
         self.enabled = [True] * nb
         duty = fan_duty_pct / 100.0
         self.fan_duty = [duty] * cal['fans']
-        self.fan_rpm = [duty * cal['rpm_max']] * cal['fans']
-        self.fan_stopped = [False] * cal['fans']
+        self.fan_rpm = [0.0 if immersion else duty * cal['rpm_max']] * cal['fans']
+        self.fan_stopped = [bool(immersion)] * cal['fans']   # a tank has no fans turning
         self.ambient_c = ambient_c
         self.ambient_ramp = None   # (t0, from_c, to_c, ramp_s)
         self.sensor_fault = {}     # (board, sensor) -> None (absent) or stuck value_c

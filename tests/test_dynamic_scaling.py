@@ -1,0 +1,129 @@
+"""Dynamic scaling: when safety derates, the chips are re-planned at the cap's frequency budget
+(agent/autotune/scaling.py) instead of a flat cap. Unit checks on the maths and on the spec
+physics, the control loop's use of it, and an ambient step hot then cool through the simulator
+(tests/test_dynamic_scaling_sim.py)."""
+
+import random
+
+import pytest
+
+from agent.autotune import scaling
+from hal import models
+from hal.sim import physics as P
+
+S21 = models.get('S21')
+
+
+def test_plan_keeps_the_flat_caps_budget():
+    rng = random.Random(3)
+    req = [rng.uniform(400, 560) for _ in range(108)]
+    err = [rng.uniform(0, 0.004) for _ in req]
+    temps = [50 + 35 * (i + 0.5) / 108 + rng.gauss(0, 1) for i in range(108)]
+    for cap in (97.0, 90.0, 75.0, 50.0, 31.0):
+        k = scaling.plan(req, err, temps, cap)
+        share = scaling.frequency_share(req, k)
+        assert share <= cap / 100.0 + 1e-9, (cap, share)
+        assert share >= cap / 100.0 - 0.01 * max(req) / sum(req) - 1e-9
+        assert all(scaling.FLOOR - 1e-9 <= x <= 1.0 for x in k)
+
+
+def test_no_plan_at_full_cap_or_when_the_floor_cannot_meet_it():
+    req = [490.0] * 10
+    assert scaling.plan(req, [0.0] * 10, [70.0] * 10, 100.0) is None
+    assert scaling.plan(req, [0.0] * 10, [70.0] * 10, 20.0) is None     # floor 30 %
+    assert scaling.plan([], [], [], 50.0) is None
+
+
+def test_chips_near_their_limit_shed_errors_first_then_the_hottest():
+    req = [500.0] * 6
+    err = [0.0, 0.0, 0.01, 0.0, 0.0, 0.0]          # chip 2 at 1 % errors
+    temps = [60.0, 62.0, 61.0, 64.0, 66.0, 80.0]   # chip 5 hottest
+    k = scaling.plan(req, err, temps, 95.0)
+    assert k[2] < 1.0 and k[5] < 1.0
+    assert k[0] == 1.0 and k[1] == 1.0
+    assert scaling.marginal_yield(0.002) < scaling.marginal_yield(0.0)
+    assert scaling.marginal_cost(0.0, 80.0) > scaling.marginal_cost(0.0, 60.0)
+    # unknown temperatures count as the coolest, unknown errors as none
+    k2 = scaling.plan(req, [None] * 6, [60.0, None, None, None, None, 80.0], 95.0)
+    assert k2[5] < 1.0 and k2[1:5] == [1.0] * 4
+
+
+@pytest.mark.parametrize('ambient_c', [40.0, 45.0])
+def test_on_the_spec_physics_same_hashes_cooler_hottest_die(ambient_c):
+    """An S21 board at full fans: at the same frequency budget as a flat cap the plan gives the
+    same good hashes with the hottest die 6-8 C cooler (it cuts the hot outlet end), so the
+    supervisor holds at a higher cap."""
+    cal = P.calibrate(S21)
+    pop = P.population(cal, random.Random(5))
+    v = P.chip_v(cal, S21['stock_board_mv'])
+    req = [490.0] * S21['chips_per_board']
+    st = P.board_steady_state(cal, pop[0], req, v, 1.0, ambient_c)
+    for cap in (95.0, 90.0, 80.0):
+        flat = P.board_steady_state(cal, pop[0], [f * cap / 100.0 for f in req], v, 1.0, ambient_c)
+        k = scaling.plan(req, st['err'], st['t_c'], cap)
+        pl = P.board_steady_state(cal, pop[0], [f * k[i] for i, f in enumerate(req)], v, 1.0,
+                                  ambient_c)
+        assert pl['good_hs_total'] >= 0.999 * flat['good_hs_total']
+        assert pl['sum_p_w'] <= flat['sum_p_w'] * 1.001
+        assert max(pl['t_c']) < max(flat['t_c']) - 4.0, (cap, max(pl['t_c']), max(flat['t_c']))
+
+
+class _Chip:
+    def __init__(self, i, temp_c, err_pct):
+        self.index, self.addr, self.alive = i, 2 * i, True
+        self.temp_c, self.err_pct, self.freq_mhz = temp_c, err_pct, 490.0
+
+
+def test_control_loop_applies_the_plan_only_while_derated():
+    from agent.control import BoardControl, ControlLoop
+    loop = ControlLoop.__new__(ControlLoop)      # the planning part only: no rig I/O here
+    loop.boards = [BoardControl(0, 4, 500.0)]
+    chips = [_Chip(i, 60.0 + 5 * i, 0.05) for i in range(4)]
+    limits = type('L', (), {'freq_min_mhz': 50.0, 'freq_max_mhz': 1000.0})()
+    loop.rig = type('R', (), {'chains': [type('C', (), {'chips': chips})()], 'limits': limits})()
+    loop.dynamic_scaling, loop.replans = True, 0
+    b = loop.boards[0]
+    b.cap_pct = 90.0
+    loop._replan(0)
+    eff = [loop.effective_mhz(0, c) for c in range(4)]
+    assert b.plan is not None and loop.replans == 1
+    assert sum(eff) <= 0.9 * 4 * 500.0 + 1e-6
+    assert eff[3] < eff[0]                              # the hottest chip gives up most
+    loop._replan(0)
+    assert loop.replans == 1                            # same cap and requests: kept
+    b.cap_pct = 100.0
+    loop._replan(0)
+    assert b.plan is None and loop.effective_mhz(0, 3) == 500.0
+    loop.dynamic_scaling = False
+    b.cap_pct = 90.0
+    loop._replan(0)
+    assert b.plan is None and loop.effective_mhz(0, 3) == 450.0   # flat cap
+
+
+MPY_SCRIPT = r'''
+from agent.autotune import scaling
+req = [400.0 + (i * 37) % 160 for i in range(40)]
+err = [((i * 7) % 11) / 2000.0 for i in range(40)]
+temps = [55.0 + i * 0.7 + (i % 3) for i in range(40)]
+for cap in (95.0, 80.0, 40.0):
+    k = scaling.plan(req, err, temps, cap)
+    print(cap, [int(round(x * 100)) for x in k], int(round(scaling.frequency_share(req, k) * 1e4)))
+print(scaling.plan(req, err, temps, 20.0))
+'''
+
+
+def test_plan_is_the_same_under_micropython(tmp_path):
+    import os
+    import subprocess
+    from tests import mpyunix
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = tmp_path / 'scaling_check.py'
+    path.write_text(MPY_SCRIPT)
+    cp = subprocess.run(['python', str(path)], cwd=root, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=root), timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    mp = mpyunix.run(path, ['agent/__init__.py', 'agent/autotune/__init__.py',
+                            'agent/autotune/scaling.py'], tmp_path / 'lib', vendor=False)
+    assert mp.returncode == 0, mp.stderr + mp.stdout
+    assert mp.stdout.strip() == cp.stdout.strip()
+    assert cp.stdout.strip().endswith('None')
