@@ -101,7 +101,8 @@ fuzz-api: setup
 	HASHPILOT_API_FUZZ_N=20000 nice -n 10 $(VENV)/bin/python -m pytest -q -s tests/test_api_e2e.py -k fuzz
 
 # fleet scale, long form: 50 000 rigs at real rates for 5 minutes, then the 3-node cluster
-# failover under 20 000 rigs (docs/fleet-scale.md)
+# failover under 20 000 rigs on 8 site brokers with uplinks, the stream leader's node SIGKILLed
+# (docs/fleet-scale.md)
 bench-fleet: setup
 	HASHPILOT_BENCH_FLEET=1 nice -n 10 $(VENV)/bin/python -m pytest -q -s tests/test_fleet_bench.py tests/test_fleet_cluster.py -k 'fifty_thousand or twenty_thousand'
 

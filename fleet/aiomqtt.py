@@ -43,6 +43,7 @@ class Client(asyncio.Protocol):
         self._suback = {}
         self._ping = None
         self._last_tx = 0.0
+        self._gone = None
         self.manual_ack = False      # True: PUBACKs wait in ack_pending until send_acks()
         self.ack_pending = []
 
@@ -77,6 +78,8 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc):
         was = self.connected
         self.connected = False
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(exc)
         if self._ping is not None:
             self._ping.cancel()
             self._ping = None
@@ -149,6 +152,18 @@ class Client(asyncio.Protocol):
         self._suback[pid] = fut
         self.transport.write(W.subscribe(pid, filters, self.version))
         return await asyncio.wait_for(fut, timeout_s)
+
+    async def hold(self, filters, ready_file=None):
+        """Subscribe (a refused filter raises MqttError), create ready_file, then return only
+        when the connection is lost."""
+        self._gone = asyncio.get_running_loop().create_future()
+        codes = await self.subscribe(filters)
+        if any(code >= 0x80 for code in codes):
+            raise MqttError('subscription refused: %s' % codes)
+        if ready_file:
+            open(ready_file, 'w').close()
+        if self.connected:
+            await self._gone
 
     # --- receiving --------------------------------------------------------------------------
     def data_received(self, data):

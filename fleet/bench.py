@@ -23,7 +23,7 @@ import time
 
 import psutil
 
-from fleet import brokerconf
+from fleet import bench_sites, brokerconf
 from fleet.ingest import load_seen, percentiles
 
 MOSQUITTO = shutil.which('mosquitto') or '/usr/sbin/mosquitto'
@@ -150,6 +150,10 @@ class Bench:
     def start_broker(self):
         if self.args.cluster == 'nats':
             return self.start_cluster()
+        if self.args.cluster == 'nats-sites':
+            self.start_cluster()
+            bench_sites.start_site_brokers(self, MOSQUITTO, free_port, wait_port, _user())
+            return None
         conf = os.path.join(self.dir, 'mosquitto.conf')
         extra = ['user %s' % _user(), 'log_dest file %s' % os.path.join(self.dir, 'mosquitto.log'),
                  'log_type error', 'log_type warning']
@@ -170,6 +174,8 @@ class Bench:
 
     def brokers(self, first=0):
         """host:port list, rotated to start at node `first` (the rest are failover targets)."""
+        if self.args.cluster == 'nats-sites':     # the rigs' site brokers
+            return ['127.0.0.1:%d' % p for p in self.site_ports]
         if self.args.cluster != 'nats':
             return ['127.0.0.1:%d' % self.port]
         b = self.cluster.brokers()
@@ -201,24 +207,34 @@ class Bench:
         self.consumers = []
         for i in range(a.consumers):
             files = dict((k, os.path.join(self.dir, 'c%d.%s' % (i, k))) for k in ('report', 'seen', 'ready'))
-            argv = [x for b in self.brokers(i) for x in ('--broker', b)] + [
-                    '--client-id', 'bench-c%d' % i,
+            if a.cluster == 'nats-sites':
+                argv = bench_sites.consumer_argv(self, i)
+                done = 'uplinks-done'
+            else:
+                argv = [x for b in self.brokers(i) for x in ('--broker', b)]
+                done = 'publishers-done'
+            argv += ['--client-id', 'bench-c%d' % i,
                     '--idle-exit-s', str(a.idle_exit_s), '--report', files['report'],
-                    '--idle-after-file', os.path.join(self.dir, 'publishers-done'),
+                    '--idle-after-file', os.path.join(self.dir, done),
                     '--seen', files['seen'], '--ready-file', files['ready']] + store_argv
-            if a.cluster == 'nats':     # MQTT 3.1.1, no $share: consumers split the sites
+            if a.cluster.startswith('nats'):     # no $share on NATS: consumers split the sites
                 sites = -(-a.rigs // a.rigs_per_site)
                 mine = ['site%d' % k for k in range(sites) if k % a.consumers == i]
                 if not mine:
                     continue
                 argv += ['--protocol', '311', '--sites', ','.join(mine)]
+                if a.cluster == 'nats-sites':
+                    argv += ['--ack-wait-s', str(a.ack_wait_s)]
             elif a.consumers > 1 or a.shared:
                 argv += ['--group', 'bench']
             p = self._py('fleet.ingest', argv, 'c%d.log' % i)
             self.sampler.add('consumers', p.pid)
             self.consumers.append((p, files))
-        end = time.monotonic() + (120 if a.cluster == 'nats' else 30)
-        while not all(os.path.exists(f['ready']) for _p, f in self.consumers):
+        end = time.monotonic() + (120 if a.cluster.startswith('nats') else 30)
+        ready = [f['ready'] for _p, f in self.consumers]
+        if a.cluster == 'nats-sites':
+            ready += bench_sites.start_uplinks(self)
+        while not all(os.path.exists(f) for f in ready):
             if time.monotonic() > end or any(p.poll() is not None for p, _f in self.consumers):
                 raise RuntimeError('consumers did not subscribe: %s' % self.log_tail('c0.log'))
             time.sleep(0.05)
@@ -244,11 +260,14 @@ class Bench:
                     '--max-conns', str(max(1, per_proc_conns // procs)),
                     '--source-ip', '127.0.0.%d' % (k + 1), '--drain-s', str(a.drain_s),
                     '--backoff-min-s', str(a.backoff_min_s), '--backoff-max-s', str(a.backoff_max_s),
-                    '--connect-rate', str(a.connect_rate)]
+                    '--connect-rate', str(a.connect_rate),
+                    '--publishing-file', os.path.join(self.dir, 'lg%d.publishing' % k)]
             if a.no_jitter:
                 argv.append('--no-jitter')
             if a.cluster == 'nats':
                 argv += ['--protocol', '311']
+            elif a.cluster == 'nats-sites':
+                argv += ['--broker-per-site']
             p = self._py('fleet.loadgen', argv, 'lg%d.log' % k)
             self.sampler.add('loadgen', p.pid)
             self.loadgens.append((p, rep))
@@ -278,6 +297,8 @@ class Bench:
         for p, _rep in self.loadgens:
             p.wait()
         open(os.path.join(self.dir, 'publishers-done'), 'w').close()
+        if a.cluster == 'nats-sites':
+            bench_sites.wait_uplinks(self, a.idle_exit_s + 120)
         for p, _files in self.consumers:
             try:
                 p.wait(a.idle_exit_s + 60)
@@ -301,9 +322,28 @@ class Bench:
     def _kill_node_at(self, t0):
         a = self.args
         time.sleep(max(0.0, a.kill_node_at_s - (time.monotonic() - t0)))
+        # a slow ramp (loaded machine) must not put the kill before the load: at least
+        # min(T, 10) s of publishing first
+        files = [os.path.join(self.dir, 'lg%d.publishing' % k) for k in range(len(self.loadgens))]
+        while not all(os.path.exists(f) for f in files):
+            if all(p.poll() is not None for p, _rep in self.loadgens):
+                break
+            time.sleep(0.1)
+        t_pub = max([os.path.getmtime(f) for f in files if os.path.exists(f)], default=time.time())
+        time.sleep(max(0.0, min(a.kill_node_at_s, 10.0) - (time.time() - t_pub)))
+        node, leaders = a.kill_node, None
+        if node < 0:     # the node leading the stream the traffic goes through: the worst case
+            leaders = self.cluster.leaders()
+            stream = 'HP' if a.cluster == 'nats-sites' else '$MQTT_msgs'
+            node = leaders.get(stream, 2)
         self.kill_wall_s = time.time()
-        self.cluster.kill(a.kill_node)
-        return {'killed_node': a.kill_node, 'at_s': round(time.monotonic() - t0, 1)}
+        self.cluster.kill(node)
+        out = {'killed_node': node, 'at_s': round(time.monotonic() - t0, 1),
+               'after_publishing_s': round(self.kill_wall_s - t_pub, 1)}
+        if leaders is not None:
+            out['leaders_on_killed_node'] = sorted(k for k, v in leaders.items() if v == node)
+            out['leaders_elsewhere'] = sum(1 for v in leaders.values() if v != node)
+        return out
 
     def _generator_reports(self):
         gens = []
@@ -367,6 +407,12 @@ class Bench:
         kill_s = getattr(self, 'kill_wall_s', None)
         if kill_s is not None:
             out['latency_failover_window'] = failover_window(lat, lts, kill_s)
+            out['latency_failover_first_10s'] = failover_window(lat, lts, kill_s, after_s=10)
+        if a.cluster == 'nats-sites':
+            out['uplink'] = bench_sites.uplink_summary(self, kill_s)
+            out['site_brokers'] = self.sampler.figures('site_brokers')
+            out['uplinks_proc'] = self.sampler.figures('uplinks')
+            out['consumer_nats'] = [r.get('nats') for r in reps]
         if restart is not None:
             storms = [g.get('storm') for g in gens if g.get('storm')]
             out['broker_restart'] = restart
@@ -432,10 +478,14 @@ def add_arguments(p):
     p.add_argument('--rigs-per-conn', type=int, default=1)
     p.add_argument('--connect-rate', type=float, default=2000.0)
     p.add_argument('--rigs-per-site', type=int, default=1000)
-    p.add_argument('--cluster', choices=('none', 'nats'), default='none',
-                   help='nats: 3-node NATS cluster (MQTT + JetStream R3) instead of one Mosquitto')
+    p.add_argument('--cluster', choices=('none', 'nats', 'nats-sites'), default='none',
+                   help='nats: rigs on a 3-node NATS cluster (MQTT + JetStream R3) instead of one '
+                        'Mosquitto; nats-sites: rigs on per-site Mosquittos, uplinks into the cluster')
     p.add_argument('--kill-node-at-s', type=float, default=None, help='cluster: SIGKILL a node at T s')
-    p.add_argument('--kill-node', type=int, default=2)
+    p.add_argument('--kill-node', type=int, default=2,
+                   help='node to kill; -1: the leader of the stream the telemetry goes through')
+    p.add_argument('--uplink-flush-s', type=float, default=0.05, help='nats-sites: batch period')
+    p.add_argument('--ack-wait-s', type=float, default=30.0, help='nats-sites: consumer ack wait')
     p.add_argument('--restart-broker-at-s', type=float, default=None)
     p.add_argument('--broker-down-s', type=float, default=2.0)
     p.add_argument('--backoff-min-s', type=float, default=1.0)

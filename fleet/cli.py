@@ -34,6 +34,11 @@ def _ingest():
     return m.main
 
 
+def _uplink():
+    from fleet import uplink as m
+    return m.main
+
+
 def _broker_config():
     from fleet import brokerconf as m
     return m.main
@@ -46,6 +51,7 @@ COMMANDS = {
     'curtail': (_curtail, 'bring a site under a power cap (and --restore)'),
     'ingest': (_ingest, 'scalable consumer: shared subscription, dedup, time-series store'),
     'broker-config': (_broker_config, 'Mosquitto config for large sites: limits, per-rig ACLs'),
+    'uplink': (_uplink, 'a site broker into the NATS cluster, in batches (JetStream, R3)'),
     'loadgen': (_loadgen, 'virtual rigs publishing real payloads (load, Wills, reconnect storms)'),
 }
 

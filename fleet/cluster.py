@@ -140,6 +140,30 @@ class NatsCluster:
             p.send_signal(signal.SIGKILL)
             p.wait(10)
 
+    def leaders(self, timeout_s=10.0):
+        """{stream: node index, 'stream/consumer': node index} of the JetStream leaders now."""
+        import asyncio
+
+        async def ask():
+            import nats
+            nc = await nats.connect(servers=['nats://127.0.0.1:%d' % p for p in self.client_ports],
+                                    connect_timeout=2, max_reconnect_attempts=2)
+            try:
+                js = nc.jetstream(timeout=timeout_s)
+                out = {}
+                for si in await js.streams_info():
+                    name = si.config.name
+                    if si.cluster is not None and si.cluster.leader:
+                        out[name] = si.cluster.leader
+                    for ci in await js.consumers_info(name):
+                        if ci.cluster is not None and ci.cluster.leader:
+                            out['%s/%s' % (name, ci.name)] = ci.cluster.leader
+                return out
+            finally:
+                await nc.close()
+        names = asyncio.run(ask())
+        return dict((k, int(v[1:])) for k, v in names.items() if v[1:].isdigit())
+
     def pids(self):
         return [p.pid for p in self.procs if p is not None and p.poll() is None]
 

@@ -56,3 +56,14 @@ def heat_frac(metric, value, lo, hi):
         return None
     f = (value - lo) / (hi - lo)
     return f if HEAT_METRICS[metric][4] else 1.0 - f
+
+
+def emit_json(obj, path=None):
+    """A tool's one-line JSON report: to `path` if given, else to stdout."""
+    import json
+    text = json.dumps(obj, sort_keys=True)
+    if path:
+        with open(path, 'w') as f:
+            f.write(text + '\n')
+    else:
+        print(text)

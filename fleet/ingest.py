@@ -17,7 +17,6 @@ several consumers got.
 import argparse
 import array
 import asyncio
-import json
 import marshal
 import os
 import random
@@ -26,6 +25,7 @@ import signal
 import sys
 import time
 
+from fleet import fmt
 from fleet.aiomqtt import Client, MqttError
 from mqtt_schema import codec, consumer
 
@@ -125,6 +125,7 @@ class Ingest:
         self.t_last = None
         self.cpu_first = 0.0
         self.loop = None
+        self.nats_feed = None
 
     def filters(self):
         kinds = self.args.kinds.split(',')
@@ -152,6 +153,14 @@ class Ingest:
         self.t_last = now_ms
         self.count[kind] += 1
         ts = msg.get('ts_ms')
+        boot, seq = msg.get('boot_id'), msg.get('seq')
+        verdict = 'new'
+        if kind in ('telemetry', 'chips', 'alarm') and isinstance(seq, int):
+            verdict = self.seq.check(topic, boot, seq)
+            if verdict == 'dup':
+                return None
+        # latency of the first arrival only: a copy (redelivery, replay, the other NATS path)
+        # is dropped above
         if msg.get('historical'):
             self.historical += 1
             if isinstance(ts, int):
@@ -159,12 +168,6 @@ class Ingest:
         elif isinstance(ts, int) and not retain:
             self.lat[kind].append(int(now_ms - ts))
             self.lat_ts[kind].append(ts // 1000)
-        boot, seq = msg.get('boot_id'), msg.get('seq')
-        verdict = 'new'
-        if kind in ('telemetry', 'chips', 'alarm') and isinstance(seq, int):
-            verdict = self.seq.check(topic, boot, seq)
-            if verdict == 'dup':
-                return None
         if self.feed is not None and verdict == 'new':
             self.feed(topic, msg)      # a late message goes to history, never over newer state
         if self.writer is not None and kind in ('telemetry', 'chips'):
@@ -183,7 +186,7 @@ class Ingest:
             host, port = self.brokers[index % len(self.brokers)]
             c = Client(a.client_id, version=self.version, keepalive_s=30,
                        clean=not a.persistent, session_expiry_s=a.session_expiry_s if a.persistent else None,
-                       receive_max=65535, on_message=self.on_message, on_lost=self._on_lost,
+                       receive_max=65535, on_message=self.on_message,
                        username=a.username, password=a.password)
             if self.writer is not None:
                 c.manual_ack = True
@@ -194,14 +197,8 @@ class Ingest:
                 # always (re)subscribe, even onto a present session: Mosquitto 2.0.11 restores
                 # a persistent session after a restart without its shared subscriptions, and
                 # subscribing again is idempotent
-                codes = await c.subscribe(self.filters())
-                if any(code >= 0x80 for code in codes):
-                    raise MqttError('subscription refused: %s' % codes)
-                if a.ready_file:
-                    open(a.ready_file, 'w').close()
+                await c.hold(self.filters(), a.ready_file)
                 attempt = 0
-                self._lost = asyncio.get_running_loop().create_future()
-                await self._lost
             except (OSError, MqttError, asyncio.TimeoutError) as e:
                 print('ingest: %s:%d: %s' % (host, port, e), file=sys.stderr)
             if self.stopping:
@@ -211,11 +208,6 @@ class Ingest:
             # consumers come back quickly (capped at 1 s): after a broker restart they must be
             # subscribed again before the rigs' jittered reconnects deliver their backlog
             await asyncio.sleep(min(1.0, 0.05 * attempt) * (0.5 + self.rnd.random()))
-
-    def _on_lost(self, client, exc):
-        fut = getattr(self, '_lost', None)
-        if fut is not None and not fut.done():
-            fut.set_result(exc)
 
     def attach_writer(self, store, args):
         vm = store.VictoriaMetrics(args.vm_url) if args.vm_url else None
@@ -235,7 +227,9 @@ class Ingest:
 
     def _send_acks(self, tokens):
         for client, pids in tokens:
-            if client is self.client:   # a new connection gets those messages again
+            if client == 'js':
+                self.nats_feed.send_acks(pids)
+            elif client is self.client:   # a new connection gets those messages again
                 client.send_acks(pids)
 
     def report(self):
@@ -253,6 +247,8 @@ class Ingest:
         for kind in ('telemetry', 'chips'):
             out['latency'][kind] = percentiles(self.lat[kind])
         out['historical'] = self.historical
+        if self.nats_feed is not None:
+            out['nats'] = self.nats_feed.stats
         out['latency_historical'] = percentiles(self.lat_hist)
         if self.writer is not None:
             out['store'] = {'written': dict(self.writer.written), 'errors': self.writer.errors}
@@ -297,7 +293,7 @@ def parse_broker(text):
 
 def build_parser():
     p = argparse.ArgumentParser(prog='hashpilot fleet ingest', description=__doc__.split('\n')[0])
-    p.add_argument('--broker', action='append', required=True, help='host:port (repeat: failover)')
+    p.add_argument('--broker', action='append', default=[], help='host:port (repeat: failover)')
     p.add_argument('--group', default=None, help='shared subscription group ($share/GROUP/...)')
     p.add_argument('--client-id', default='hashpilot-ingest')
     p.add_argument('--kinds', default='telemetry,chips,status,alarm')
@@ -305,6 +301,12 @@ def build_parser():
                    help='only these sites (comma list): partitions consumers where the broker has '
                         'no shared subscriptions (NATS MQTT), and keeps each rig on one consumer')
     p.add_argument('--protocol', type=int, choices=(5, 311), default=5)
+    p.add_argument('--nats', action='append', default=None,
+                   help='NATS cluster node host:port (repeat): take --sites from the site uplinks '
+                        '(fleet/uplink.py) instead of an MQTT broker (fleet/ingest_nats.py)')
+    p.add_argument('--fetch-batch', type=int, default=64, help='--nats: batches per pull')
+    p.add_argument('--ack-wait-s', type=float, default=30.0, help='--nats: redelivery after')
+    p.add_argument('--max-ack-pending', type=int, default=20000, help='--nats: unacked batches')
     p.add_argument('--clean', dest='persistent', action='store_false',
                    help='no persistent session (default: persistent)')
     p.add_argument('--session-expiry-s', type=int, default=3600)
@@ -329,7 +331,12 @@ async def _main(args, ing):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    task = loop.create_task(ing.connect_loop())
+    if args.nats:
+        from fleet.ingest_nats import NatsFeed
+        ing.nats_feed = NatsFeed(ing, args)
+        task = loop.create_task(ing.nats_feed.run())
+    else:
+        task = loop.create_task(ing.connect_loop())
     t0 = time.monotonic()
     while not stop.is_set():
         try:
@@ -352,11 +359,16 @@ async def _main(args, ing):
     if ing.client is not None:
         ing.client.disconnect()
     task.cancel()
+    if ing.nats_feed is not None:
+        await ing.nats_feed.close()
     await asyncio.sleep(0.05)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if not args.broker and not args.nats or args.nats and not args.sites:
+        print('hashpilot fleet ingest: need --broker, or --nats with --sites', file=sys.stderr)
+        return 2
     try:
         ing = Ingest(args)
     except ValueError as e:
@@ -369,12 +381,7 @@ def main(argv=None):
     rep = ing.report()
     if args.seen:
         ing.dump_seen(args.seen)
-    text = json.dumps(rep, sort_keys=True)
-    if args.report:
-        with open(args.report, 'w') as f:
-            f.write(text + '\n')
-    else:
-        print(text)
+    fmt.emit_json(rep, args.report)
     return 0
 
 

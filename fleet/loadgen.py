@@ -20,7 +20,6 @@ Will covers its first rig). Prints one JSON report at the end (or to `--report F
 
 import argparse
 import asyncio
-import json
 import random
 import resource
 import sys
@@ -28,6 +27,7 @@ import time
 
 import cbor2
 
+from fleet import fmt
 from fleet.aiomqtt import Client, MqttError
 from mqtt_schema import bench as schema_bench
 from mqtt_schema import codec, payloads, topics
@@ -113,7 +113,10 @@ class Conn:
         self.pending = []            # (topic, payload) built while offline, in order
         self.attempt = 0
         self.session_seq = 0
-        self.broker_index = cid % len(gen.brokers)
+        if gen.args.broker_per_site:    # the site's own broker, no failover
+            self.broker_index = (rigs[0].index // gen.args.rigs_per_site) % len(gen.brokers)
+        else:
+            self.broker_index = cid % len(gen.brokers)
         self.connecting = False
         self.down_since = None
 
@@ -144,7 +147,7 @@ class Conn:
             except (OSError, MqttError, asyncio.TimeoutError):
                 g.stats['connect_failures'] += 1
                 self.attempt += 1
-                if len(g.brokers) > 1:
+                if len(g.brokers) > 1 and g.args.failover:
                     self.broker_index = (self.broker_index + 1) % len(g.brokers)
                 await asyncio.sleep(g.backoff_s(self.attempt))
         self.connecting = False
@@ -278,6 +281,8 @@ class LoadGen:
         while self.connected() < len(self.conns) and time.monotonic() < end:
             await asyncio.sleep(0.05)
         ramp_s = time.monotonic() - t_ramp
+        if a.publishing_file:
+            open(a.publishing_file, 'w').close()
         t0 = time.monotonic()
         tick = 0
         storm = None
@@ -401,8 +406,11 @@ def build_parser():
     p.add_argument('--no-jitter', action='store_true', help='lockstep exponential back-off')
     p.add_argument('--no-failover', dest='failover', action='store_false',
                    help='keep each connection on its own broker after a disconnect')
+    p.add_argument('--broker-per-site', action='store_true',
+                   help='site k connects to broker k mod N (site brokers), without failover')
     p.add_argument('--storm-at-s', type=float, default=None,
                    help='drop every connection at once after this many seconds')
+    p.add_argument('--publishing-file', default=None, help='created when publishing starts')
     p.add_argument('--drain-s', type=float, default=10.0, help='wait for PUBACKs at the end')
     p.add_argument('--no-meta', action='store_true', help='births without the retained meta')
     p.add_argument('--variants', type=int, default=8)
@@ -416,6 +424,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.broker_per_site:
+        args.failover = False
     if args.rigs < 1 or args.rate_scale <= 0 or args.rigs_per_conn < 1 or args.duration_s < 0:
         print('hashpilot fleet loadgen: need --rigs >= 1, --rate-scale > 0, --rigs-per-conn >= 1',
               file=sys.stderr)
@@ -428,12 +438,7 @@ def main(argv=None):
         print('hashpilot fleet loadgen: %s' % e, file=sys.stderr)
         return 2
     rep = asyncio.run(gen.run())
-    text = json.dumps(rep, sort_keys=True)
-    if args.report:
-        with open(args.report, 'w') as f:
-            f.write(text + '\n')
-    else:
-        print(text)
+    fmt.emit_json(rep, args.report)
     return 0
 
 
