@@ -9,11 +9,11 @@ MAX_SIG = 128
 
 
 # Decoding is the fleet consumer's hot path (thousands of messages per second). Two layers, one
-# answer: the generic decoder compiles each field table once into {wire key: (name, converter)};
-# decode plans (mqtt_schema/plans.py) turn each map shape a rig sends into one generated dict
-# display and fall back to the generic decoder for anything else. Scaled integers go through a
-# per-decimals int -> float cache read at C speed, and the reference rule (`_unscale`) stays the
-# definition every fast path must agree with (tests/test_fleet_decode.py compares them).
+# answer: decode plans (mqtt_schema/plans.py) turn each map shape a rig sends into one generated
+# dict display, scaled integers read through a per-decimals int -> float cache at C speed;
+# whatever the plans cannot vouch for is decoded the previous way, by the generic decoder
+# (each field table compiled once into {wire key: (name, converter)}, per element `_unscale`).
+# `_unscale` stays the definition every fast path must agree with (tests/test_fleet_decode.py).
 _CACHE_LIMIT = 1 << 24
 _CACHE_MAX = 1 << 16
 
@@ -56,27 +56,11 @@ def _scaled_table(dec):
 
 
 def _num_fn(dec):
-    get = _scaled_table(dec).__getitem__
-
-    def num(val):
-        try:
-            return get(val)
-        except TypeError:     # unhashable junk: unchanged
-            return val
-    return num
+    return lambda val: _unscale(val, dec)
 
 
 def _list_num_fn(dec):
-    get = _scaled_table(dec).__getitem__
-
-    def list_num(val):
-        if val.__class__ is not list:
-            return val
-        try:
-            return list(map(get, val))
-        except TypeError:
-            return [_unscale(x, dec) for x in val]
-    return list_num
+    return lambda val: [_unscale(x, dec) for x in val] if isinstance(val, list) else val
 
 
 def _list_pair(val):
@@ -93,56 +77,48 @@ def _list_pair(val):
     return out
 
 
-def _exact_num_fn(dec):
-    return lambda val: _unscale(val, dec)
-
-
-def _exact_list_num_fn(dec):
-    return lambda val: [_unscale(x, dec) for x in val] if isinstance(val, list) else val
-
-
-def _map_fn(defs, exact):
+def _map_fn(defs):
     def as_map(val):
-        return _unpack(_compiled(defs, exact), val) if isinstance(val, dict) else val
+        return _unpack(_compiled(defs), val) if isinstance(val, dict) else val
     return as_map
 
 
-def _list_map_fn(defs, exact):
+def _list_map_fn(defs):
     def as_list(val):
         if not isinstance(val, list):
             return val
-        table = _compiled(defs, exact)
+        table = _compiled(defs)
         return [_unpack(table, x) if isinstance(x, dict) else x for x in val]
     return as_list
 
 
-def _converter(ftype, dec, exact=False):
-    """None when the wire value is already the decoded value. exact: per element `_unscale`, no
-    cache (for cbor2's Decimal, Fraction, simple values, which equal ints as dict keys)."""
+def _converter(ftype, dec):
+    """None when the wire value is already the decoded value."""
     if ftype == 'num':
-        return (_exact_num_fn if exact else _num_fn)(dec) if dec else None
+        return _num_fn(dec) if dec else None
     if ftype == 'list:num':
-        return (_exact_list_num_fn if exact else _list_num_fn)(dec) if dec else None
+        return _list_num_fn(dec) if dec else None
     if ftype == 'list:pair':
         return _list_pair
     if ftype.startswith('map:'):
-        return _map_fn(F.TABLES[ftype[4:]], exact)
+        return _map_fn(F.TABLES[ftype[4:]])
     if ftype.startswith('list:map:'):
-        return _list_map_fn(F.TABLES[ftype[9:]], exact)
+        return _list_map_fn(F.TABLES[ftype[9:]])
     return None
 
 
 _COMPILED = {}
 
 
-def _compiled(defs, exact=False):
-    """defs -> {wire key: (name, converter or None)}."""
-    table = _COMPILED.get((id(defs), exact))
+def _compiled(defs):
+    """defs -> {wire key: (name, converter or None)}: the generic decoder, per element `_unscale`
+    (no cache: cbor2's Decimal, Fraction and simple values equal ints as dict keys)."""
+    table = _COMPILED.get(id(defs))
     if table is None or table[0] is not defs:
         conv = {}
         for f in defs:
-            conv[f[0]] = (f[1], _converter(f[2], f[4], exact))
-        table = _COMPILED[(id(defs), exact)] = (defs, conv)
+            conv[f[0]] = (f[1], _converter(f[2], f[4]))
+        table = _COMPILED[id(defs)] = (defs, conv)
     return table[1]
 
 
@@ -160,18 +136,15 @@ def _unpack(conv, wire):
     return out
 
 
-def _generic(defs, wire):
-    return _unpack(_compiled(defs), wire)
-
-
-_PLANS = plans.Plans(_generic, _scaled_table, _converter, F.TABLES)
+_PLANS = plans.Plans(_scaled_table, _list_pair, F.TABLES)
 
 
 def unpack(defs, wire):
-    """Wire dict -> long names, scaled ints back to floats. Unknown keys are kept as they are.
-    The values are JSON's types (as cbrrr and json give them); decode() sends anything else
-    through the exact per-element rule."""
-    return _PLANS.unpack(defs, wire)
+    """Wire dict -> long names, scaled ints back to floats. Unknown keys are kept as they are."""
+    try:
+        return _PLANS.unpack(defs, wire)
+    except plans.Unproven:
+        return _unpack(_compiled(defs), wire)
 
 
 _KIND_FIELDS = dict((k, F.fields_for(k)) for k in ('telemetry', 'chips', 'status', 'meta', 'alarm'))
@@ -211,12 +184,17 @@ def decode(topic, data):
     """
     defs = _fields_of(topic)
     payload, plain = codec.loads_plain(data)
-    if payload.__class__ is not dict and not isinstance(payload, dict):
+    if plain:
+        if payload.__class__ is dict:
+            try:
+                return _PLANS.unpack(defs, payload)
+            except plans.Unproven:
+                pass
+        payload = codec.loads(data)   # the previous way: cbor2 (its limits, its types) or json
+    if not isinstance(payload, dict):
         raise ValueError('payload is not a map')
     try:
-        if plain:
-            return _PLANS.unpack(defs, payload)
-        return _unpack(_compiled(defs, True), payload)
+        return _unpack(_compiled(defs), payload)
     except (OverflowError, RecursionError) as e:    # e.g. a CBOR bignum where a scaled number belongs
         raise ValueError('undecodable value in payload: %s' % (e,))
 

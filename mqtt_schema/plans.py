@@ -7,15 +7,36 @@ the key tuple once per map and then runs straight-line code: `x0, x1, ... = w.va
 Generating the source (as `collections.namedtuple` does) is what lets CPython build the output at C
 speed; the source holds only identifiers made here and `repr()` of string keys, never wire values.
 
-Anything a plan does not cover goes to the generic decoder (`generic(defs, wire)`, the rule the
-plans must agree with): a key tuple in another order, a non-string key, a dict subclass, more
-than MAX_SHAPES shapes for one table. A TypeError from junk (an unhashable value where a number
-belongs) makes `unpack` run the generic decoder on the whole message.
+A plan either proves the whole map or raises Unproven, and the caller decodes the message the
+previous way (cbor2 or json, then the exact per-element rule). Proven means: every key tuple has a
+plan (made the second time a tuple is seen, so a peer sending a new shape each time costs no
+compiling; string keys, at most MAX_EXTRA_KEYS unknown keys), and every
+value a plan passes on unchanged, or reads through the int -> float cache, is hashable, i.e. no
+list or map hides where a number, a string or a list of numbers belongs. So a proven result holds
+no container deeper than the schema's own (cbor2 refuses nesting past 400; cbrrr does not).
 """
 
-MAX_SHAPES = 32      # per table: more distinct key tuples (junk, a fuzzing peer) go generic
+MAX_SHAPES = 256     # plans kept per table; when full they are dropped and made again as needed
+MAX_SEEN = 4096      # key tuples seen once, per table (a plan is made on the second sighting)
 MAX_EXTRA_KEYS = 8   # keys beyond the table's own that a shape may carry (a newer agent's fields)
-_MISSING = object()
+
+
+class Unproven(Exception):
+    """A plan cannot vouch for this map: decode it the previous way."""
+
+
+def _scalar(val):
+    hash(val)             # TypeError for a list or a map
+    return val
+
+
+def _scalar_pairs(val):
+    """list:pair values pass on as they are: only scalars inside."""
+    if val.__class__ is list:
+        for p in val:
+            hash(tuple(p) if p.__class__ is list else p)
+    else:
+        hash(val)
 
 
 class _Table:
@@ -25,36 +46,48 @@ class _Table:
         self.plans = plans
         self.defs = defs
         self.fields = dict((f[0], f) for f in defs)
-        self.shapes = {}            # key tuple -> function (None: this shape stays generic)
+        self.shapes = {}            # key tuple -> plan function (or _refuse)
+        self.seen = {}              # key tuple -> sightings, before its plan is made
         self.entry = self.dispatch  # then the first compiled shape, which checks and falls back
         self.compiled_any = False
 
     def dispatch(self, w):
-        """Any value where a map of this table belongs -> decoded (non-dicts come back as they are)."""
-        if not isinstance(w, dict):
-            return w
-        fn = None
-        if w.__class__ is dict:
-            shape = tuple(w)
-            fn = self.shapes.get(shape, _MISSING)
-            if fn is _MISSING:
-                fn = self._compile(shape, w)
+        """Any value where a map of this table belongs -> decoded (scalars come back as they are)."""
+        if w.__class__ is not dict:
+            return _scalar(w)       # a list (or a dict subclass): not vouched for
+        shape = tuple(w)
+        fn = self.shapes.get(shape)
         if fn is None:
-            return self.plans.generic(self.defs, w)
+            n = self.seen.get(shape, 0) + 1
+            if n < 2:
+                if len(self.seen) >= MAX_SEEN:
+                    self.seen.clear()
+                self.seen[shape] = n
+                raise Unproven('first sighting')
+            del self.seen[shape]
+            fn = self.plan_for(shape, w)
         return fn(w)
 
-    def _compile(self, shape, sample):
+    def plan_for(self, shape, sample):
+        """The plan for a key tuple (made now if new; `_refuse` when no plan can be made)."""
+        fn = self.shapes.get(shape)
+        if fn is not None:
+            return fn
         if len(self.shapes) >= MAX_SHAPES:
-            return None
-        fn = None
+            self.shapes.clear()
+        fn = _refuse
         if all(k.__class__ is str for k in shape) and \
                 sum(1 for k in shape if k not in self.fields) <= MAX_EXTRA_KEYS:
             fn = _generate(self, shape, sample)
+            if not self.compiled_any:
+                self.entry = fn
+                self.compiled_any = True
         self.shapes[shape] = fn
-        if fn is not None and not self.compiled_any:
-            self.entry = fn
-            self.compiled_any = True
         return fn
+
+
+def _refuse(w):
+    raise Unproven('no plan for this shape')
 
 
 def _sample_map(val):
@@ -64,21 +97,19 @@ def _sample_map(val):
     return val if val.__class__ is dict else None
 
 
-def _nested(plans, table, val):
-    """Function for a nested map: the compiled one for the sample's shape, else the dispatcher."""
+def _nested(table, val):
+    """Function for a nested map: the plan for the sample's shape, else the dispatcher."""
     sample = _sample_map(val)
     if sample is not None:
-        shape = tuple(sample)
-        fn = table.shapes.get(shape, _MISSING)
-        if fn is _MISSING:
-            fn = table._compile(shape, sample)
-        if fn is not None:
+        fn = table.plan_for(tuple(sample), sample)
+        if fn is not _refuse:
             return fn
     return table.dispatch
 
 
-def _expr(table, f, x, val, env):
-    """Python expression decoding wire value `x` of field f (env gets the objects it names)."""
+def _expr(table, f, x, val, env, checks):
+    """Python expression decoding wire value `x` of field f; env gets the objects it names, checks
+    the expressions that must hash (values passed on unchanged)."""
     plans = table.plans
     ftype, dec = f[2], f[4]
     tag = x.upper()
@@ -87,52 +118,55 @@ def _expr(table, f, x, val, env):
         return 'S%d[%s]' % (dec, x)
     if ftype == 'list:num' and dec:
         env['G%d' % dec] = plans.scaled(dec).__getitem__
-        env['LN' + tag] = plans.slow(ftype, dec)
-        return '([*map(G%d, %s)] if %s.__class__ is list else LN%s(%s))' % (dec, x, x, tag, x)
+        return '([*map(G%d, %s)] if %s.__class__ is list else SC(%s))' % (dec, x, x, x)
     if ftype == 'list:pair':
-        env['LP'] = plans.slow(ftype, dec)
+        env['LP'] = plans.list_pair
+        checks.append('SP(%s)' % x)
         return 'LP(%s)' % x
     if ftype.startswith('map:'):
-        sub = plans.table(plans.tables[ftype[4:]])
-        env['M' + tag] = _nested(plans, sub, val)
+        env['M' + tag] = _nested(plans.table(plans.tables[ftype[4:]]), val)
         return 'M%s(%s)' % (tag, x)
     if ftype.startswith('list:map:'):
-        sub = plans.table(plans.tables[ftype[9:]])
-        env['M' + tag] = _nested(plans, sub, val)
-        env['LM' + tag] = plans.slow(ftype, dec)
-        return '([*map(M%s, %s)] if %s.__class__ is list else LM%s(%s))' % (tag, x, x, tag, x)
+        env['M' + tag] = _nested(plans.table(plans.tables[ftype[9:]]), val)
+        return '([*map(M%s, %s)] if %s.__class__ is list else SC(%s))' % (tag, x, x, x)
+    if ftype.startswith('list:'):
+        checks.append('(tuple(%s) if %s.__class__ is list else %s)' % (x, x, x))
+    else:
+        checks.append(x)
     return x
 
 
 def _generate(table, shape, sample):
-    env = {'K': shape, 'D': table.dispatch}
-    names, items = [], []
+    env = {'K': shape, 'D': table.dispatch, 'SC': _scalar, 'SP': _scalar_pairs}
+    names, items, checks = [], [], []
     for i, key in enumerate(shape):
         x = 'x%d' % i
         names.append(x)
         f = table.fields.get(key)
         if f is None:
+            checks.append(x)
             items.append('%r: %s' % (key, x))      # unknown keys keep their name
         else:
-            items.append('%r: %s' % (f[1], _expr(table, f, x, sample.get(key), env)))
+            items.append('%r: %s' % (f[1], _expr(table, f, x, sample.get(key), env, checks)))
     src = ('def plan(w):\n'
            '    if w.__class__ is not dict or tuple(w) != K:\n'
            '        return D(w)\n'
            '    %s = w.values()\n'
-           '    return {%s}\n') % (''.join(n + ', ' for n in names) or '()', ', '.join(items))
+           '    %s\n'
+           '    return {%s}\n') % (''.join(n + ', ' for n in names) or '()',
+                                   'hash((%s,))' % ', '.join(checks) if checks else 'pass',
+                                   ', '.join(items))
     exec(compile(src, '<decode plan>', 'exec'), env)
     return env['plan']
 
 
 class Plans:
-    """All tables' plans. generic(defs, wire) -> decoded dict is the reference path; scaled(dec)
-    the int -> float cache (a dict whose __missing__ unscales); slow(ftype, dec) the generic
-    converter of one field type (lists of another class, junk); tables: name -> field table."""
+    """All tables' plans. scaled(dec) is the int -> float cache (a dict whose __missing__
+    unscales); list_pair the chip-state pair converter; tables: name -> field table."""
 
-    def __init__(self, generic, scaled, slow, tables):
-        self.generic = generic
+    def __init__(self, scaled, list_pair, tables):
         self.scaled = scaled
-        self.slow = slow
+        self.list_pair = list_pair
         self.tables = tables
         self._tables = {}
 
@@ -143,8 +177,8 @@ class Plans:
         return t
 
     def unpack(self, defs, wire):
-        """Wire dict -> decoded dict, exactly as generic(defs, wire) gives it."""
+        """Wire dict (of JSON's types) -> decoded dict, or raises Unproven."""
         try:
             return self.table(defs).entry(wire)
-        except TypeError:      # junk where a number belongs (unhashable): the generic decoder
-            return self.generic(defs, wire)
+        except TypeError:      # junk where a number or a scalar belongs (unhashable)
+            raise Unproven('unhashable value')
