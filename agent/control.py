@@ -54,6 +54,7 @@ class BoardControl:
         self.cap_pct = 100.0
         self.plan = None        # dynamic scaling: per-chip multipliers instead of the flat cap
         self.plan_key = None    # (cap, requests) the plan was made for
+        self.plan_pct = None    # the cap the plan is for (a rising cap is handed back gradually)
         self.enabled = True
         self.needs_init = False
         self.powered_at_s = None
@@ -230,10 +231,11 @@ class ControlLoop:
         (agent/autotune/scaling.py: least good hashes per watt give up frequency first) instead
         of the flat cap. Flat when off, at 100 %, or when no plan meets the budget."""
         b = self.boards[i]
-        if not self.dynamic_scaling or b.cap_pct >= 100.0:
-            b.plan = b.plan_key = None
+        pct = scaling.budget_pct(b.cap_pct, b.plan_pct if b.plan is not None else None)
+        if not self.dynamic_scaling or pct >= 100.0:
+            b.plan = b.plan_key = b.plan_pct = None
             return
-        key = (b.cap_pct, tuple(b.requested_mhz))
+        key = (pct, tuple(b.requested_mhz))
         if key == b.plan_key:
             return
         n = len(b.requested_mhz)
@@ -243,8 +245,8 @@ class ControlLoop:
                 temps[c.index] = c.temp_c
                 if c.err_pct is not None:
                     errs[c.index] = min(0.5, max(0.0, c.err_pct / 100.0))
-        b.plan = scaling.plan(b.requested_mhz, errs, temps, b.cap_pct)
-        b.plan_key = key
+        b.plan = scaling.plan(b.requested_mhz, errs, temps, pct)
+        b.plan_key, b.plan_pct = key, pct
         if b.plan is not None:
             self.replans += 1
 

@@ -27,6 +27,13 @@ def test_plan_keeps_the_flat_caps_budget():
         assert all(scaling.FLOOR - 1e-9 <= x <= 1.0 for x in k)
 
 
+def test_budget_follows_a_falling_cap_at_once_and_a_rising_one_gradually():
+    assert scaling.budget_pct(90.0, None) == 90.0
+    assert scaling.budget_pct(85.0, 90.0) == 85.0
+    assert scaling.budget_pct(100.0, 90.0) == pytest.approx(90.0 + scaling.HANDBACK_PCT)
+    assert scaling.budget_pct(90.1, 90.0) == 90.1
+
+
 def test_no_plan_at_full_cap_or_when_the_floor_cannot_meet_it():
     req = [490.0] * 10
     assert scaling.plan(req, [0.0] * 10, [70.0] * 10, 100.0) is None
@@ -91,9 +98,18 @@ def test_control_loop_applies_the_plan_only_while_derated():
     assert eff[3] < eff[0]                              # the hottest chip gives up most
     loop._replan(0)
     assert loop.replans == 1                            # same cap and requests: kept
-    b.cap_pct = 100.0
+    b.cap_pct = 100.0           # recovered: the plan's budget comes back gradually
     loop._replan(0)
+    assert b.plan_pct == pytest.approx(90.0 + scaling.HANDBACK_PCT)
+    assert sum(loop.effective_mhz(0, c) for c in range(4)) <= b.plan_pct / 100.0 * 2000.0 + 1e-6
+    for _ in range(60):
+        loop._replan(0)
     assert b.plan is None and loop.effective_mhz(0, 3) == 500.0
+    b.cap_pct = 90.0
+    loop._replan(0)
+    b.cap_pct = 80.0            # a falling cap is planned at once
+    loop._replan(0)
+    assert b.plan_pct == 80.0 and sum(loop.effective_mhz(0, c) for c in range(4)) <= 1600.0 + 1e-6
     loop.dynamic_scaling = False
     b.cap_pct = 90.0
     loop._replan(0)
