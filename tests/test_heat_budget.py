@@ -27,7 +27,7 @@ def test_wall_for_heat_and_the_shipped_profile():
 
 
 def test_commands_validate():
-    ctx = {'heat_min_w': 350, 'heat_max_w': 3806}
+    ctx = {'heat_min_w': 350, 'heat_max_w': 4000}
     assert validate_set_heat_budget({'w': 2000}, ctx) == ({'w': 2000.0}, None)
     for bad in ({'w': 100}, {'w': 'x'}, {'w': 5000}, {}, {'w': 2000, 'x': 1}):
         assert validate_set_heat_budget(bad, ctx)[0] is None
