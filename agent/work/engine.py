@@ -143,8 +143,9 @@ class WorkEngine:
         """Before the fastest chain exhausts 2^32 nonces x the rolled versions (half of it)."""
         bits = jobs.popcount((self.ctx or {}).get('mask') or 0) if self.family['version_rolling'] else 0
         worst = self.refresh_max_s
-        for ch in self.chains:
-            ghs = hashsum.chain_ghs(ch.chips)
+        for i, ch in enumerate(self.chains):
+            # without counter reads (nonce-only measurement) the verified nonces give the rate
+            ghs = hashsum.chain_ghs(ch.chips) or sum(t.hashrate_ghs or 0.0 for t in self.tallies[i])
             if ghs > 0:
                 worst = min(worst, 0.5 * jobs.job_space_s(ghs * 1e9, bits))
         return max(0.05, worst)
