@@ -10,6 +10,8 @@ With counters off, the chain drivers read no 0x8C/0x4C at all (ChainDriver.read_
 
 import collections
 
+DRAIN_S = 0.01
+
 from agent.stratum.client import PoolManager
 from agent.stratum.testpool import TestPool
 from agent.work.engine import WorkEngine
@@ -30,10 +32,14 @@ class NonceSource:
             ch.read_counters = counters
         self.pools.start()
 
-    def tick(self, now_s):
-        """Pool events, then drain the UARTs and verify (the agent's work tick)."""
+    def tick(self, now_s, drain_s=DRAIN_S):
+        """Pool events, then drain the UARTs for drain_s each (wall) and verify (the agent's
+        work tick). The drain also paces the benchmark loop as the counter reads do (a loop
+        without them would spin and step the tuner every few physics milliseconds)."""
         while self.events:
             self.engine.on_pool_event(self.events.popleft())
+        for ch in self.rig.chains:
+            ch.listen(drain_s)
         self.engine.tick(now_s)
 
     def has_job(self):
