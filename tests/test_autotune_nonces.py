@@ -124,8 +124,8 @@ def test_cross_check_flags_counts_beyond_the_poisson_bound():
         inflated += int(1.3 * k)
         ok.update('c', 500.0, units, nonces, 4)
         bad.update('c', 500.0, units, inflated, 4)
-    assert ok.checked >= 10 and ok.disagree == 0
-    assert bad.disagree >= bad.checked - 1 >= 10
+    assert ok.checked >= 10 and ok.disagree == 0 and ok.missing == 0
+    assert bad.disagree >= bad.checked - 1 >= 10 and bad.extra > 0 and bad.missing == 0
     # a frequency change starts a new span (no comparison across it)
     before = ok.checked
     ok.update('c', 510.0, units + 1e6, nonces, 4)

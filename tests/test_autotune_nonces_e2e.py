@@ -41,12 +41,17 @@ def test_tuner_converges_with_no_counter_reads():
 @pytest.mark.e2e
 def test_counters_cross_check_agrees_with_nonces():
     """--xcheck: the counters are read too, only to check the nonce counts (Poisson bound)."""
-    # fewer nonces than the default budget: a loaded host must not make the simulator drop
-    # any (the cross-check would rightly flag the loss)
+    # fewer nonces than the default budget, so the simulator rarely drops any; on a very
+    # loaded host it still may, and then the cross-check must flag that loss and nothing else
     r = _bench('--seed', '1', '--mode', 'thermal', '--max-die-c', '72', '--xcheck',
                '--host-nonces-s', '800')
     why = {k: r.get(k) for k in ('xcheck', 'sim_nonces_dropped', 'gap_pct', 'converge_sim_min')}
+    x = r['xcheck']
     assert r['counter_reads_seen'] > 0
-    assert r['xcheck']['checked'] >= 5 and r['xcheck']['disagree'] == 0, why
+    assert x['checked'] >= 5 and x['extra'] == 0, why
+    if r['sim_nonces_dropped'] == 0:
+        assert x['disagree'] == 0, why
+    else:       # each flagged span is short by the drops, within its Poisson noise (4 sigma)
+        assert x['missing'] <= r['sim_nonces_dropped'] + 130 * x['disagree'], why
     assert r['converged'] and -2.5 <= r['gap_pct'] <= 0.5, why
     assert r['worst_overshoot_c'] <= 2.0

@@ -222,6 +222,8 @@ class CrossCheck:
         self.ref = {}
         self.checked = 0
         self.disagree = 0
+        self.missing = 0.0         # nonces short of the counters, summed over disagreements
+        self.extra = 0.0           # nonces beyond them (double counting, misattribution)
         self.last = None
 
     def restart(self, key):
@@ -250,10 +252,15 @@ class CrossCheck:
         if poisson_upper(observed, self.z) < expected or poisson_lower(observed, self.z) > expected:
             self.disagree += 1
             self.last = (key, expected, observed)
+            if observed < expected:
+                self.missing += expected - observed
+            else:
+                self.extra += observed - expected
             return expected, observed
         return None
 
     def get_status(self):
         return {'checked': self.checked, 'disagree': self.disagree,
+                'missing': round(self.missing, 1), 'extra': round(self.extra, 1),
                 'last_disagreement': None if self.last is None else
                 {'expected': round(self.last[1], 1), 'observed': self.last[2]}}
