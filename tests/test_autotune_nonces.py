@@ -205,3 +205,30 @@ def test_nonce_maths_run_unchanged_under_micropython(tmp_path):
     assert proc.returncode == 0, proc.stderr + proc.stdout
     want = [repr(eval(e, {'N': N})) for e in MPY_EXPRS]
     assert proc.stdout.splitlines() == want
+
+
+def test_disagreement_raises_the_nonce_xcheck_alarm():
+    """The agent's tune session raises rig.nonce_xcheck when a new span disagrees (once per
+    new disagreement, with the counts), and nothing while the counts agree."""
+    from agent.autotune.session import TuneSession
+    events = []
+    s = TuneSession.__new__(TuneSession)      # only the alarm step, no agent around it
+    s.on_event = events.append
+    s._xseen = 0
+    x = N.CrossCheck()
+    units = nonces = 0.0
+    for _ in range(12):
+        units += 16000.0
+        nonces += 1000
+        x.update('c', 500.0, units, nonces, 4)
+        s._xcheck_alarm(x)
+    assert x.checked > 3 and events == []
+    for _ in range(3):
+        units += 16000.0
+        nonces += 600                         # 40 % of the nonces lost on the wire
+        x.update('c', 500.0, units, nonces, 4)
+        s._xcheck_alarm(x)
+    s._xcheck_alarm(x)                        # nothing new: no repeat
+    assert [e['id'] for e in events] == ['rig.nonce_xcheck'] * x.disagree and x.disagree >= 2
+    assert events[-1]['action'] == 'raise' and 'missing' in events[-1]['message']
+    s._xcheck_alarm(None)                     # counter source: no cross-check at all
