@@ -28,10 +28,12 @@ def test_plan_keeps_the_flat_caps_budget():
 
 
 def test_budget_follows_a_falling_cap_at_once_and_a_rising_one_gradually():
-    assert scaling.budget_pct(90.0, None) == 90.0
-    assert scaling.budget_pct(85.0, 90.0) == 85.0
-    assert scaling.budget_pct(100.0, 90.0) == pytest.approx(90.0 + scaling.HANDBACK_PCT)
-    assert scaling.budget_pct(90.1, 90.0) == 90.1
+    assert scaling.budget_pct(90.0, None, 1.0) == 90.0
+    assert scaling.budget_pct(85.0, 90.0, 1.0) == 85.0
+    assert scaling.budget_pct(100.0, 90.0, 1.0) == pytest.approx(90.0 + scaling.HANDBACK_PCT_S)
+    assert scaling.budget_pct(100.0, 90.0, 5.0) == pytest.approx(90.0 + 5 * scaling.HANDBACK_PCT_S)
+    assert scaling.budget_pct(90.1, 90.0, 1.0) == 90.1
+    assert scaling.budget_pct(100.0, 90.0, -3.0) == 90.0
 
 
 def test_no_plan_at_full_cap_or_when_the_floor_cannot_meet_it():
@@ -91,28 +93,36 @@ def test_control_loop_applies_the_plan_only_while_derated():
     loop.dynamic_scaling, loop.replans = True, 0
     b = loop.boards[0]
     b.cap_pct = 90.0
-    loop._replan(0)
+    t = [0.0]
+
+    def tick():
+        t[0] += 1.0
+        loop._replan(0, t[0])
+    tick()
     eff = [loop.effective_mhz(0, c) for c in range(4)]
     assert b.plan is not None and loop.replans == 1
     assert sum(eff) <= 0.9 * 4 * 500.0 + 1e-6
     assert eff[3] < eff[0]                              # the hottest chip gives up most
-    loop._replan(0)
+    tick()
     assert loop.replans == 1                            # same cap and requests: kept
     b.cap_pct = 100.0           # recovered: the plan's budget comes back gradually
-    loop._replan(0)
-    assert b.plan_pct == pytest.approx(90.0 + scaling.HANDBACK_PCT)
+    tick()
+    assert b.plan_pct == pytest.approx(90.0 + scaling.HANDBACK_PCT_S)
     assert sum(loop.effective_mhz(0, c) for c in range(4)) <= b.plan_pct / 100.0 * 2000.0 + 1e-6
+    t[0] += 10.0                # a late tick hands back by physics time, not by ticks
+    loop._replan(0, t[0])
+    assert b.plan_pct == pytest.approx(90.0 + 11 * scaling.HANDBACK_PCT_S)
     for _ in range(60):
-        loop._replan(0)
+        tick()
     assert b.plan is None and loop.effective_mhz(0, 3) == 500.0
     b.cap_pct = 90.0
-    loop._replan(0)
+    tick()
     b.cap_pct = 80.0            # a falling cap is planned at once
-    loop._replan(0)
+    tick()
     assert b.plan_pct == 80.0 and sum(loop.effective_mhz(0, c) for c in range(4)) <= 1600.0 + 1e-6
     loop.dynamic_scaling = False
     b.cap_pct = 90.0
-    loop._replan(0)
+    tick()
     assert b.plan is None and loop.effective_mhz(0, 3) == 450.0   # flat cap
 
 
@@ -191,7 +201,7 @@ def closed_loop(dynamic, seed=5, ambient_c=45.0, hot_s=600.0, cool_s=600.0):
             for j, c in enumerate(rig.chains[i].chips):
                 views[i][j].temp_c = rig.temps[i][j] + rng.gauss(0.0, 0.5)
                 views[i][j].err_pct = 100.0 * c.err()
-            loop._replan(i)
+            loop._replan(i, t)
             for j, c in enumerate(rig.chains[i].chips):
                 c.freq_mhz = loop.effective_mhz(i, j)
         t += 1.0
