@@ -24,34 +24,12 @@ import time
 import psutil
 
 from fleet import bench_sites, brokerconf
+from fleet.brokerconf import free_port
 from fleet.ingest import load_seen, percentiles
 
 MOSQUITTO = shutil.which('mosquitto') or '/usr/sbin/mosquitto'
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FD_RESERVE = 500
-
-
-def free_port():
-    """A loopback port below the ephemeral range (a restarted broker must get it back)."""
-    import random
-    import socket
-    try:
-        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
-            lo = int(f.read().split()[0])
-    except (OSError, ValueError):
-        lo = 32768
-    rnd = random.Random()
-    for _ in range(200):
-        port = rnd.randint(20000, max(20001, lo - 1))
-        s = socket.socket()
-        try:
-            s.bind(('127.0.0.1', port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise RuntimeError('no free port')
 
 
 def _user():

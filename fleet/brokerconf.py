@@ -45,6 +45,38 @@ LARGE_SITE = (
 )
 
 
+def free_port():
+    """A free loopback port *below* the ephemeral range, for a broker (tests, `bench fleet`).
+
+    A port from the ephemeral range can be taken while the broker is stopped: a client that
+    keeps reconnecting may get it as its own source port (TCP self-connect), and the broker
+    then cannot listen on it again after an outage. Falls back to one the OS picks.
+    """
+    import random
+    import socket
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    rnd = random.Random()
+    for _ in range(200):
+        port = rnd.randint(20000, max(20001, lo - 1))
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def passwd_line(username, password, iterations=101, salt=None):
     """Mosquitto 2.0 password file entry: `user:$7$iterations$salt$pbkdf2-sha512` (base64)."""
     salt = salt if salt is not None else os.urandom(12)

@@ -16,44 +16,10 @@ import subprocess
 import tempfile
 import time
 
+from fleet.brokerconf import free_port  # noqa: F401 (tests import it from here)
+
 MOSQUITTO = shutil.which('mosquitto') or '/usr/sbin/mosquitto'
 MOSQUITTO_PASSWD = shutil.which('mosquitto_passwd') or '/usr/bin/mosquitto_passwd'
-
-
-def _ephemeral_range():
-    try:
-        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
-            lo, hi = (int(x) for x in f.read().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def free_port():
-    """A free loopback port *below* the ephemeral range.
-
-    A port from the ephemeral range can be taken while the broker is stopped: a client that
-    keeps reconnecting may get it as its own source port (TCP self-connect), and the broker
-    then cannot listen on it again after an outage.
-    """
-    import random
-    lo, _ = _ephemeral_range()
-    rnd = random.Random()
-    for _ in range(200):
-        port = rnd.randint(20000, max(20001, lo - 1))
-        s = socket.socket()
-        try:
-            s.bind(('127.0.0.1', port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _user():
