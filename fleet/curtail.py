@@ -28,7 +28,7 @@ from hal import models
 RESULT_S = 15.0          # wait this long for cmd/result before sending again
 TRIES = 3
 OVER_PCT = 5.0           # a rig more than this over its target after its tune: not complying
-UNDER_PCT = 2.5          # a site ending further under its cap than this is re-planned upwards
+UNDER_PCT = 2.0          # a site ending further under its cap than this is re-planned upwards
 SAMPLES = 6              # telemetry samples averaged for the 'after' figures
 
 
@@ -204,8 +204,20 @@ class Curtailer:
         return sent
 
     # -- following -------------------------------------------------------------------------------
+    def settled(self, key):
+        """The rig's samples for the 'after' figures: the last SAMPLES since its tune was done,
+        else its last SAMPLES. The last rig to finish has only two 'done' samples; taking the
+        samples before them too would mix in the power it was leaving, more or less of it
+        depending on how fast the rigs and this process run."""
+        rec = self.rigs.get(key)
+        if rec is not None and rec['accepted_s'] is not None:
+            done = [x for x in self.tracker.recent(key, rec['accepted_s']) if x['tuner'] == 'done']
+            if done:
+                return done[-SAMPLES:]
+        return list(self.tracker.samples[key])[-SAMPLES:]
+
     def measured_w(self, key, n=SAMPLES):
-        s = [x['w'] for x in list(self.tracker.samples[key])[-n:] if x['w'] is not None]
+        s = [x['w'] for x in self.settled(key)[-n:] if x['w'] is not None]
         return sum(s) / len(s) if s else None
 
     def tuned(self, rec):
@@ -285,9 +297,9 @@ class Curtailer:
         rows = []
         for key in sorted(self.rigs):
             rec = self.rigs[key]
-            s = list(self.tracker.samples[key])[-SAMPLES:]
-            w = [x['w'] for x in s if x['w'] is not None]
-            ths = [x['ths'] for x in s]
+            s = list(self.tracker.samples[key])[-SAMPLES:]     # hottest die, safety: all recent
+            w = [x['w'] for x in self.settled(key) if x['w'] is not None]
+            ths = [x['ths'] for x in self.settled(key)]
             after_w = sum(w) / len(w) if w else None
             after_ths = sum(ths) / len(ths) if ths else None
             hot = [x['hot_c'] for x in s if x['hot_c'] is not None]
