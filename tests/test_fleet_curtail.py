@@ -23,6 +23,10 @@ from tests.agentproc import REPO, AgentProcess
 from tests.broker import Broker
 from tests.simproc import start_sim
 
+# 4 agents + 4 simulators share the host. At load 15-20 on 2 cores 10x could not keep simulated
+# time (die readings stale in simulated seconds, boards derated or off, tunes unfinished after
+# 7 min); a 5x run got through, but one S19J Pro then held 1338 W after a tune that ended at
+# 1273 W for a 1255 W target and was escalated (not understood yet).
 TIME_SCALE = float(os.environ.get('HP_CURTAIL_TIME_SCALE', '10'))
 SITE = 'shed'
 
@@ -72,12 +76,41 @@ class Site:
             s.stop()
 
 
-def _curtail(broker, *args, timeout_s=600):
+def overload_summary(site):
+    """How often each agent saw its die readings go stale or its chip poll stall: at 10x, on a
+    host too loaded to keep simulated time, these come by the dozen and the tunes cannot finish
+    (a host problem, not a curtail one)."""
+    lines = ['agents: stale-die / stalled-poll / boards-off alarms (host keeping simulated time?)']
+    for a in site.agents:
+        try:
+            text = a.log()
+        except OSError:
+            continue
+        lines.append('  %s: %d / %d / %d' % (
+            os.path.basename(a.log_path), text.count('dies_stale raise'), text.count('rig.poll_stalled raise'),
+            text.count('.off raise')))
+    return '\n'.join(lines)
+
+
+def _curtail(broker, *args, timeout_s=600, log_path=None):
+    """Run the tool; its log (stderr) goes to log_path as it runs, so a run cut short by a
+    timeout still shows how far it got."""
     cmd = [sys.executable, '-m', 'agent', 'fleet', 'curtail', '--broker', '127.0.0.1:%d' % broker.port,
            '--site', SITE, '--json'] + list(args)
-    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
-    assert p.stdout.strip(), p.stderr
-    return p.returncode, json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+    with open(log_path, 'w') as log:
+        p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            out = p.communicate(timeout=timeout_s)[0]
+        except BaseException:
+            p.kill()
+            p.wait()
+            with open(log_path) as f:
+                print('fleet curtail %s log:\n%s' % (' '.join(args[:2]), f.read()[-4000:]))
+            raise
+    with open(log_path) as f:
+        err = f.read()
+    assert out.strip(), err
+    return p.returncode, json.loads(out.strip().splitlines()[-1]), err
 
 
 def _run(tmp_path, specs, cap_frac, curves, follow_restore=True, ramp_s=240):
@@ -90,7 +123,8 @@ def _run(tmp_path, specs, cap_frac, curves, follow_restore=True, ramp_s=240):
             cap_kw = round(cap_frac * stock_w / 1000.0, 2)
             t0 = time.monotonic()
             rc, out, err = _curtail(broker, '--max-kw', str(cap_kw), '--ramp-s', str(ramp_s), '--rigs', str(len(specs)),
-                                    '--discover-s', '90', '--state-file', state_file)
+                                    '--discover-s', '90', '--state-file', state_file,
+                                    log_path=str(tmp_path / 'curtail.log'))
             took_s = time.monotonic() - t0
             rows = dict((r['rig'], r) for r in out['rigs'])
             print(err)
@@ -117,7 +151,8 @@ def _run(tmp_path, specs, cap_frac, curves, follow_restore=True, ramp_s=240):
             # that every rig accepted its old power: one more tune is another minute).
             rc2, out2, err2 = _curtail(broker, '--restore', '--ramp-s', '240', '--rigs', str(len(specs)),
                                        '--discover-s', '60', '--state-file', state_file,
-                                       *([] if follow_restore else ['--no-follow']))
+                                       *([] if follow_restore else ['--no-follow']),
+                                       log_path=str(tmp_path / 'restore.log'))
             assert rc2 == 0, err2
             back = dict((r['rig'], r) for r in out2['rigs'])
             for key, r in rows.items():
@@ -127,11 +162,15 @@ def _run(tmp_path, specs, cap_frac, curves, follow_restore=True, ramp_s=240):
                     assert back[key]['after_w'] == pytest.approx(r['before_w'], rel=0.03), (key, back[key])
             return {'cap_w': cap_w, 'after_w': after_w, 'kept_ths': kept_ths, 'best_ths': best_ths,
                     'took_s': took_s, 'rows': out['rigs']}
+        except BaseException:
+            print(overload_summary(site))
+            raise
         finally:
             site.close()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)   # two tool runs of up to 600 s each, not the suite's 600 s per test
 def test_curtail_small_site(tmp_path):
     for model in ('S21', 'S19JPRO'):
         check_shipped_curve(model)
