@@ -86,6 +86,19 @@ def _no_cid(cid_bytes):
     raise ValueError('tag 42')       # cbrrr's CID: not ours, cbor2 decides what it is
 
 
+def loads_canonical(data):
+    """The map in `data` when cbrrr parses it (canonical CBOR: every map's keys in canonical
+    order, JSON's types only), else None (then loads_plain decides)."""
+    if _strict is not None and data.__class__ is bytes and b'\xa0' <= data[:1] < b'\xc0':
+        try:
+            obj, used = _strict(data, _no_cid, False)
+        except Exception:
+            return None
+        if used == len(data):
+            return obj
+    return None
+
+
 def loads_plain(data):
     """loads() for the fleet consumer's hot path -> (object, plain), the object as loads() gives it.
 

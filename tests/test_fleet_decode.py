@@ -304,3 +304,63 @@ def test_deep_nesting_is_refused_as_cbor2_refuses_it():
             assert new == old, (depth, kind)          # == (C): same() would recurse too deep
             if depth in (3, 5000):
                 assert new[0] == ('ok' if depth == 3 else 'error')
+
+
+_JUNK = (None, True, False, 0, 1, -1, 2.5, float('inf'), 'x', '', b'\x00', [], {}, [1, 2], {'a': 1},
+         [[1]], {'e': 1}, _nest(450), _nest(3), 1 << 63, -(1 << 64) + 1, 12345, 'normal')
+
+
+def _mutate(wire, rnd):
+    """A copy of a wire dict with one change where the whole-message plans look: a value swapped
+    for junk, a key dropped, renamed or added, a list made longer or shorter, in any map."""
+    import copy
+    w = copy.deepcopy(wire)
+    maps = [w] + [m for v in w.values() for m in (v if isinstance(v, list) else [v]) if isinstance(m, dict)]
+    m = rnd.choice(maps)
+    key = rnd.choice(list(m))
+    op = rnd.randrange(6)
+    if op == 0:
+        m[key] = rnd.choice(_JUNK)
+    elif op == 1:
+        del m[key]
+    elif op == 2:
+        m[key + rnd.choice('aq')] = m.pop(key)         # same length, another key
+    elif op == 3:
+        m['zz%d' % rnd.randrange(3)] = rnd.choice(_JUNK)
+    elif isinstance(m[key], list) and m[key]:
+        if op == 4:
+            m[key].append(rnd.choice(m[key] + list(_JUNK)))
+        else:
+            m[key].pop(rnd.randrange(len(m[key])))
+    else:
+        m[key] = [m[key], rnd.choice(_JUNK)]
+    return w
+
+
+def test_whole_message_plans_decode_like_the_previous_decoder():
+    # canonical payloads take the whole-message plans (nested maps read in place): every change
+    # to a planned shape, in any map, decodes as the previous decoder decodes it, or fails as it does
+    rnd = random.Random(161)
+    for kind, build in (('telemetry', payloads.build_telemetry), ('chips', payloads.build_chips)):
+        topic = 'hashpilot/v1/s/wm/' + kind
+        for seed in (1, 2):
+            wire = build(_varied_status('S21', seed), payloads.new_session(), 1795000000000)
+            for _ in range(2):      # the plan for the real shape is made on its second sighting
+                consumer.decode(topic, codec.encode(wire))
+            for i in range(600):
+                changed = _mutate(wire, rnd)
+                data = cbor2.dumps(codec.canonical(changed))
+                for _ in range(2):
+                    new = _outcome(consumer.decode, topic, data)
+                    old = _outcome(previous_decode, topic, data)
+                    assert new[0] == old[0] and (new[0] == 'error' or same(new[1], old[1])), changed
+        table = consumer._PLANS.table(F.fields_for(kind))
+        if codec._strict is not None:
+            assert any('FB' in fn.__code__.co_names for fn in table.canon.values()), kind
+
+
+def test_bad_topics_are_a_clear_error():
+    data = codec.encode(payloads.build_telemetry(schema_bench.sample_status('S21', 1), payloads.new_session(), 1))
+    for bad in (['telemetry'], None, b'telemetry', 'nope', 'hashpilot/v1/s/r/nope'):
+        with pytest.raises(ValueError):
+            consumer.decode(bad, data)
