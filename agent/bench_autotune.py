@@ -22,6 +22,7 @@ from agent.cli import summary
 from agent.autotune import profile as PR
 from agent.autotune.halio import RigIO
 from agent.autotune.tuner import Tuner
+from agent import bench_nonces
 
 
 def add_arguments(p):
@@ -58,6 +59,7 @@ def add_arguments(p):
     p.add_argument('--hold-s', type=float, default=120.0,
                    help='simulated seconds the result is held and measured after tuning '
                         '(default 120)')
+    bench_nonces.add_arguments(p)
     p.add_argument('--profile', default=None, help='profile name or file (mode/target flags win)')
     p.add_argument('--json', action='store_true', help='print the figures as one JSON object')
     p.add_argument('--keep-truth', action='store_true', help='keep the truth file')
@@ -115,22 +117,27 @@ def run(args):
     model = models.get(args.model)
     prof = PR.load(args.profile) if args.profile else \
         PR.validate({'mode': _tuner_mode(args.mode)})
-    prof = dict(prof, mode=_tuner_mode(args.mode))
+    prof = dict(prof, mode=_tuner_mode(args.mode), nonce_uart_pct=args.uart_pct,
+                nonce_host_rate_s=args.host_nonces_s)
     target = _target(args, model, prof)
     fan_pct = _fan_pct(args)
     extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(fan_pct),
-             '--truth-period-s', '5', '--ambient-c', str(_air_c(args))] + _immersion_args(args)
+             '--truth-period-s', '5', '--ambient-c', str(_air_c(args))] + _immersion_args(args) \
+        + bench_nonces.sim_args(args)
     t_wall0 = time.monotonic()
     with _Sim(args, extra) as sim:
         clock = Clock(args.time_scale)
         rig = Rig.from_ports_file(sim.ports_file, clock=clock)
+        src = bench_nonces.NoSource()
         try:
             fast = sorted(rig.family['fast_bauds'])
             baud = args.baud if args.baud in fast else (fast[-1] if fast and not args.baud
                                                          else None)
             rig.start(baud=baud, ticket_bits=8)
             rig.board.set_fan_duty(None, fan_pct)
-            io = RigIO(rig, clock)
+            src = bench_nonces.start(args, rig, clock)
+            io = RigIO(rig, clock, nonces=src.engine)
+            t_tune0 = time.monotonic()
             tuner = Tuner(io, prof, target, tick_s=5.0)
             t0 = clock.monotonic()
             done_at = None
@@ -138,6 +145,7 @@ def run(args):
             limit_s = args.max_sim_min * 60.0
             while True:
                 rig.poll()
+                src.tick(clock.monotonic())
                 now = clock.monotonic()
                 tuner.step(now)
                 if tuner.stage == 'done' and done_at is None:
@@ -154,7 +162,9 @@ def run(args):
                 if now - t0 > limit_s + args.hold_s:
                     break
             freq_write_s = io.freq_write_s
+            measured = bench_nonces.report(src, io, tuner, rig, time.monotonic() - t_tune0)
         finally:
+            src.stop()
             rig.close()
         header, states = _truth(sim.truth)
     if args.keep_truth:
@@ -184,6 +194,7 @@ def run(args):
            'wall_s': wall_s, 'freq_write_wall_s': freq_write_s, 'retunes': tuner.retunes,
            'voltage_moves': [list(e) for e in tuner.events],
            'retune_reasons': list(tuner.retune_reasons)}
+    out.update(measured, sim_nonces_dropped=states[-1].get('nonces_dropped'))
     if prof['mode'] == 'thermal':
         out.update(_score_constrained(prob, target, tuner.budget_w, good, states))
     else:

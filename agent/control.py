@@ -55,6 +55,7 @@ class BoardControl:
         self.plan = None        # dynamic scaling: per-chip multipliers instead of the flat cap
         self.plan_key = None    # (cap, requests) the plan was made for
         self.plan_pct = None    # the cap the plan is for (a rising cap is handed back gradually)
+        self.plan_at_s = None   # when plan_pct was last set
         self.enabled = True
         self.needs_init = False
         self.powered_at_s = None
@@ -223,18 +224,21 @@ class ControlLoop:
             self._reinit(due[0], now_s)
         hashing = [i for i in range(n) if self.boards[i].hashing()]
         for i in hashing:
-            self._replan(i)
+            self._replan(i, now_s)
         self._apply_freqs(hashing)
 
-    def _replan(self, i):
+    def _replan(self, i, now_s):
         """Dynamic scaling: a derated board's chips re-planned at the cap's frequency budget
         (agent/autotune/scaling.py: least good hashes per watt give up frequency first) instead
         of the flat cap. Flat when off, at 100 %, or when no plan meets the budget."""
         b = self.boards[i]
-        pct = scaling.budget_pct(b.cap_pct, b.plan_pct if b.plan is not None else None)
+        last = b.plan_pct if b.plan is not None else None
+        since = now_s if b.plan_at_s is None else b.plan_at_s
+        pct = scaling.budget_pct(b.cap_pct, last, now_s - since)
         if not self.dynamic_scaling or pct >= 100.0:
-            b.plan = b.plan_key = b.plan_pct = None
+            b.plan = b.plan_key = b.plan_pct = b.plan_at_s = None
             return
+        b.plan_at_s = now_s
         key = (pct, tuple(b.requested_mhz))
         if key == b.plan_key:
             return

@@ -97,6 +97,7 @@ class ChainDriver:
         self.link_error = None
         self.initialised = False
         self.ticket_bits = None
+        self.read_counters = True  # False: poll reads no 0x8C/0x4C (nonce-only measurement)
         self.last_read_stats = {}
         self.nonce_sink = None     # fn(driver, chip or None, decoded): the work path checks nonces
         self.nonces_duplicate = 0
@@ -476,7 +477,7 @@ class ChainDriver:
         if not self.chips or fam is None:
             return self.get_status()
         hash_reg = fam['hash_reg']
-        regs = [hash_reg, families.REG_ERROR_COUNT]
+        regs = [hash_reg, families.REG_ERROR_COUNT] if self.read_counters else []
         if fam['die_temp']:
             regs.insert(0, families.REG_TEMP_READ)
         reqs = []
@@ -498,7 +499,7 @@ class ChainDriver:
         phys0 = self.clock.monotonic()
         for c in self.chips:
             got = [values.get((c.addr, r)) for r in regs]
-            if all(v is None for v in got):
+            if got and all(v is None for v in got):
                 c.misses += 1
                 if c.misses >= self.dead_after and c.alive:
                     c.alive = False

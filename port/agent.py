@@ -6,7 +6,9 @@ port's adapters (serial, I2C parts, umqtt link, flash outbox, one-thread loop).
     agent.run()           # until stop() or cfg['stop_after_s'] simulated seconds
 
 cfg keys: see DEFAULTS. Board I/O: hal/board_bitaxe.py over machine.I2C (ESP32) or
-hal/board_i2c.BoardI2C (Unix port against the simulator).
+hal/board_i2c.BoardI2C (Unix port against the simulator). With "pool" entries the work path
+runs on the same loop (port/work.py): Stratum jobs to the chip, every nonce checked, shares
+submitted, pool rows in telemetry as `hashpilot run` publishes them.
 """
 
 import gc
@@ -42,13 +44,15 @@ DEFAULTS = {'model': 'GAMMA', 'site': 'lab', 'rig': 'bitaxe', 'broker': '127.0.0
             'format': 'cbor', 'telemetry_s': 10.0, 'chips_s': 60.0, 'poll_s': 2.0,
             'freq_mhz': 0.0, 'baud': 0, 'time_scale': 1.0, 'state_dir': 'state',
             'outbox_max_bytes': 128 << 10, 'outbox_flush_s': 30.0, 'keepalive_s': 30,
-            'stop_after_s': 0.0, 'heap_report_s': 0.0, 'safety': {}, 'profiles': ''}
+            'stop_after_s': 0.0, 'heap_report_s': 0.0, 'safety': {}, 'profiles': '',
+            'pool': [], 'work': {}}
+EXTRA_KEYS = ('chain', 'board', 'ports_file', 'client_id', 'username', 'password',
+              'work_check_bits')
 
 
 def settings(cfg):
     """DEFAULTS overlaid with cfg; unknown keys refused with their names."""
-    extra = [k for k in cfg if k not in DEFAULTS and k not in ('chain', 'board', 'ports_file',
-                                                                'client_id', 'username', 'password')]
+    extra = [k for k in cfg if k not in DEFAULTS and k not in EXTRA_KEYS]
     if extra:
         raise ValueError('unknown config key(s): %s' % ', '.join(sorted(extra)))
     out = dict(DEFAULTS)
@@ -138,6 +142,9 @@ class MpyAgent:
             self.loop, clock, cfg['state_dir'], self._on_event,
             min_period_s=MIN_WALL_PERIOD_S * clock.time_scale,
             load_profile=load_profiles(cfg['profiles']), store=tune_store)
+        self.work = self._work(cfg, clock)
+        if self.work is not None and self.work.tuner_source == 'nonces':
+            self.tune.nonces = self.work.engine
         self.identify_until_s = None
         self.started_s = None
         self.published = 0
@@ -146,6 +153,15 @@ class MpyAgent:
         self.commands_refused = 0
         self.commands = self._commands()
         self._last_service_wall = 0.0
+
+    def _work(self, cfg, clock):
+        """The work path when pools are configured (imported only then: its modules cost about
+        6 KB of heap). work_check_bits: a simulator's reduced nonce difficulty, None for chips."""
+        if not cfg['pool']:
+            return None
+        from port import work as port_work
+        return port_work.PortWork(cfg, self.rig.chains, self.family, self.loop, clock,
+                                  self._on_event, cfg.get('work_check_bits'))
 
     # -- events and commands ------------------------------------------------------------------
     def _task_failed(self, fn, exc):
@@ -170,6 +186,8 @@ class MpyAgent:
         reg.register('identify', commands.validate_identify, self._c_identify)
         reg.register('rebirth', commands.no_args, self._c_rebirth)
         self.tune.register_commands(reg)
+        if self.work is not None:
+            self.work.register_commands(reg)     # switch_pool
         return reg
 
     def on_command(self, op, data):
@@ -218,7 +236,8 @@ class MpyAgent:
     def status(self):
         return telemetry.collect(self.control, self.rig, self.supervisor, self.health,
                                  self.tune.tuner,
-                                 self.link, uptime_s=self.clock.monotonic() - self.started_s)
+                                 self.link, uptime_s=self.clock.monotonic() - self.started_s,
+                                 work=self.work.engine if self.work is not None else None)
 
     def _telemetry(self, now):
         self.link.publish('telemetry', payloads.build_telemetry(self.status(), self.link.session))
@@ -260,7 +279,7 @@ class MpyAgent:
         self.link.set_meta(payloads.build_meta(
             self.model, self.link.session, firmware=VERSION, board_ids=ids,
             telemetry_s=int(self.cfg['telemetry_s']), chips_s=int(self.cfg['chips_s']),
-            fmt=self.cfg['format']))
+            fmt=self.cfg['format'], pools=self.work.urls() if self.work is not None else None))
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self):
@@ -282,6 +301,8 @@ class MpyAgent:
         self.loop.add_timer(self._poll, now)
         self.loop.add_timer(self._telemetry, now + min(3.0, self.cfg['telemetry_s']))
         self.loop.add_timer(self._chips, now + min(10.0, self.cfg['chips_s']))
+        if self.work is not None:
+            self.work.start(now)
         if self.cfg['heap_report_s']:
             self.loop.add_timer(self._heap_report, now)
         if self.cfg['stop_after_s']:
@@ -296,5 +317,7 @@ class MpyAgent:
         self.control.safe_state()
         self.alarms.raise_('rig.stopped', 'info', 'agent stopped; boards off, fans 100 %',
                            self.clock.monotonic())
+        if self.work is not None:
+            self.work.stop()
         self.link.stop()
         self.rig.close()

@@ -45,6 +45,8 @@ def main(argv):
         cfg.setdefault('board', ports['board'])
         cfg.setdefault('model', ports.get('model', 'GAMMA'))
         cfg.setdefault('time_scale', ports.get('time_scale', 1.0))
+        if ports.get('work_check_bits') is not None:     # the simulator's nonce difficulty
+            cfg.setdefault('work_check_bits', ports['work_check_bits'])
     try:
         clock = Clock(cfg.get('time_scale', 1.0))
         ctl = SerialBoardController(PtySerial(cfg.pop('board')), clock=clock, timeout_s=0.3)

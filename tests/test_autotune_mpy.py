@@ -4,6 +4,7 @@ drives a deterministic one-chip plant (hal/sim/physics.py) in both interpreters;
 import os
 import subprocess
 
+import pytest
 
 from tests import mpyunix
 
@@ -12,9 +13,10 @@ MODULES = ['hal/__init__.py', 'hal/pll.py', 'hal/families.py', 'hal/models.py',
            'hal/sim/__init__.py', 'hal/sim/physics.py', 'agent/__init__.py',
            'agent/autotune/__init__.py', 'agent/autotune/maths.py', 'agent/autotune/tuner.py',
            'agent/autotune/search.py', 'agent/autotune/voltage.py',
-           'agent/autotune/thermal.py']
+           'agent/autotune/thermal.py', 'agent/autotune/nonces.py']
 
 SCRIPT = r'''
+import sys
 from hal import families, models
 from hal.sim import physics as P
 from agent.autotune import maths
@@ -24,6 +26,7 @@ M = models.get('GAMMA')
 F = families.get('BM1370')
 CAL = P.calibrate(M)
 CHIP = P.make_chip(0.5, -0.3, 0.2)
+SRC = sys.argv[1] if len(sys.argv) > 1 else 'counters'
 
 
 class IO:
@@ -35,6 +38,8 @@ class IO:
         self.h = 0.0
         self.e = 0.0
         self.temp = 50.0
+        self.source = SRC
+        self.bits = 0
     def advance(self, dt):
         v = P.chip_v(CAL, self.mv)
         st = P.board_steady_state(CAL, [CHIP], [self.f], v, 0.7, 25.0)
@@ -52,9 +57,11 @@ class IO:
                               'board_mv_min': 1000, 'board_mv_max': 1300}
     def board_ids(self): return ['G1']
     def chips(self):
+        d = 1 << self.bits if SRC == 'nonces' else 1     # nonces: one per 2^(32+N) hashes
         return [[{'freq_mhz': self.f, 'temp_c': self.temp, 'alive': True,
                   'hashrate_ghs': self.g * 1000.0, 'err_pct': 0.0,
-                  'hash_units': self.h, 'err_units': int(self.e)}]]
+                  'hash_units': float(int(self.h / d)) if d > 1 else self.h,
+                  'err_units': int(self.e / d)}]]
     def power_w(self): return self.p
     def voltage_mv(self): return [self.mv]
     def set_voltage_mv(self, b, mv): self.mv = mv
@@ -75,17 +82,19 @@ t = Tuner(io, prof, 17.0)
 while io.t < 1800 and t.stage != 'done':
     t.step(io.t)
     io.advance(5.0)
-print(t.stage, io.mv, round(io.f, 3), io.bits, int(io.t), maths.ticket_bits(1e13, 115200, 30.0))
+print(t.stage, io.mv, round(io.f, 3), io.bits, int(io.t), maths.ticket_bits(1e13, 115200, 30.0),
+      t.source)
 '''
 
 
-def test_tuner_runs_the_same_under_micropython(tmp_path):
+@pytest.mark.parametrize('source', ['counters', 'nonces'])
+def test_tuner_runs_the_same_under_micropython(tmp_path, source):
     path = tmp_path / 'tuner_check.py'
     path.write_text(SCRIPT)
-    cp = subprocess.run(['python', str(path)], cwd=ROOT, capture_output=True, text=True,
+    cp = subprocess.run(['python', str(path), source], cwd=ROOT, capture_output=True, text=True,
                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert cp.returncode == 0, cp.stderr
-    assert cp.stdout.startswith('done ')
-    mp = mpyunix.run(path, MODULES, tmp_path / 'lib', vendor=False)
+    assert cp.stdout.startswith('done ') and cp.stdout.strip().endswith(source)
+    mp = mpyunix.run(path, MODULES, tmp_path / 'lib', vendor=False, args=(source,))
     assert mp.returncode == 0, mp.stderr + mp.stdout
     assert mp.stdout.strip() == cp.stdout.strip()

@@ -24,7 +24,7 @@ GUARDED = ['hal/board_bitaxe.py', 'hal/board_i2c.py', 'hal/errors.py', 'hal/cloc
            'agent/options.py', 'agent/alarms.py', 'agent/fan.py', 'agent/safety/__init__.py', 'agent/safety/board.py',
            'agent/safety/config.py', 'agent/safety/detectors.py', 'agent/safety/supervisor.py',
            'agent/safety/watchdog.py', 'agent/safety/watch.py', 'agent/commands.py', 'agent/logsafe.py',
-           'agent/autotune/maths.py',
+           'agent/autotune/maths.py', 'agent/autotune/nonces.py',
            'agent/autotune/tuner.py', 'agent/autotune/search.py', 'agent/autotune/voltage.py',
            'agent/autotune/io.py', 'agent/autotune/scaling.py', 'mqtt_schema/fields.py',
            'mqtt_schema/cmdauth.py',

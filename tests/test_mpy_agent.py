@@ -53,6 +53,9 @@ STATUS = {'state': 'normal', 'uptime_s': 812.0, 'hashrate_ghs': 1071.4, 'power_w
           'j_per_th': 18.3, 'fans': [{'duty_pct': 44, 'rpm': 2136}],
           'ctrl': {'mem_pct': 39.0, 'disk_pct': 10.0}, 'tuner': {'state': 'idle'},
           'outbox_dropped': 0,
+          'pools': [{'index': 0, 'url': 'stratum+tcp://10.0.0.2:3333', 'state': 'up',
+                     'connected': True, 'difficulty': 1024.0, 'accepted': 41, 'rejected': 2,
+                     'stale': 1, 'duplicate': 0, 'last_share_age_s': 3.2}],
           'boards': [{'index': 0, 'temps_c': [40.0, 64.9], 'voltage_mv': 1150, 'enabled': True,
                       'safety': 'normal', 'freq_cap_pct': 100.0,
                       'chips': [{'temp_c': 64.6, 'freq_mhz': 525.0, 'hashrate_ghs': 1071.4,
@@ -285,33 +288,53 @@ def test_over_temperature_derates_below_danger(tmp_path):
 
 
 @pytest.mark.slow
-def test_heap_for_an_hour_of_simulated_time(tmp_path):
+@pytest.mark.parametrize('work', ['off', 'on'])
+def test_heap_for_an_hour_of_simulated_time(tmp_path, work):
     """Opt-in (make mpy-heap): one simulated hour at 30x, telemetry every 10 s, 256 KB heap;
     the live heap (after a collection, sampled with every telemetry and every minute) must keep
-    32 KB free. Prints the figures for docs/micropython.md."""
+    32 KB free. With work on, the Stratum test pool gives jobs and takes shares (about half the
+    simulated chip's nonces meet its difficulty: far more shares than a real pool's). Prints the
+    figures for docs/micropython.md."""
     if not os.environ.get('HASHPILOT_MPY_HOUR'):
         pytest.skip('set HASHPILOT_MPY_HOUR=1 (make mpy-heap)')
+    from agent.stratum.testpool import TestPool
     hour_s, k = 3600.0, 30.0
+    pool = TestPool(difficulty=1.0 / (1 << 23)) if work == 'on' else None
+    extra = {'pool': [{'url': pool.url, 'user': 'acct'}]} if pool else {}
     with start_sim('GAMMA', time_scale=k, truth=tmp_path / 'truth.jsonl',
                    extra=('--truth-period-s', '30')) as sim, Broker() as broker:
         rec = Recorder(broker, 'lab', 'bx')
         try:
             agent = mpyagent.MpyAgentProcess(tmp_path, sim.ports_file, broker, rig='bx',
                                              heap_report_s=60, stop_after_s=hour_s,
-                                             profiles=mpyagent.profiles(tmp_path))
+                                             profiles=mpyagent.profiles(tmp_path), **extra)
             agent.proc.wait(hour_s / k * 3 + 120)
             heap = mpyagent.heap_lines(agent.log())
             tele = rec.of('telemetry')
         finally:
             rec.close()
+            if pool is not None:
+                pool.close()
     assert agent.proc.returncode == 0, agent.log()[-3000:]
     assert heap and heap[-1]['t_s'] >= hour_s - 120
-    assert len(tele) >= 0.95 * hour_s / 10, len(tele)
     min_free = min(h['min_free'] for h in heap)
-    assert min_free > 32 * 1024, min_free
     figures = {'sim_s': hour_s, 'telemetry': len(tele), 'min_free_b': min_free,
-               'peak_used_b': max(h['peak_used'] for h in heap), 'heap_b': 256 * 1024}
+               'peak_used_b': max(h['peak_used'] for h in heap), 'heap_b': 256 * 1024,
+               'work': work}
+    if pool is not None:
+        rows = [t['pools'][0] for t in tele if t and t.get('pools')]
+        figures['shares_accepted'] = pool.counts['accepted']
+        figures['shares_in_telemetry'] = rows[-1]['accepted'] if rows else None
     print('MPY_HEAP %s' % json.dumps(figures))
+    # a failed allocation (fragmentation) is a failed poll or a lost nonce even with room left
+    assert 'MemoryError' not in agent.log() and 'memory allocation failed' not in agent.log(), \
+        agent.log()[-3000:]
+    assert len(tele) >= 0.95 * hour_s / 10, len(tele)
+    assert min_free > 32 * 1024, min_free
+    if pool is not None:
+        # ~0.2 shares a simulated second at this difficulty; every one valid
+        assert pool.counts['invalid'] == 0 and pool.counts['accepted'] > 200, pool.counts
+        assert 200 < figures['shares_in_telemetry'] <= pool.counts['accepted'], figures
 
 
 def test_frozen_agent_board_heartbeat_makes_the_board_safe(tmp_path):

@@ -14,6 +14,7 @@ import time
 from hal import families
 from hal.parallel import run_parallel
 from agent.autotune.io import TunerIO
+from agent.autotune.nonces import CrossCheck
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ class RigIO(TunerIO):
         # nonces: the work path's WorkEngine when [work] tuner_source = "nonces": the tuner's
         # hashes and errors come from verified nonces instead of the 0x8C/0x4C counters.
         self.nonces = nonces
+        self.source = 'counters' if nonces is None else 'nonces'
+        # counters, when the driver still reads them, only cross-check the nonce counts
+        self.xcheck = None if nonces is None else CrossCheck()
         m = rig.model
         self.power_limit_w = power_limit_w or m['power_limit_w']
         self.temp_stop_c = temp_stop_c or (m['temp_danger_c'] - 3.0)
@@ -81,6 +85,12 @@ class RigIO(TunerIO):
         t = self.nonces.tally(b, i)
         if t is None:
             return
+        if row['hash_units']:           # the driver read counters: cross-check
+            bad = self.xcheck.update((b, i), row['freq_mhz'], row['hash_units'],
+                                     t.good + t.bad, self.rig.chains[b].ticket_bits or 0)
+            if bad:
+                log.warning('board %d chip %d: %d nonces where the counters say %.0f '
+                            '(beyond the Poisson bound)', b, i, bad[1], bad[0])
         row['hash_units'] = float(t.good + t.bad)
         row['err_units'] = t.bad
         row['hashrate_ghs'] = t.hashrate_ghs
@@ -133,6 +143,8 @@ class RigIO(TunerIO):
         for (b, i), mhz in plan.items():
             self.rig.limits.check_freq(mhz)
             per.setdefault(b, {})[i] = mhz
+            if self.xcheck is not None:
+                self.xcheck.restart((b, i))
         t0 = time.monotonic()
 
         def apply(b):
@@ -164,6 +176,8 @@ class ControlLoopIO(RigIO):
     def request_frequencies(self, plan):
         for (b, i), mhz in plan.items():
             self.control.request_frequency(mhz, board=b, chip=i)
+            if self.xcheck is not None:
+                self.xcheck.restart((b, i))
         self.freq_writes += len(plan)
 
     def safety_ok(self):

@@ -23,6 +23,9 @@ anything else. Units are in names.
     uart() -> [{'baud', 'time_scale'}]     per board, for the nonce ticket budget
     set_ticket_bits(board, bits)
     safety_ok() -> bool                    False: the tuner yields at once and changes nothing
+    source (attribute, optional)           'nonces': hash_units/err_units are verified and wrong
+                                           nonces, and the tuner decides on Poisson bounds
+                                           (nonces.py); absent or 'counters': counter units
 """
 
 

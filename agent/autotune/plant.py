@@ -18,7 +18,7 @@ TWO32 = 4294967296.0
 class PlantIO(TunerIO):
     def __init__(self, model_name, seed=1, sigma_f=P.SIGMA_F, sigma_l=P.SIGMA_L, fan_duty=0.7,
                  ambient_c=P.AMBIENT_C, time_scale=1.0, baud=115200, rig_limits=False,
-                 cold_start=False):
+                 cold_start=False, nonces=False):
         self._model = models.get(model_name)
         self._family = families.get(self._model['chip'])
         self.lim = HardwareLimits(self._model, self._family)
@@ -54,6 +54,12 @@ class PlantIO(TunerIO):
         self.temp_stop_c = self._model['temp_danger_c'] - 3.0
         self.trips = 0
         self.requests = 0
+        # nonces=True: the tuner sees only verified nonces (Poisson at the ticket difficulty,
+        # dropped beyond the UART's frame capacity), no counters
+        self.source = 'nonces' if nonces else 'counters'
+        self.n_good = [[0] * len(b) for b in self.pop]
+        self.n_bad = [[0] * len(b) for b in self.pop]
+        self.nonces_dropped = 0
 
     # -- time ------------------------------------------------------------------------------
     def advance(self, dt_s):
@@ -77,7 +83,22 @@ class PlantIO(TunerIO):
                 self.errf[b][i] = e
                 temps[i] = P.relax(temps[i], target[i], dt_s, P.TAU_DIE_S)
             self.powers[b] = powers
+            if self.source == 'nonces':
+                self._nonces(b, dt_s)
         self.t_s += dt_s
+
+    def _nonces(self, b, dt_s):
+        """Nonces of board b over dt_s: one per 2^(32+N) hashes, wrong at the error fraction;
+        beyond the UART's frames (wall time: time_scale) the excess is dropped."""
+        lam = [r * dt_s / TWO32 / (1 << self.ticket[b]) for r in self.rate[b]]
+        room = self.baud / 110.0 * dt_s / self.time_scale
+        keep = min(1.0, room / sum(lam)) if sum(lam) > 0 else 1.0
+        for i, x in enumerate(lam):
+            good = P.poisson(self.rng, x * keep * (1.0 - self.errf[b][i]))
+            bad = P.poisson(self.rng, x * keep * self.errf[b][i])
+            self.n_good[b][i] += good
+            self.n_bad[b][i] += bad
+            self.nonces_dropped += P.poisson(self.rng, x * (1.0 - keep))
 
     def wall_w(self):
         total = sum(sum(p) for p in self.powers)
@@ -115,6 +136,9 @@ class PlantIO(TunerIO):
                             'hashrate_ghs': self.rate[b][i] / 1e9,
                             'err_pct': 100.0 * self.errf[b][i], 'alive': not chips[i]['dead'],
                             'hash_units': h, 'err_units': self.e_units[b][i]})
+                if self.source == 'nonces':
+                    row[-1]['hash_units'] = float(self.n_good[b][i] + self.n_bad[b][i])
+                    row[-1]['err_units'] = self.n_bad[b][i]
             out.append(row)
         return out
 

@@ -59,6 +59,13 @@ _OPTS = [
        '(Poisson: 8 tells 0.1 % from 0.5 % with margin)', 2.0, 100.0),
     _o('power_max_w', 'float', 0.0, 'thermal mode: wall-power cap W beside the die ceiling; '
        '0 = the rig\'s power limit less 3 %', 0.0, 100000.0),
+    _o('nonce_uart_pct', 'float', 25.0, 'nonce source: nonce traffic at most this share of '
+       'the UART (picks the ticket difficulty)', 1.0, 90.0),
+    _o('nonce_window_max_s', 'float', 600.0, 'nonce source: longest decision window of a chip '
+       '(beyond it decisions are coarser)', 30.0, 7200.0),
+    _o('nonce_host_rate_s', 'float', 0.0, 'nonce source: most nonces per second the host '
+       'verifies (whole rig; with the UART share it picks the ticket difficulty); 0 = no limit',
+       0.0, 1e7),
     _o('retune_temp_c', 'float', 6.0, 'mean die temperature drift that triggers a re-tune',
        1.0, 50.0),
 ]

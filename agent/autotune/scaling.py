@@ -29,18 +29,17 @@ T_SLOPE_C = 30.0
 STEP = 0.01
 FLOOR = 0.3
 YIELD_MIN = 0.01
-HANDBACK_PCT = 0.2     # per control tick (1 s): a rising cap reaches the plan this gradually
+HANDBACK_PCT_S = 0.2   # % of budget per second: a rising cap reaches the plan this gradually
 
 
-def budget_pct(cap_pct, last_pct, step_pct=HANDBACK_PCT):
+def budget_pct(cap_pct, last_pct, dt_s, rate_pct_s=HANDBACK_PCT_S):
     """The cap a plan is made for: the supervisor's at once when it falls (never above it), at
-    most step_pct a tick more when it rises. A plan cuts the hottest chips deepest (up to 1 -
-    FLOOR), so handing a rise back at once would return their whole cut in one go and push the
-    hot end over the limit again; 5 % of budget comes back over 25 ticks (about a die time
-    constant) instead."""
+    most rate_pct_s x dt_s (physics seconds since the last plan) more when it rises. A plan cuts
+    the hottest chips deepest (up to 1 - FLOOR), so handing a rise back at once would return
+    their whole cut in one go; 5 % of budget comes back over 25 s (about a die time constant)."""
     if last_pct is None or cap_pct <= last_pct:
         return cap_pct
-    return min(cap_pct, last_pct + step_pct)
+    return min(cap_pct, last_pct + rate_pct_s * (dt_s if dt_s > 0.0 else 0.0))
 
 
 def marginal_yield(err):

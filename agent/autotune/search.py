@@ -3,7 +3,7 @@ its next step so its error rate goes to the target (maths.freq_step); hot dies s
 power budget limits how fast chips climb together. Pure (MicroPython-safe).
 """
 
-from agent.autotune import maths
+from agent.autotune import maths, nonces
 
 CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
 MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision
@@ -35,6 +35,7 @@ class ChipState:
         self.hot_at = None           # last time the chip was held back by the hot limit
         self.hot_step_at = None      # last sized hot step (thermal mode)
         self.bad = False             # last window clearly above err_max (error drift)
+        self.t0 = None               # when the baseline was taken (nonce source: window cap)
 
 
 class ChipSearch:
@@ -56,7 +57,8 @@ class ChipSearch:
         budget = t.budget_w       # power mode: the target; thermal: the power cap
         if budget and p_now:
             up_cap = max(MIN_UP_STEP, budget / p_now - 1.0 + CLIMB_STOP_OVER)
-        return {'hold': hold, 'gain': 0.5 if t.stage in ('verify', 'done') else 0.8,
+        return {'hold': hold, 'now_s': t.now_s,
+                'gain': 0.5 if t.stage in ('verify', 'done') else 0.8,
                 'nmin': t.prof['min_err_count'] * (2.0 if hold else 1.0),
                 'over_budget': bool(budget) and t.p_recent is not None and
                 t.p_recent > budget * (1.0 + CLIMB_STOP_OVER),
@@ -137,6 +139,7 @@ class ChipSearch:
                 st.pending = False
                 st.h0 = c.get('hash_units') or 0.0
                 st.e0 = c.get('err_units') or 0
+                st.t0 = now_s
             return None
         # Thermal mode sits at the ceiling: judge on the smoothed reading (sensor noise).
         # ... and by where it is going (warming_c: the rise still to come, thermal.py)
@@ -150,6 +153,11 @@ class ChipSearch:
     def _step(self, st, h, e, rules):
         """Relative frequency step from the error statistics, or None (not enough data yet)."""
         err_t = self.t.err_t
+        if self.t.source == 'nonces':
+            step = nonces.chip_step(st, h, e, rules['now_s'], self.t, rules['hold'])
+            if step is not None and rules['hold'] and not st.bad and abs(step) < HOLD_NOISE_STEP:
+                step = 0.0
+            return step
         if e == 0 and not rules['hold'] and h * err_t >= ZERO_ERR_COUNT:
             # No error where ZERO_ERR_COUNT were expected at the target: the rate is below it
             # with ~95 % confidence; bracket upward (doubling) without waiting.

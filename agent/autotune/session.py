@@ -132,7 +132,9 @@ class TuneSession:
         self.stop()
         self.tuner = Tuner(io, prof, target, saved=saved)
         self.saved = False
+        self._xseen = 0
         self.on_event(event('rig.tune_done', 'clear', 'info', 'a new autotune run started'))
+        self.on_event(event('rig.nonce_xcheck', 'clear', 'info', 'a new autotune run started'))
         self._timer = self.scheduler.add_timer(self._tick, self.clock.monotonic())
         log.info('autotune: profile %s, %s target %.1f%s', prof['name'], prof['mode'], target,
                  ' (reusing saved results)' if saved else '')
@@ -154,12 +156,24 @@ class TuneSession:
     def _tick(self, now):
         tuner = self.tuner
         nxt = tuner.step(now)
+        self._xcheck_alarm(getattr(tuner.io, 'xcheck', None))
         if tuner.stage == 'done' and not self.saved:
             self.saved = True
             self._save(tuner.result())
         if nxt is None or nxt <= now:
             nxt = now + IDLE_STEP_S
         return max(nxt, now + self.min_period_s)
+
+    def _xcheck_alarm(self, x):
+        """Nonce source: raise when the counters (still read) disagree with the nonce counts
+        beyond the Poisson bound (UART losing nonces, nonces counted to the wrong chip)."""
+        if x is None or x.disagree == self._xseen:
+            return
+        self._xseen = x.disagree
+        self.on_event(event('rig.nonce_xcheck', 'raise', 'warning',
+                            'nonce counts disagree with the counters in %d of %d spans '
+                            '(%.0f nonces missing, %.0f extra)'
+                            % (x.disagree, x.checked, x.missing, x.extra)))
 
     def _save(self, res):
         paths = self.store.save(self.results_dir, res)

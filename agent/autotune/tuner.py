@@ -17,7 +17,7 @@ Stages: start -> search -> verify -> done (holding, watching for drift); paused 
 import math
 
 from hal import pll
-from agent.autotune import maths
+from agent.autotune import maths, nonces
 from agent.autotune.search import ChipSearch, ChipState
 from agent.autotune.thermal import ThermalLoop, power_cap_w
 from agent.autotune.voltage import VoltageLoop
@@ -76,6 +76,11 @@ class Tuner:
         self.capped = None           # (fraction of chips held back by the budget, median wish)
         self.warming_c = 0.0         # thermal: rise of the hottest die still to come (thermal.py)
         self.search = ChipSearch(self)
+        # 'nonces': hashes and errors are verified nonces (agent/autotune/nonces.py decides)
+        self.source = getattr(io, 'source', 'counters')
+        self.nonce_plan = None
+        self.nonce_stats = {'decisions': 0, 'nonces': 0.0, 'capped': 0}
+        self.now_s = None
         # thermal: target is the die ceiling (C); the goal is the most good hashes under it
         self.voltage = ThermalLoop(self) if self.mode == 'thermal' else VoltageLoop(self)
 
@@ -145,7 +150,16 @@ class Tuner:
         m = io.model()
         for b, u in enumerate(io.uart()):
             hs = m['chips_per_board'] * m['cores_per_chip'] * self.f_hi * 1e6
-            io.set_ticket_bits(b, maths.ticket_bits(hs, u['baud'], u.get('time_scale', 1.0)))
+            if self.source == 'nonces':
+                self.nonce_plan = nonces.plan(
+                    hs, m['chips_per_board'], u['baud'], u.get('time_scale', 1.0),
+                    self.prof.get('nonce_uart_pct', 100.0 * nonces.UART_SHARE) / 100.0,
+                    self.err_t, window_max_s=self.prof.get('nonce_window_max_s',
+                                                           nonces.WINDOW_MAX_S),
+                    host_rate_s=self.prof.get('nonce_host_rate_s', 0.0) / len(self.mv))
+                io.set_ticket_bits(b, self.nonce_plan['ticket_bits'])
+            else:
+                io.set_ticket_bits(b, maths.ticket_bits(hs, u['baud'], u.get('time_scale', 1.0)))
         io.request_frequencies(plan)
         self._set_voltage(self.mv[0] if self.per_rig else self.mv)
         self.t_v = now_s
@@ -179,6 +193,7 @@ class Tuner:
     def step(self, now_s):
         """One control tick. Returns the physics time of the next wanted call."""
         io = self.io
+        self.now_s = now_s
         if self.stage in ('failed',):
             return now_s + self.tick_s
         if not io.safety_ok():
@@ -443,4 +458,16 @@ class Tuner:
                 'best_j_per_th': self.best['j_per_th'] if self.best else None,
                 'best_power_w': self.best['power_w'] if self.best else None,
                 'settled_pct': round(100.0 * self._settled_frac(), 1) if self.chips else 0.0,
-                'retunes': self.retunes, 'message': self.message}
+                'retunes': self.retunes, 'message': self.message, 'source': self.source,
+                'nonce': self.nonce_status()}
+
+    def nonce_status(self):
+        """Nonce source: the plan (difficulty, UART load, window) and what decisions saw."""
+        if self.nonce_plan is None:
+            return None
+        out = dict(self.nonce_plan)
+        d = self.nonce_stats['decisions']
+        out['decisions'] = d
+        out['nonces_per_decision_seen'] = self.nonce_stats['nonces'] / d if d else None
+        out['capped_decisions'] = self.nonce_stats['capped']
+        return out

@@ -51,11 +51,13 @@ class TestPool:
         self._stop = threading.Event()
         self.port = port
         self.srv = None
+        self._hold = None          # the port kept bound while the pool is dead
         self._listen()
         self.new_job(clean=True, broadcast=False)
 
     # -- life --------------------------------------------------------------------------------
     def _listen(self):
+        self._release_port()
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind(('127.0.0.1', self.port))
@@ -69,7 +71,10 @@ class TestPool:
         return '%s://127.0.0.1:%d' % ('stratum+ssl' if self.tls_ctx else 'stratum+tcp', self.port)
 
     def kill(self):
-        """The pool dies: listening socket and every client connection closed."""
+        """The pool dies: listening socket and every client connection closed. The port stays
+        bound (not listening: connects are refused) until revive() or close(), so that no other
+        process's outgoing connection takes it as its ephemeral port meanwhile (on a busy host
+        that made revive() fail with EADDRINUSE)."""
         srv, self.srv = self.srv, None
         if srv is not None:
             try:
@@ -77,6 +82,14 @@ class TestPool:
             except OSError:
                 pass
             srv.close()
+            if not self._stop.is_set():
+                hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    hold.bind(('127.0.0.1', self.port))
+                    self._hold = hold
+                except OSError:
+                    hold.close()
         with self.lock:
             clients, self.clients = self.clients, []
         for c in clients:
@@ -87,6 +100,11 @@ class TestPool:
                 pass
             c['sock'].close()
 
+    def _release_port(self):
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.close()
+
     def revive(self):
         if self.srv is None:
             self._listen()
@@ -94,6 +112,7 @@ class TestPool:
     def close(self):
         self._stop.set()
         self.kill()
+        self._release_port()
 
     # -- jobs --------------------------------------------------------------------------------
     def new_job(self, clean=False, broadcast=True):

@@ -4,16 +4,16 @@ space by their address bits and all roll the negotiated version bits); every non
 is rebuilt into its header and SHA-256d checked: a miss is a hardware error of that chip, a hit
 counts 2^(32+N) hashes for it, and one that meets the pool's difficulty is submitted.
 
-Pool events arrive through `on_pool_event` (posted by the runner from the Stratum thread).
+Pool events arrive through `on_pool_event` (posted by the runner from the Stratum thread, or
+by the MicroPython agent's loop). Pure (MicroPython-safe): nonces come in under a real lock only
+when several chains are polled on their own threads (hal/parallel.lock_for).
 `tick(now_s)` drains the UARTs for nonces and refreshes jobs before a chain can run out of
 nonce x version space (from its hashrate). Alarms go out through `on_event`.
 """
 
 import logging
-import threading
-import time
 
-from hal import families, hashsum
+from hal import families, hashsum, parallel
 from hal.work import chipjobs, jobs
 from agent.alarms import event
 from agent.work.tally import ChipTally
@@ -34,7 +34,8 @@ def _p99(xs):
 class WorkEngine:
     def __init__(self, chains, family, pools, clock, check_bits=None, on_event=None,
                  refresh_max_s=30.0, window_s=60.0, hw_alarm_pct=5.0, hw_alarm_min=8,
-                 tick_wall_s=0.005, all_down_s=5.0):
+                 tick_wall_s=0.005, all_down_s=5.0, seen_max=SEEN_MAX,
+                 latency_keep=LATENCY_KEEP):
         self.chains = list(chains)
         self.family = families.get(family) if isinstance(family, str) else family
         self.fmt = chipjobs.job_format(self.family['name'])
@@ -62,9 +63,11 @@ class WorkEngine:
         self.counts = {'jobs': 0, 'frames': 0, 'nonces': 0, 'hw_errors': 0, 'stale_nonces': 0,
                        'unattributed': 0, 'duplicates': 0, 'submitted': 0, 'not_sent': 0,
                        'below_pool': 0, 'stale_flushed': 0}
+        self.seen_max = seen_max
+        self.latency_keep = latency_keep
         self.lat_notify_s = []
         self.lat_share_s = []
-        self._lock = threading.Lock()
+        self._lock = parallel.lock_for(len(self.chains))
 
     def attach(self):
         for i, ch in enumerate(self.chains):
@@ -102,7 +105,7 @@ class WorkEngine:
         self._write_rolling(ev['mask'])
         self.dispatch()
         if t_rx is not None:
-            self._keep(self.lat_notify_s, time.monotonic() - t_rx)
+            self._keep(self.lat_notify_s, self.clock.wall() - t_rx)
         self._pool_alarms()
 
     def _write_rolling(self, mask):
@@ -143,8 +146,9 @@ class WorkEngine:
         """Before the fastest chain exhausts 2^32 nonces x the rolled versions (half of it)."""
         bits = jobs.popcount((self.ctx or {}).get('mask') or 0) if self.family['version_rolling'] else 0
         worst = self.refresh_max_s
-        for ch in self.chains:
-            ghs = hashsum.chain_ghs(ch.chips)
+        for i, ch in enumerate(self.chains):
+            # without counter reads (nonce-only measurement) the verified nonces give the rate
+            ghs = hashsum.chain_ghs(ch.chips) or sum(t.hashrate_ghs or 0.0 for t in self.tallies[i])
             if ghs > 0:
                 worst = min(worst, 0.5 * jobs.job_space_s(ghs * 1e9, bits))
         return max(0.05, worst)
@@ -156,7 +160,7 @@ class WorkEngine:
             self._on_nonce(i, chip, d)
 
     def _on_nonce(self, i, chip, d):
-        t0 = time.monotonic()
+        t0 = self.clock.wall()
         jid, work = self.slots[i].lookup(d)
         if work is None:
             self.counts['stale_nonces'] += 1
@@ -184,21 +188,21 @@ class WorkEngine:
         if key in self.seen:
             self.counts['duplicates'] += 1
             return
-        if len(self.seen) >= SEEN_MAX:
+        if len(self.seen) >= self.seen_max:
             self.seen = set()         # bounded memory; a rare repeat is only a pool duplicate
         self.seen.add(key)
         res = self.pools.submit(jobs.submit_params('', work, n4, version, self.ctx['mask'])[1:],
                                 self.ctx['gen'])
         if res == 'sent':
             self.counts['submitted'] += 1
-            self._keep(self.lat_share_s, time.monotonic() - t0)
+            self._keep(self.lat_share_s, self.clock.wall() - t0)
         else:
             self.counts['not_sent'] += 1
 
     def _keep(self, xs, v):
         xs.append(v)
-        if len(xs) > LATENCY_KEEP:
-            del xs[:len(xs) - LATENCY_KEEP]
+        if len(xs) > self.latency_keep:
+            del xs[:len(xs) - self.latency_keep]
 
     # -- timer --------------------------------------------------------------------------------------
     def tick(self, now):
@@ -243,7 +247,7 @@ class WorkEngine:
         self._alarm('pool.down', bool(down), 'warning',
                     'pool(s) down: %s' % ', '.join('%d %s' % (p['index'], p['url']) for p in down))
         # all down only after ALL_DOWN_S: a failover passes through a moment with no pool
-        now = time.monotonic()
+        now = self.clock.wall()
         if not st['all_down']:
             self.all_down_since = None
         elif self.all_down_since is None:
