@@ -40,6 +40,9 @@ HW_WATCHDOG_FACTOR = 2.0
 # would take about a third of a 256 KB heap; a one-chip board's duplicates come from its last
 # few jobs.
 RECENT_NONCES = 256
+# With the work path on, every nonce is SHA-256d checked and shares are filtered for repeats
+# (port/work.py): a short window leaves the ~20 KB (table + 256 keys) to the work path.
+RECENT_NONCES_WORK = 32
 DEFAULTS = {'model': 'GAMMA', 'site': 'lab', 'rig': 'bitaxe', 'broker': '127.0.0.1:1883',
             'format': 'cbor', 'telemetry_s': 10.0, 'chips_s': 60.0, 'poll_s': 2.0,
             'freq_mhz': 0.0, 'baud': 0, 'time_scale': 1.0, 'state_dir': 'state',
@@ -128,7 +131,7 @@ class MpyAgent:
         board = BitaxeBoardController(i2c_bus, self.model, self.limits, identity=identity,
                                       heartbeat=heartbeat)
         chain = ChainDriver(chain_transport, self.family, clock=clock, limits=self.limits,
-                            recent_nonces=RECENT_NONCES)
+                            recent_nonces=RECENT_NONCES_WORK if cfg['pool'] else RECENT_NONCES)
         self.rig = SingleBoardRig(self.model, self.limits, chain, board)
         self.baud = cfg['baud'] or fastest_baud(self.family, chain_transport)
         self.control = ControlLoop(self.rig, self.supervisor, clock, on_event=self._on_event,
@@ -142,9 +145,7 @@ class MpyAgent:
             self.loop, clock, cfg['state_dir'], self._on_event,
             min_period_s=MIN_WALL_PERIOD_S * clock.time_scale,
             load_profile=load_profiles(cfg['profiles']), store=tune_store)
-        self.work = self._work(cfg, clock)
-        if self.work is not None and self.work.tuner_source == 'nonces':
-            self.tune.nonces = self.work.engine
+        self.work = None                    # built in start(), after the meta (_build_work)
         self.identify_until_s = None
         self.started_s = None
         self.published = 0
@@ -154,14 +155,20 @@ class MpyAgent:
         self.commands = self._commands()
         self._last_service_wall = 0.0
 
-    def _work(self, cfg, clock):
-        """The work path when pools are configured (imported only then: its modules cost about
-        6 KB of heap). work_check_bits: a simulator's reduced nonce difficulty, None for chips."""
+    def _build_work(self):
+        """The work path when pools are configured. Imported and built only then, and after
+        the first meta is encoded: its modules and objects take ~23 KB, and encoding the 2.9 KB
+        meta needs blocks a fuller heap did not have (2 start-ups in 3 failed with MemoryError).
+        work_check_bits: a simulator's reduced nonce difficulty, None for real chips."""
+        cfg = self.cfg
         if not cfg['pool']:
-            return None
+            return
         from port import work as port_work
-        return port_work.PortWork(cfg, self.rig.chains, self.family, self.loop, clock,
-                                  self._on_event, cfg.get('work_check_bits'))
+        self.work = port_work.PortWork(cfg, self.rig.chains, self.family, self.loop, self.clock,
+                                       self._on_event, cfg.get('work_check_bits'))
+        if self.work.tuner_source == 'nonces':
+            self.tune.nonces = self.work.engine
+        self.work.register_commands(self.commands)     # switch_pool
 
     # -- events and commands ------------------------------------------------------------------
     def _task_failed(self, fn, exc):
@@ -186,8 +193,6 @@ class MpyAgent:
         reg.register('identify', commands.validate_identify, self._c_identify)
         reg.register('rebirth', commands.no_args, self._c_rebirth)
         self.tune.register_commands(reg)
-        if self.work is not None:
-            self.work.register_commands(reg)     # switch_pool
         return reg
 
     def on_command(self, op, data):
@@ -279,13 +284,14 @@ class MpyAgent:
         self.link.set_meta(payloads.build_meta(
             self.model, self.link.session, firmware=VERSION, board_ids=ids,
             telemetry_s=int(self.cfg['telemetry_s']), chips_s=int(self.cfg['chips_s']),
-            fmt=self.cfg['format'], pools=self.work.urls() if self.work is not None else None))
+            fmt=self.cfg['format'], pools=[p['url'] for p in self.cfg['pool']] or None))
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self):
         self.rig.board.init()
         self._publish_meta()
         self.link.service()
+        self._build_work()                  # before the chip is powered: a bad pool stops here
         counts = self.rig.start(freq_mhz=self.control.requested_mhz[0][0],
                                 baud=self.baud if self.baud != families.RESET_BAUD else None)
         if counts[0] != self.model['chips_per_board']:

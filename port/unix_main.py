@@ -57,7 +57,13 @@ def main(argv):
         print('hashpilot-mpy: cannot start (%s): %r' % (argv[1], e))
         return 2
     try:
-        agent.run()
+        agent.start()
+    except (KeyError, ValueError, OSError) as e:     # a bad pool entry shows up here
+        print('hashpilot-mpy: cannot start (%s): %r' % (argv[1], e))
+        agent.shutdown()
+        return 2
+    try:
+        agent.loop.run()
     except KeyboardInterrupt:
         pass
     finally:
