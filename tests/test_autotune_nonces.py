@@ -98,6 +98,12 @@ def test_plan_picks_lowest_difficulty_that_fits_the_uart():
     assert fast['window_s'] < 60.0 < N.WINDOW_MAX_S < slow['window_s']
     assert slow['cap_binds'] and fast['res_at_cap'] == N.RES
     assert slow['res_at_cap'] > N.RES                  # coarser when the cap binds
+    # a host that verifies fewer nonces than the UART carries raises the difficulty
+    host = N.plan(hs, 108, 3125000, host_rate_s=500.0)
+    assert host['bound'] == 'host' and host['ticket_bits'] > fast['ticket_bits']
+    bits = host['ticket_bits']
+    assert N.nonce_rate_s(hs, bits) <= 500.0 < N.nonce_rate_s(hs, bits - 1)
+    assert N.plan(hs, 108, 3125000, host_rate_s=1e9)['bound'] == 'uart'
 
 
 def test_nonces_per_decision_follows_the_resolution():
