@@ -45,6 +45,24 @@ def add_arguments(p):
                    help='simulated ambient air (default 25)')
     p.add_argument('--coolant-c', type=float, default=30.0,
                    help='immersion: coolant temperature (default 30); no fans')
+    p.add_argument('--ambient-step-c', type=float, default=0.0,
+                   help='thermal/quiet: step the ambient by this much (C) at --ambient-step-at-s '
+                        'and report the recovery (default 0: no step)')
+    p.add_argument('--ambient-step-at-s', type=float, default=1020.0,
+                   help='simulated seconds from the simulator\'s start to the ambient step '
+                        '(default 1020: the 15-minute convergence goal plus 2 minutes held)')
+    p.add_argument('--recover-window-s', type=float, default=420.0,
+                   help='simulated seconds observed after the ambient step (default 420)')
+    p.add_argument('--table', action='store_true',
+                   help='run the thermal/quiet matrix (models x modes x seeds x sigma_f, '
+                        'scenarios in agent/bench_autotune_table.py) and print the table')
+    p.add_argument('--table-models', default='S21,S19JPRO,GAMMA',
+                   help='--table: comma-separated models (default S21,S19JPRO,GAMMA)')
+    p.add_argument('--table-modes', default='thermal,quiet',
+                   help='--table: comma-separated modes (default thermal,quiet)')
+    p.add_argument('--table-seeds', default='1,2', help='--table: seeds (default 1,2)')
+    p.add_argument('--table-sigmas', default='0.03,0.08',
+                   help='--table: sigma_f values (default 0.03,0.08)')
     p.add_argument('--target-w', type=float, default=None, help='power mode target (W)')
     p.add_argument('--target-ths', type=float, default=None,
                    help='hashrate mode target / efficiency floor (TH/s)')
@@ -124,6 +142,10 @@ def run(args):
     extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(fan_pct),
              '--truth-period-s', '5', '--ambient-c', str(_air_c(args))] + _immersion_args(args) \
         + bench_nonces.sim_args(args)
+    step = _step(args, prof)
+    if step:
+        extra += ['--fault', 'ambient:to_c=%g,at=%g' % (_air_c(args) + args.ambient_step_c,
+                                                        args.ambient_step_at_s)]
     t_wall0 = time.monotonic()
     with _Sim(args, extra) as sim:
         clock = Clock(args.time_scale)
@@ -143,11 +165,15 @@ def run(args):
             done_at = None
             last_print = -1e9
             limit_s = args.max_sim_min * 60.0
+            trips = 0
             while True:
                 rig.poll()
                 src.tick(clock.monotonic())
                 now = clock.monotonic()
+                was = tuner.stage
                 tuner.step(now)
+                if tuner.stage == 'paused' and was != 'paused':
+                    trips += 1          # RigIO.safety_ok said no: power limit or stop temperature
                 if tuner.stage == 'done' and done_at is None:
                     done_at = now
                 if not args.quiet and time.monotonic() - last_print > 5.0:
@@ -157,9 +183,13 @@ def run(args):
                           % (now - t0, s['stage'], s['progress_pct'], io.voltage_mv()[0],
                              _f(s['power_w'], 0), _f(s['good_ths'], 2), s['settled_pct']),
                           file=sys.stderr, flush=True)
-                if done_at is not None and now - done_at >= args.hold_s:
+                if step:
+                    # the step is timed on the simulator's clock, which started before ours
+                    if now - t0 >= args.ambient_step_at_s + args.recover_window_s:
+                        break
+                elif done_at is not None and now - done_at >= args.hold_s:
                     break
-                if now - t0 > limit_s + args.hold_s:
+                elif now - t0 > limit_s + args.hold_s:
                     break
             freq_write_s = io.freq_write_s
             measured = bench_nonces.report(src, io, tuner, rig, time.monotonic() - t_tune0)
@@ -174,8 +204,9 @@ def run(args):
     wall_s = time.monotonic() - t_wall0
     # Steady state held: truth lines of the last minute of the hold (sim time of the truth file
     # starts at the simulator's start; align on the last line).
-    t_end = states[-1]['t_s']
-    held = [s for s in states if s['t_s'] >= t_end - min(args.hold_s, 60.0)]
+    t_end = states[-1]['t_s'] if not step else args.ambient_step_at_s
+    before = [s for s in states if s['t_s'] < t_end] if step else states
+    held = [s for s in before if s['t_s'] >= t_end - min(args.hold_s, 60.0)]
     wall_w = sum(s['wall_w'] for s in held) / len(held)
     good = sum(s['good_ths'] for s in held) / len(held)
     hottest = max(s['hottest_c'] for s in held)
@@ -193,10 +224,12 @@ def run(args):
            'converge_sim_min': (done_at - t0) / 60.0 if done_at is not None else None,
            'wall_s': wall_s, 'freq_write_wall_s': freq_write_s, 'retunes': tuner.retunes,
            'voltage_moves': [list(e) for e in tuner.events],
-           'retune_reasons': list(tuner.retune_reasons)}
+           'retune_reasons': list(tuner.retune_reasons), 'trips': trips}
     out.update(measured, sim_nonces_dropped=states[-1].get('nonces_dropped'))
     if prof['mode'] == 'thermal':
-        out.update(_score_constrained(prob, target, tuner.budget_w, good, states))
+        out.update(_score_constrained(prob, target, tuner.budget_w, good, before))
+        if step:
+            out.update(_score_step(prob, target, tuner.budget_w, states, args))
     else:
         out.update(_score_goal(prob, prof['mode'], target, wall_w, good))
     return out
@@ -240,6 +273,46 @@ def _score_constrained(prob, ceiling_c, cap_w, good, states):
             'gap_same_held_pct': None, 'power_vs_target_pct': None,
             'hashrate_vs_target_pct': None,
             'oracle_board_mv': orc['board_mv'][0] if orc else None}
+
+
+def _step(args, prof):
+    return prof['mode'] == 'thermal' and args.ambient_step_c != 0.0
+
+
+RECOVER_BAND = 0.01        # back within 1 % of the new optimum ...
+RECOVER_OVER_C = 2.0       # ... with no die more than 2 C over the ceiling
+RECOVER_AVG_S = 30.0       # good TH/s averaged over this long (truth lines every 5 s)
+
+
+def _score_step(prob, ceiling_c, cap_w, states, args):
+    """After the ambient step: the oracle at the new ambient (same ceiling, cap, duty), the
+    simulated seconds until the rig is back within RECOVER_BAND of it (30 s average of the
+    truth's good TH/s, no die over the ceiling by more than RECOVER_OVER_C) and stays there to
+    the end of the window; the worst overshoot after the step; the gap over the last minute."""
+    t_step = args.ambient_step_at_s
+    after = [s for s in states if s['t_s'] >= t_step]
+    prob.ambient_c = _air_c(args) + args.ambient_step_c
+    prob.hot_c = ceiling_c
+    orc = O.optimise_constrained(prob, power_w=cap_w)
+    out = {'step_c': args.ambient_step_c, 'step_oracle_good_ths': orc['good_ths'] if orc else None,
+           'step_worst_overshoot_c': max(s['hottest_c'] for s in after) - ceiling_c
+           if after else None, 'recover_sim_min': None, 'step_gap_pct': None}
+    if not after or orc is None:
+        return out
+    n = max(1, int(RECOVER_AVG_S / 5.0))
+    ok_since = None
+    for k in range(len(after)):
+        win = after[max(0, k - n + 1):k + 1]
+        g = sum(s['good_ths'] for s in win) / len(win)
+        ok = g >= orc['good_ths'] * (1.0 - RECOVER_BAND) and \
+            after[k]['hottest_c'] <= ceiling_c + RECOVER_OVER_C
+        ok_since = (ok_since if ok_since is not None else after[k]['t_s']) if ok else None
+    if ok_since is not None:
+        out['recover_sim_min'] = (ok_since - t_step) / 60.0
+    last = [s for s in after if s['t_s'] >= after[-1]['t_s'] - 60.0]
+    out['step_gap_pct'] = 100.0 * (sum(s['good_ths'] for s in last) / len(last)
+                                   / orc['good_ths'] - 1.0)
+    return out
 
 
 def _f(x, nd):
@@ -303,7 +376,16 @@ def _table_constrained(r):
             ('hottest die held C', _f(r['hottest_c'], 1)),
             ('worst overshoot C', _f(r['worst_overshoot_c'], 2)),
             ('converged (sim min)', _f(r['converge_sim_min'], 1) if r['converged'] else 'NO'),
-            ('wall seconds', _f(r['wall_s'], 0))]
+            ('power cap W', _f(r['power_cap_w'], 0)),
+            ('safety trips', str(r['trips']))]
+    if 'step_c' in r:
+        rows += [('ambient step C', _f(r['step_c'], 1)),
+                 ('new oracle good TH/s', _f(r['step_oracle_good_ths'], 3)),
+                 ('recovered (sim min)', _f(r['recover_sim_min'], 1)
+                  if r['recover_sim_min'] is not None else 'NO'),
+                 ('gap after the step %', _f(r['step_gap_pct'], 2)),
+                 ('overshoot after step C', _f(r['step_worst_overshoot_c'], 2))]
+    rows.append(('wall seconds', _f(r['wall_s'], 0)))
     return '\n'.join('%-24s %s' % kv for kv in rows)
 
 
@@ -331,6 +413,9 @@ def run_cli(args):
     if args.time_scale <= 0:
         print('hashpilot bench autotune: --time-scale must be > 0', file=sys.stderr)
         return 2
+    if args.table:
+        from agent import bench_autotune_table
+        return bench_autotune_table.run_table(args, run)
     r = run(args)
     if args.json:
         print(json.dumps(r, indent=1, sort_keys=True))

@@ -21,6 +21,7 @@ power inside the band holds, and a cool voltage never rises past the power the c
 import math
 
 from agent.autotune import maths
+from agent.autotune.search import TEMP_SMOOTH
 from agent.autotune.voltage import VoltageLoop, SAMPLES_KEPT_S
 
 HOT_FRAC = 0.3             # share of chips held by the ceiling that makes a voltage "hot":
@@ -39,6 +40,11 @@ TAU_DIE_S = 30.0           # die time constant (spec physics): the rise still to
 WARM_GAIN = 1.3            # the hottest die rises this much more than the mean (outlet end)
 WARM_SMOOTH = 0.5          # weight of a new slope in the smoothed mean-temperature slope
 TEMP_NOISE_C = 0.5         # die reading noise (sigma): the slope guard scales with it
+WARM_MIN_CHIPS = 8         # fewer dies: no prediction (one die's slope is noise; the GAMMA's
+                           # reading comes through the board controller at its own pace, and a
+                           # jump from the idle reading looked like 51 C still to come)
+WARM_MAX_C = 40.0          # largest rise still to come that is believed (a cold S21 start at
+                           # 40 C heads 56 C up)
 DEFICIT_MIN = 0.02         # a held chip runs at least this far below its limit (first step)
 DEFICIT_MAX = 0.04
 POWER_MARGIN = 0.03        # power cap = limit less this: PSU readings are +-1 %, and one reading
@@ -70,7 +76,7 @@ class ThermalLoop(VoltageLoop):
         if t.retunes != self.seen_retunes:
             self.seen_retunes = t.retunes     # ambient moved: the old bracket is stale
             self.lo_mv = self.hi_mv = None
-        if t.stage in ('search', 'verify') and self._urgent_hot(now_s):
+        if t.stage in ('search', 'verify', 'done') and self._urgent_hot(now_s):
             return
         VoltageLoop.run(self, now_s)
 
@@ -82,7 +88,7 @@ class ThermalLoop(VoltageLoop):
         t = self.t
         temps = [st.temp_c for row in t.chips for st in row
                  if st.alive and st.temp_c is not None]
-        if not temps:
+        if len(temps) < WARM_MIN_CHIPS:
             return
         mean_c = sum(temps) / len(temps)
         last = getattr(self, '_warm_last', None)
@@ -94,14 +100,20 @@ class ThermalLoop(VoltageLoop):
         self._slope_c_s = slope if getattr(self, '_slope_c_s', None) is None else \
             self._slope_c_s + WARM_SMOOTH * (slope - self._slope_c_s)
         guard = 3.0 * 0.6 * 1.42 * TEMP_NOISE_C / math.sqrt(len(temps)) / dt
-        t.warming_c = WARM_GAIN * TAU_DIE_S * max(0.0, self._slope_c_s - guard)
+        excess = self._slope_c_s - guard if self._slope_c_s > guard else \
+            min(0.0, self._slope_c_s + guard)
+        # the smoothed readings lag a ramp by dt (1 - w) / w: that rise is still to come too
+        ahead_s = TAU_DIE_S + dt * (1.0 - TEMP_SMOOTH) / TEMP_SMOOTH
+        t.warming_c = max(-WARM_MAX_C, min(WARM_MAX_C, WARM_GAIN * ahead_s * excess))
 
     def _urgent_hot(self, now_s):
         """Far over the ceiling (a hot start, an ambient step): lower the voltage now by what
         the excess needs (power prior), frequencies pre-scaled with it."""
         t = self.t
         hottest = self._hottest()
-        if hottest is None or hottest <= t.target + URGENT_HOT_C or now_s - t.t_v < URGENT_GAP_S:
+        last_move_s = t.events[-1][0] if t.events else None
+        if hottest is None or hottest <= t.target + URGENT_HOT_C or \
+                (last_move_s is not None and now_s - last_move_s < URGENT_GAP_S):
             return False
         mv = t.mv[0]
         v, v_nom = self._chip_v(mv)
@@ -111,16 +123,32 @@ class ThermalLoop(VoltageLoop):
         new_mv = min(self._snap_mv(mv * math.exp(-dlnv)), mv - t.mv_step)
         if new_mv < t.mv_lo:
             return False
-        self.lo_mv = self.hi_mv = None   # unsettled: no bracket from here
+        if t.stage == 'done':
+            # holding and the dies head over the ceiling (an ambient step): act now rather
+            # than after the mean has drifted retune_temp_c (the dies would pass the stop
+            # temperature first: 82 C ceiling + 10 C step = 92 C on an S21)
+            t.retunes += 1
+            t.retune_reasons.append('die %.1f C over the ceiling (ambient?)' % excess)
+            t.t_start = now_s
+            t._stage('search', now_s)
+            self.seen_retunes = t.retunes
+        # the old voltage is known hot; below it nothing is known yet
+        self.lo_mv, self.hi_mv = None, mv
         if t.stage == 'verify':
             t.stage = 'search'
         t._move_voltage(mv, new_mv, now_s, 'die %.1f C over the ceiling' % excess)
+        for row in t.chips:
+            for st in row:
+                st.hot_step_at = now_s   # the drop takes the excess: no hot step on top of it
+        self.urgent_at = t.t_v
         return True
 
     def _held(self, now_s):
         """Alive chips held back by the ceiling since the last voltage move (after it settled)."""
         t = self.t
         since = t.t_v
+        if getattr(self, 'urgent_at', None) == t.t_v:
+            since += TAU_DIE_S   # after an urgent drop the dies are still over for a while
         return [st for row in t.chips for st in row
                 if st.alive and st.hot_at is not None and st.hot_at >= since]
 
