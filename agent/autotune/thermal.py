@@ -27,7 +27,7 @@ from agent.autotune.voltage import VoltageLoop, SAMPLES_KEPT_S
 HOT_FRAC = 0.3             # share of chips held by the ceiling that makes a voltage "hot":
                            # the oracle's optimum caps 27-31 % of S21/S19JPRO chips (outlet end)
 BRACKET_STEPS = 2          # a bracket this many voltage steps wide is resolved (cool side)
-FLAT_BAND = 0.08           # held share within this below HOT_FRAC: at the (flat) optimum
+FLAT_BAND = 0.10           # held share within this below HOT_FRAC: at the (flat) optimum
 URGENT_HOT_C = 3.0         # a die this far over the ceiling lowers the voltage without waiting
 URGENT_GAP_S = 30.0        # ... at most once per die time constant
 URGENT_MOVE_MAX = 0.08     # largest urgent drop (ln): a hot start 17 C over needs ~6 %
@@ -132,8 +132,9 @@ class ThermalLoop(VoltageLoop):
             t.t_start = now_s
             t._stage('search', now_s)
             self.seen_retunes = t.retunes
-        # the old voltage is known hot; below it nothing is known yet
-        self.lo_mv, self.hi_mv = None, mv
+        # unsettled: no bracket from here (the old voltage was hot in a transient, an ambient
+        # step; its steady state may well be under the ceiling)
+        self.lo_mv = self.hi_mv = None
         if t.stage == 'verify':
             t.stage = 'search'
         t._move_voltage(mv, new_mv, now_s, 'die %.1f C over the ceiling' % excess)
