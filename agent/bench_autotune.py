@@ -48,11 +48,11 @@ def add_arguments(p):
     p.add_argument('--ambient-step-c', type=float, default=0.0,
                    help='thermal/quiet: step the ambient by this much (C) at --ambient-step-at-s '
                         'and report the recovery (default 0: no step)')
-    p.add_argument('--ambient-step-at-s', type=float, default=1020.0,
+    p.add_argument('--ambient-step-at-s', type=float, default=960.0,
                    help='simulated seconds from the simulator\'s start to the ambient step '
-                        '(default 1020: the 15-minute convergence goal plus 2 minutes held)')
-    p.add_argument('--recover-window-s', type=float, default=420.0,
-                   help='simulated seconds observed after the ambient step (default 420)')
+                        '(default 960: the 15-minute convergence goal plus a minute held)')
+    p.add_argument('--recover-window-s', type=float, default=360.0,
+                   help='simulated seconds observed after the ambient step (default 360)')
     p.add_argument('--table', action='store_true',
                    help='run the thermal/quiet matrix (models x modes x seeds x sigma_f, '
                         'scenarios in agent/bench_autotune_table.py) and print the table')

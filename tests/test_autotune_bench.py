@@ -73,10 +73,11 @@ def test_tune_cli_saves_and_reports(tmp_path):
 
 @pytest.mark.slow
 def test_bench_autotune_table_row_meets_the_thermal_goals():
-    """One row of `bench autotune --table` (GAMMA, 72 C die ceiling, +10 C ambient step) through
-    the simulator: the issue's goals, with the recovery bound where it is measured today."""
+    """One row of `bench autotune --table` through the simulator: S21 quiet (fans capped at
+    60 % in a 40 C room, 82 C ceiling, +10 C ambient step after 16 minutes), the issue's
+    example, against the issue's goals."""
     out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--table',
-                          '--table-models', 'GAMMA', '--table-modes', 'thermal',
+                          '--table-models', 'S21', '--table-modes', 'quiet',
                           '--table-seeds', '1', '--table-sigmas', '0.03', '--json'],
                          cwd=REPO, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -84,11 +85,12 @@ def test_bench_autotune_table_row_meets_the_thermal_goals():
     res = json.loads(out.stdout)
     assert res['load_start'] and res['wall_s'] > 0
     (r,) = res['rows']
-    assert r['mode'] == 'thermal' and r['max_die_c'] == 72.0 and r['step_c'] == 10.0
-    assert -1.0 <= r['gap_pct'] <= 0.5, r['gap_pct']              # goal: within 1 %
-    assert r['worst_overshoot_c'] <= 2.0, r['worst_overshoot_c']  # goal: 2 C
-    assert r['converged'] and r['converge_sim_min'] <= 15.0        # goal: 15 min
-    assert r['trips'] == 0                                          # goal: no safety trip
-    # goal: back within 1 % of the new optimum in 5 min; measured 5-8 min (docs/autotune.md)
-    assert r['recover_sim_min'] is not None and r['recover_sim_min'] <= 8.0, r
-    assert abs(r['step_gap_pct']) <= 1.5, r['step_gap_pct']
+    assert r['mode'] == 'quiet' and r['fan_duty_pct'] == 60.0 and r['step_c'] == 10.0
+    assert r['power_cap_w'] < 4000.0
+    assert -1.0 <= r['gap_pct'] <= 0.5, r['gap_pct']              # within 1 % of the oracle
+    assert r['worst_overshoot_c'] <= 2.0, r['worst_overshoot_c']  # no die 2 C over
+    assert r['converged'] and r['converge_sim_min'] <= 15.0        # 15 simulated minutes
+    assert r['trips'] == 0                                          # no safety trip
+    # back within 1 % of the new optimum (and staying there to the end of the 6-minute window)
+    assert r['recover_sim_min'] is not None and r['recover_sim_min'] <= 5.0, r
+    assert abs(r['step_gap_pct']) <= 1.0, r['step_gap_pct']
