@@ -161,36 +161,7 @@ def run(args):
             io = RigIO(rig, clock, nonces=src.engine)
             t_tune0 = time.monotonic()
             tuner = Tuner(io, prof, target, tick_s=5.0)
-            t0 = clock.monotonic()
-            done_at = None
-            last_print = -1e9
-            limit_s = args.max_sim_min * 60.0
-            trips = 0
-            while True:
-                rig.poll()
-                src.tick(clock.monotonic())
-                now = clock.monotonic()
-                was = tuner.stage
-                tuner.step(now)
-                if tuner.stage == 'paused' and was != 'paused':
-                    trips += 1          # RigIO.safety_ok said no: power limit or stop temperature
-                if tuner.stage == 'done' and done_at is None:
-                    done_at = now
-                if not args.quiet and time.monotonic() - last_print > 5.0:
-                    last_print = time.monotonic()
-                    s = tuner.get_status()
-                    print('[%6.0f s sim] %-7s %5.1f%%  %s mV  P %s W  G %s TH/s  settled %s%%'
-                          % (now - t0, s['stage'], s['progress_pct'], io.voltage_mv()[0],
-                             _f(s['power_w'], 0), _f(s['good_ths'], 2), s['settled_pct']),
-                          file=sys.stderr, flush=True)
-                if step:
-                    # the step is timed on the simulator's clock, which started before ours
-                    if now - t0 >= args.ambient_step_at_s + args.recover_window_s:
-                        break
-                elif done_at is not None and now - done_at >= args.hold_s:
-                    break
-                elif now - t0 > limit_s + args.hold_s:
-                    break
+            t0, done_at, trips = _drive(args, rig, io, tuner, clock, step, src)
             freq_write_s = io.freq_write_s
             measured = bench_nonces.report(src, io, tuner, rig, time.monotonic() - t_tune0)
         finally:
@@ -233,6 +204,45 @@ def run(args):
     else:
         out.update(_score_goal(prob, prof['mode'], target, wall_w, good))
     return out
+
+
+def _drive(args, rig, io, tuner, clock, step, src):
+    """Poll and step the tuner until done + hold (or the step's window ends, or the time limit).
+    Returns (t0, done_at, safety trips: times RigIO.safety_ok paused the tuner)."""
+    t0 = clock.monotonic()
+    done_at = None
+    last_print = -1e9
+    limit_s = args.max_sim_min * 60.0
+    trips = 0
+    while True:
+        rig.poll()
+        src.tick(clock.monotonic())
+        now = clock.monotonic()
+        was = tuner.stage
+        tuner.step(now)
+        if tuner.stage == 'paused' and was != 'paused':
+            trips += 1          # RigIO.safety_ok said no: power limit or stop temperature
+        if tuner.stage == 'done' and done_at is None:
+            done_at = now
+        if not args.quiet and time.monotonic() - last_print > 5.0:
+            last_print = time.monotonic()
+            _progress_line(tuner, io, now - t0)
+        if step:
+            # the step is timed on the simulator's clock, which started before ours
+            if now - t0 >= args.ambient_step_at_s + args.recover_window_s:
+                break
+        elif done_at is not None and now - done_at >= args.hold_s:
+            break
+        elif now - t0 > limit_s + args.hold_s:
+            break
+    return t0, done_at, trips
+
+
+def _progress_line(tuner, io, t_s):
+    s = tuner.get_status()
+    print('[%6.0f s sim] %-7s %5.1f%%  %s mV  P %s W  G %s TH/s  settled %s%%'
+          % (t_s, s['stage'], s['progress_pct'], io.voltage_mv()[0], _f(s['power_w'], 0),
+             _f(s['good_ths'], 2), s['settled_pct']), file=sys.stderr, flush=True)
 
 
 def _score_goal(prob, mode, target, wall_w, good):
