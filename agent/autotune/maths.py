@@ -139,3 +139,11 @@ def eta_s(done_frac, elapsed_s):
     if done_frac <= 0.01 or elapsed_s <= 0:
         return None
     return elapsed_s * (1.0 - done_frac) / done_frac
+
+
+def ema_weight(dt_s, tau_s):
+    """Weight of a new sample in an exponential average with time constant tau_s, dt_s after
+    the last one (1 for the first sample)."""
+    if dt_s is None or dt_s <= 0.0:
+        return 1.0 if dt_s is None else 0.0
+    return 1.0 - math.exp(-dt_s / tau_s)

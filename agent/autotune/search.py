@@ -16,7 +16,8 @@ SELF_HEAT_C = 20.0         # die rise over its air at full frequency (family pri
 HOT_GAIN = 1.0
 HOT_STEP_MAX = 0.06
 HOT_WAIT_S = 25.0          # thermal mode: one sized hot step per this long (die tau 30 s)
-TEMP_SMOOTH = 0.3          # weight of a new die reading in the smoothed temperature
+TEMP_SMOOTH_S = 14.0       # time constant of the smoothed die temperature (weight 0.3 per 5 s
+                           # tick; by time, not per tick: a slow poll must not slow it further)
 
 
 class ChipState:
@@ -31,6 +32,7 @@ class ChipState:
         self.err_est = None
         self.temp_c = None
         self.temp_f = None           # smoothed die temperature (thermal mode judges on it)
+        self.temp_t = None           # when temp_f was last updated
         self.alive = True
         self.hot_at = None           # last time the chip was held back by the hot limit
         self.hot_step_at = None      # last sized hot step (thermal mode)
@@ -130,7 +132,9 @@ class ChipSearch:
         st.temp_c = c.get('temp_c')
         if st.temp_c is not None:
             st.temp_f = st.temp_c if st.temp_f is None else \
-                st.temp_f + TEMP_SMOOTH * (st.temp_c - st.temp_f)
+                st.temp_f + maths.ema_weight(now_s - st.temp_t, TEMP_SMOOTH_S) * \
+                (st.temp_c - st.temp_f)
+            st.temp_t = now_s
         st.alive = bool(c.get('alive', True))
         if not st.alive:
             return None

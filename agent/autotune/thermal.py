@@ -21,7 +21,7 @@ power inside the band holds, and a cool voltage never rises past the power the c
 import math
 
 from agent.autotune import maths
-from agent.autotune.search import TEMP_SMOOTH
+from agent.autotune.search import TEMP_SMOOTH_S
 from agent.autotune.voltage import VoltageLoop, SAMPLES_KEPT_S
 
 HOT_FRAC = 0.3             # share of chips held by the ceiling that makes a voltage "hot":
@@ -38,7 +38,7 @@ DOWN_MOVE_MAX = 0.04
 AIR_GUESS_C = 25.0         # the tuner does not see the air: a low guess makes rises smaller
 TAU_DIE_S = 30.0           # die time constant (spec physics): the rise still to come is tau*dT/dt
 WARM_GAIN = 1.3            # the hottest die rises this much more than the mean (outlet end)
-WARM_SMOOTH = 0.5          # weight of a new slope in the smoothed mean-temperature slope
+WARM_SMOOTH_S = 7.2        # time constant of the smoothed mean-temperature slope (0.5 per 5 s)
 TEMP_NOISE_C = 0.5         # die reading noise (sigma): the slope guard scales with it
 WARM_MIN_CHIPS = 8         # fewer dies: no prediction (one die's slope is noise; the GAMMA's
                            # reading comes through the board controller at its own pace, and a
@@ -98,12 +98,12 @@ class ThermalLoop(VoltageLoop):
         dt = now_s - last[0]
         slope = (mean_c - last[1]) / dt
         self._slope_c_s = slope if getattr(self, '_slope_c_s', None) is None else \
-            self._slope_c_s + WARM_SMOOTH * (slope - self._slope_c_s)
+            self._slope_c_s + maths.ema_weight(dt, WARM_SMOOTH_S) * (slope - self._slope_c_s)
         guard = 3.0 * 0.6 * 1.42 * TEMP_NOISE_C / math.sqrt(len(temps)) / dt
         excess = self._slope_c_s - guard if self._slope_c_s > guard else \
             min(0.0, self._slope_c_s + guard)
-        # the smoothed readings lag a ramp by dt (1 - w) / w: that rise is still to come too
-        ahead_s = TAU_DIE_S + dt * (1.0 - TEMP_SMOOTH) / TEMP_SMOOTH
+        # the smoothed readings lag a ramp by about their time constant: that rise is to come too
+        ahead_s = TAU_DIE_S + TEMP_SMOOTH_S
         t.warming_c = max(-WARM_MAX_C, min(WARM_MAX_C, WARM_GAIN * ahead_s * excess))
 
     def _urgent_hot(self, now_s):
