@@ -61,6 +61,10 @@ def add_arguments(p):
     p.add_argument('--table-modes', default='thermal,quiet',
                    help='--table: comma-separated modes (default thermal,quiet)')
     p.add_argument('--table-seeds', default='1,2', help='--table: seeds (default 1,2)')
+    p.add_argument('--table-backend', default='sim', choices=('sim', 'plant'),
+                   help='--table: sim = through the simulator (default); plant = the in-process '
+                        'plant (same physics, no ptys: for a machine too loaded to pace the '
+                        'simulator)')
     p.add_argument('--table-sigmas', default='0.03,0.08',
                    help='--table: sigma_f values (default 0.03,0.08)')
     p.add_argument('--target-w', type=float, default=None, help='power mode target (W)')

@@ -88,8 +88,58 @@ def markdown(results):
     return '\n'.join(lines)
 
 
+def plant_row(a, tick_s=5.0):
+    """One row on the in-process plant (agent/autotune/plant.py: the same physics, no ptys, no
+    pacing; cold start and the rig's limits as RigIO's, truth = the plant's own state), scored
+    like bench_autotune.run scores the simulator's truth file. For a machine too loaded to
+    pace the simulator (the tuner then sees 20-30 simulated seconds per poll)."""
+    from hal import models
+    from hal.sim import oracle as O
+    from agent.autotune import profile as PR
+    from agent.autotune.plant import PlantIO
+    from agent.autotune.tuner import Tuner
+    t_wall0 = time.monotonic()
+    model = models.get(a.model)
+    prof = PR.validate({'mode': 'thermal'})
+    ceiling = a.max_die_c or PR.resolve_target(prof, model)
+    fan = a.max_fan_pct if a.mode == 'quiet' else a.fan_duty_pct
+    io = PlantIO(a.model, seed=a.seed, sigma_f=a.sigma_f, fan_duty=fan / 100.0,
+                 ambient_c=a.ambient_c, rig_limits=True, cold_start=True)
+    tuner = Tuner(io, prof, ceiling, tick_s=tick_s)
+    lines, done_at, trips = [], None, 0
+    while io.t_s < a.ambient_step_at_s + a.recover_window_s:
+        if io.t_s >= a.ambient_step_at_s:
+            io.ambient_c = a.ambient_c + a.ambient_step_c
+        was = tuner.stage
+        tuner.step(io.t_s)
+        trips += tuner.stage == 'paused' and was != 'paused'
+        io.advance(tick_s)
+        if tuner.stage == 'done' and done_at is None:
+            done_at = io.t_s
+        lines.append({'t_s': io.t_s, 'good_ths': io.good_ths(), 'wall_w': io.wall_w(),
+                      'hottest_c': max(max(b) for b in io.temps)})
+    before = [s for s in lines if s['t_s'] < a.ambient_step_at_s]
+    held = [s for s in before if s['t_s'] >= a.ambient_step_at_s - 60.0]
+    good = sum(s['good_ths'] for s in held) / len(held)
+    prob = O.problem_for(a.model, seed=a.seed, sigma_f=a.sigma_f, fan_duty=fan / 100.0,
+                         ambient_c=a.ambient_c)
+    from agent.bench_autotune import _score_constrained, _score_step
+    out = {'model': a.model, 'seed': a.seed, 'sigma_f': a.sigma_f, 'mode': a.mode,
+           'fan_duty_pct': fan, 'ambient_c': a.ambient_c, 'held_good_ths': good,
+           'converged': done_at is not None and done_at < a.ambient_step_at_s,
+           'converge_sim_min': done_at / 60.0 if done_at is not None else None,
+           'trips': trips, 'backend': 'plant', 'voltage_moves': [list(e) for e in tuner.events]}
+    out.update(_score_constrained(prob, ceiling, tuner.budget_w, good, before))
+    out.update(_score_step(prob, ceiling, tuner.budget_w, lines, a))
+    out['wall_s'] = time.monotonic() - t_wall0
+    return out
+
+
 def run_table(args, run):
-    """Run every row with `run` (bench_autotune.run), print progress and the table."""
+    """Run every row with `run` (bench_autotune.run, or plant_row with --table-backend plant),
+    print progress and the table."""
+    if args.table_backend == 'plant':
+        run = plant_row
     if args.ambient_step_c == 0.0:
         args.ambient_step_c = TABLE_STEP_C
     try:
@@ -115,9 +165,11 @@ def run_table(args, run):
     load1 = os.getloadavg()
     if args.json:
         print(json.dumps({'rows': results, 'wall_s': wall, 'load_start': load0,
+                          'backend': args.table_backend,
                           'load_end': load1}, indent=1, sort_keys=True))
         return 0
     print(markdown(results))
-    print('\n%d rows in %.0f s wall (time scale %g); load average %.2f %.2f %.2f at the start, '
-          '%.2f %.2f %.2f at the end' % ((len(results), wall, args.time_scale) + load0 + load1))
+    print('\n%d rows (%s) in %.0f s wall (time scale %g); load average %.2f %.2f %.2f at the start, '
+          '%.2f %.2f %.2f at the end' % ((len(results), args.table_backend, wall, args.time_scale)
+                                         + load0 + load1))
     return 0

@@ -109,3 +109,24 @@ def test_s21_thermal_mode_keeps_the_power_limit_where_the_air_is_cool():
     assert orc['wall_w'] <= cap < free['wall_w']           # the cap binds, not the ceiling
     gap = good / orc['good_ths'] - 1.0
     assert -0.01 <= gap <= 0.005, (gap, tuner.events)
+
+
+def test_table_plant_row_meets_the_goals_it_meets_today():
+    """`bench autotune --table --table-backend plant` row (GAMMA quiet: fans capped at 50 %,
+    72 C ceiling, +10 C step after 16 minutes): within 1 % of the oracle, no die 2 C over during
+    the search, converged in 15 minutes, no trip. Not met on the GAMMA: back within 1 % of the
+    new optimum in 5 minutes (one chip's bracket walks down in 2 % steps; docs/autotune.md)."""
+    import argparse
+    from agent import bench_autotune, bench_autotune_table as T
+    args = bench_autotune.add_arguments(argparse.ArgumentParser()).parse_args(
+        ['--table', '--table-backend', 'plant', '--table-models', 'GAMMA', '--table-modes',
+         'quiet', '--table-seeds', '1', '--table-sigmas', '0.03', '--ambient-step-c', '10'])
+    (row,) = T.rows_of(args)
+    r = T.plant_row(row)
+    assert r['mode'] == 'quiet' and r['fan_duty_pct'] == 50.0 and r['max_die_c'] == 72.0
+    assert -1.0 <= r['gap_pct'] <= 0.5, r['gap_pct']
+    assert r['worst_overshoot_c'] <= 2.0 and r['trips'] == 0, r
+    assert r['converged'] and r['converge_sim_min'] <= 15.0, r
+    assert r['step_oracle_good_ths'] < r['oracle_good_ths']       # hotter air: fewer hashes
+    assert abs(r['step_gap_pct']) <= 3.0, r['step_gap_pct']
+    assert T.cells(r)[4].startswith('fan <= 50 %')
