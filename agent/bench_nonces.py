@@ -109,13 +109,17 @@ def report(src, io, tuner, rig, wall_s):
     chips = [c for ch in rig.chains for c in ch.chips]
     # counter_units / counter_reads_seen: 0 when no 0x8C/0x4C was ever read (Chip.ref stays None)
     counted = {'counter_units': sum(c.hash_units for c in chips),
-               'counter_reads_seen': sum(1 for c in chips if c.ref is not None)}
+               'counter_reads_seen': sum(1 for c in chips if c.ref is not None),
+               # counter windows the driver left out (glitch, implausible): counters short
+               'counter_windows_lost': sum(ch.counter_glitches + ch.counter_windows_dropped
+                                           for ch in rig.chains)}
     if src.engine is None:
         return dict(counted, source='counters')
     st = src.get_status()
     baud = rig.chains[0].transport.baud
     frames_s = st['nonces'] / float(wall_s * len(rig.chains)) if wall_s > 0 else 0.0
     return {'source': 'nonces', 'counter_units': counted['counter_units'],
-            'counter_reads_seen': counted['counter_reads_seen'], 'nonce': tuner.nonce_status(),
+            'counter_reads_seen': counted['counter_reads_seen'],
+            'counter_windows_lost': counted['counter_windows_lost'], 'nonce': tuner.nonce_status(),
             'work': st, 'uart_load_measured': frames_s * 110.0 / baud,
             'xcheck': io.xcheck.get_status() if io.xcheck else None}

@@ -94,6 +94,7 @@ class ChainDriver:
         self.nonces_unattributed = 0
         self.stray_answers = 0
         self.counter_glitches = 0
+        self.counter_windows_dropped = 0   # windows left out of hash_units (implausible)
         self.link_error = None
         self.initialised = False
         self.ticket_bits = None
@@ -557,6 +558,8 @@ class ChainDriver:
         if de <= dh and dh <= self._plausible_units(c, dt):
             c.hash_units += dh
             c.err_units += de
+        else:
+            self.counter_windows_dropped += 1
         c.ref = (t_s, h, e)
 
     def _plausible_units(self, chip, dt_s):
@@ -591,6 +594,7 @@ class ChainDriver:
                 'nonces_duplicate': self.nonces_duplicate,
                 'stray_answers': self.stray_answers,
                 'counter_glitches': self.counter_glitches,
+                'counter_windows_dropped': self.counter_windows_dropped,
                 'link_error': self.link_error,
                 'last_read': dict(self.last_read_stats),
                 'transport': self.transport.get_status()}

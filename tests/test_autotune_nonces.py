@@ -132,6 +132,13 @@ def test_cross_check_flags_counts_beyond_the_poisson_bound():
         bad.update('c', 500.0, units, inflated, 4)
     assert ok.checked >= 10 and ok.disagree == 0 and ok.missing == 0
     assert bad.disagree >= bad.checked - 1 >= 10 and bad.extra > 0 and bad.missing == 0
+    # an observation without a fresh counter read is skipped (read_s unchanged)
+    fresh = N.CrossCheck()
+    for k in range(1, 8):
+        fresh.update('c', 500.0, 16000.0 * k, 1000 * k, 4, read_s=10.0 * k)
+    n = fresh.checked
+    fresh.update('c', 500.0, 16000.0 * 8, 1000 * 8 + 900, 4, read_s=70.0)   # same read
+    assert fresh.checked == n and fresh.disagree == 0
     # a frequency change starts a new span (no comparison across it)
     before = ok.checked
     ok.update('c', 510.0, units + 1e6, nonces, 4)

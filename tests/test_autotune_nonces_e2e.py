@@ -45,10 +45,13 @@ def test_counters_cross_check_agrees_with_nonces():
     # loaded host it still may, and then the cross-check must flag that loss and nothing else
     r = _bench('--seed', '1', '--mode', 'thermal', '--max-die-c', '72', '--xcheck',
                '--host-nonces-s', '800')
-    why = {k: r.get(k) for k in ('xcheck', 'sim_nonces_dropped', 'gap_pct', 'converge_sim_min')}
+    why = {k: r.get(k) for k in ('xcheck', 'sim_nonces_dropped', 'counter_windows_lost', 'gap_pct',
+                                 'converge_sim_min')}
     x = r['xcheck']
     assert r['counter_reads_seen'] > 0
-    assert x['checked'] >= 5 and x['extra'] == 0, why
+    assert x['checked'] >= 5, why
+    # more nonces than counted hashes only where the driver left counter windows out
+    assert x['extra'] == 0 or r['counter_windows_lost'] > 0, why
     if r['sim_nonces_dropped'] == 0:
         assert x['disagree'] == 0, why
     else:       # each flagged span is short by the drops, within its Poisson noise (4 sigma)

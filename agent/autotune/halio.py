@@ -86,8 +86,11 @@ class RigIO(TunerIO):
         if t is None:
             return
         if row['hash_units']:           # the driver read counters: cross-check
+            ch = self.rig.chains[b]
+            ref = ch.chips[i].ref
             bad = self.xcheck.update((b, i), row['freq_mhz'], row['hash_units'],
-                                     t.good + t.bad, self.rig.chains[b].ticket_bits or 0)
+                                     t.good + t.bad, ch.ticket_bits or 0,
+                                     ref[0] if ref else None)
             if bad:
                 log.warning('board %d chip %d: %d nonces where the counters say %.0f '
                             '(beyond the Poisson bound)', b, i, bad[1], bad[0])

@@ -220,6 +220,7 @@ class CrossCheck:
         self.z = z
         self.min_expected = min_expected
         self.ref = {}
+        self.read = {}
         self.checked = 0
         self.disagree = 0
         self.missing = 0.0         # nonces short of the counters, summed over disagreements
@@ -231,8 +232,17 @@ class CrossCheck:
         drops the window the request falls in) even when the frequency stays the same."""
         self.ref.pop(key, None)
 
-    def update(self, key, freq_mhz, counter_units, nonces, ticket_bits):
-        """One observation of chip `key`; returns (expected, observed) on a disagreement."""
+    def update(self, key, freq_mhz, counter_units, nonces, ticket_bits, read_s=None):
+        """One observation of chip `key`; returns (expected, observed) on a disagreement.
+
+        read_s: when the counters were last read (the driver's window end). Counters move only
+        at reads while nonces arrive all the time, so an observation without a fresh read (a
+        read that timed out) is skipped: it would compare nonces up to now with counts from a
+        poll or more ago."""
+        if read_s is not None:
+            if self.read.get(key) == read_s:
+                return None
+            self.read[key] = read_s
         r = self.ref.get(key)
         state = (freq_mhz, ticket_bits)
         if r is None or r[0] != state:
