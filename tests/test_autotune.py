@@ -44,6 +44,22 @@ def test_dwell_tells_0p1_from_0p5_percent():
     assert maths.clearly_above(20, exposure, 0.002) and not maths.clearly_above(8, exposure, 0.002)
 
 
+def test_power_mode_below_the_voltage_floor_sheds_frequency_on_s19jpro():
+    # S19J Pro at its 11.5 V floor with every chip at its error limit draws ~1 180 W; a 770 W
+    # target (the fleet curtail planner goes down to 20 % of nameplate, 610 W) is reached only
+    # by lowering frequencies there. Before the shed rule the tuner stopped at 1 184 W.
+    io = PlantIO('S19JPRO', seed=1, sigma_f=0.05, fan_duty=0.7)
+    tuner = Tuner(io, PR.validate({'mode': 'power'}), 770.0)
+    done = _run(io, tuner, 1800.0)
+    assert done is not None
+    assert io.mv == [io.model()['board_mv_min']] * 3
+    prob = O.problem_for('S19JPRO', seed=1, sigma_f=0.05, fan_duty=0.7)
+    st = prob.verify(io.freqs, io.mv)
+    orc = O.optimise(prob, 'power', 770.0)
+    assert abs(st['wall_w'] / 770.0 - 1.0) <= 0.015
+    assert st['good_ths'] >= orc['good_ths'] * 0.97
+
+
 def test_next_voltage_rounds_to_step_and_clamps():
     mv = maths.next_voltage_mv(14400, 3700.0, 3500.0, 5.8, 10, 12000, 15500)
     assert mv % 10 == 0 and mv < 14400

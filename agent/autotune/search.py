@@ -1,6 +1,8 @@
 """Per-chip frequency search of the tuner: counters since a chip last changed frequency decide
 its next step so its error rate goes to the target (maths.freq_step); hot dies step down; the
-power budget limits how fast chips climb together. Pure (MicroPython-safe).
+power budget limits how fast chips climb together; over budget with the voltage already at its
+floor, every chip sheds frequency in proportion (the only way left to lower the power). Pure
+(MicroPython-safe).
 """
 
 from agent.autotune import maths, nonces
@@ -59,7 +61,15 @@ class ChipSearch:
         budget = t.budget_w       # power mode: the target; thermal: the power cap
         if budget and p_now:
             up_cap = max(MIN_UP_STEP, budget / p_now - 1.0 + CLIMB_STOP_OVER)
-        return {'hold': hold, 'now_s': t.now_s,
+        # Voltage at its floor and still over budget: chips at their error limit there draw more
+        # than the budget (S19J Pro at 11.5 V: ~1 180 W), so each chip's next step is at most
+        # budget/power - 1. Power is not all dynamic (fans, leakage), so this cuts too little,
+        # never too much: it approaches the budget from above over a few decisions.
+        shed = None
+        if budget and t.p_recent is not None and t.p_recent > budget * (1.0 + CLIMB_STOP_OVER) \
+                and max(t.mv) <= t.mv_lo:
+            shed = budget / t.p_recent - 1.0
+        return {'hold': hold, 'now_s': t.now_s, 'shed': shed,
                 'gain': 0.5 if t.stage in ('verify', 'done') else 0.8,
                 'nmin': t.prof['min_err_count'] * (2.0 if hold else 1.0),
                 'over_budget': bool(budget) and t.p_recent is not None and
@@ -92,6 +102,8 @@ class ChipSearch:
         step = self._hot_step(st, now_s) if hot else self._step(st, h, e, rules)
         if step is None:
             return None
+        if rules['shed'] is not None:
+            step = min(step, rules['shed'])
         if step > 0 and rules['over_budget']:
             return None            # spending more power now only deepens the overshoot
         if step > 0 and self.t.mode == 'thermal':
