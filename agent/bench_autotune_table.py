@@ -169,7 +169,7 @@ def run_table(args, run):
                           'load_end': load1}, indent=1, sort_keys=True))
         return 0
     print(markdown(results))
-    print('\n%d rows (%s) in %.0f s wall (time scale %g); load average %.2f %.2f %.2f at the start, '
-          '%.2f %.2f %.2f at the end' % ((len(results), args.table_backend, wall, args.time_scale)
-                                         + load0 + load1))
+    how = 'plant' if args.table_backend == 'plant' else 'sim, time scale %g' % args.time_scale
+    print('\n%d rows (%s) in %.0f s wall; load average %.2f %.2f %.2f at the start, '
+          '%.2f %.2f %.2f at the end' % ((len(results), how, wall) + load0 + load1))
     return 0
