@@ -46,6 +46,7 @@ class Client(asyncio.Protocol):
         self._gone = None
         self.manual_ack = False      # True: PUBACKs wait in ack_pending until send_acks()
         self.ack_pending = []
+        self.rx_pid = None           # packet id of the QoS 1 message on_message is handling
 
     # --- connection -------------------------------------------------------------------------
     async def connect(self, host, port, timeout_s=10.0, local_addr=None):
@@ -212,11 +213,13 @@ class Client(asyncio.Protocol):
         except (ValueError, IndexError, UnicodeDecodeError):
             self.close()
             return
+        self.rx_pid = pid if qos == 1 else None      # for on_message, with manual_ack
         if self.on_message is not None:
             self.on_message(topic, payload, retain, dup)
         if qos == 1:
             if self.manual_ack:
-                self.ack_pending.append(pid)
+                if self.ack_pending is not None:    # None: on_message keeps rx_pid itself
+                    self.ack_pending.append(pid)
             else:
                 self.transport.write(W.puback(pid))
 

@@ -307,6 +307,8 @@ def build_parser():
     p.add_argument('--fetch-batch', type=int, default=64, help='--nats: batches per pull')
     p.add_argument('--ack-wait-s', type=float, default=30.0, help='--nats: redelivery after')
     p.add_argument('--max-ack-pending', type=int, default=20000, help='--nats: unacked batches')
+    p.add_argument('--nats-setup-s', type=float, default=60.0,
+                   help='--nats: give up (exit 1) if the stream or a consumer is not there by then')
     p.add_argument('--clean', dest='persistent', action='store_false',
                    help='no persistent session (default: persistent)')
     p.add_argument('--session-expiry-s', type=int, default=3600)
@@ -338,11 +340,17 @@ async def _main(args, ing):
     else:
         task = loop.create_task(ing.connect_loop())
     t0 = time.monotonic()
+    rc = 0
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), 0.2)
         except asyncio.TimeoutError:
             pass
+        if task.done():          # the feed died (or gave up): say so, exit non-zero
+            exc = None if task.cancelled() else task.exception()
+            print('ingest: feed stopped: %r' % (exc,), file=sys.stderr)
+            rc = 1
+            break
         if ing.writer is not None:
             ing.mark()
         if args.duration_s is not None and time.monotonic() - t0 >= args.duration_s:
@@ -362,6 +370,7 @@ async def _main(args, ing):
     if ing.nats_feed is not None:
         await ing.nats_feed.close()
     await asyncio.sleep(0.05)
+    return rc
 
 
 def main(argv=None):
@@ -377,12 +386,12 @@ def main(argv=None):
     if args.vm_url or args.chips_db:
         from fleet import store
         ing.attach_writer(store, args)
-    asyncio.run(_main(args, ing))
+    rc = asyncio.run(_main(args, ing))
     rep = ing.report()
     if args.seen:
         ing.dump_seen(args.seen)
     fmt.emit_json(rep, args.report)
-    return 0
+    return rc
 
 
 if __name__ == '__main__':

@@ -26,7 +26,7 @@ class NatsFeed:
         self.nc = self.js = None
         self.stats = {'live_batches': 0, 'durable_batches': 0, 'durable_skipped': 0,
                       'live_skipped': 0, 'bad_batches': 0, 'fetch_timeouts': 0,
-                      'nats_reconnects': 0}
+                      'fetch_errors': 0, 'nats_reconnects': 0}
 
     def take(self, msg, path):
         """Feed a batch's messages to the consumer once; True if it was new."""
@@ -49,16 +49,29 @@ class NatsFeed:
         self.take(msg, 'live')
 
     async def _pull(self, sub):
+        errors = 0
         while not self.ing.stopping:
             try:
                 msgs = await sub.fetch(self.args.fetch_batch, timeout=1.0)
+                errors = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:               # noqa: BLE001 - timeout, leader election, reconnect
+            except asyncio.TimeoutError:    # nothing to take, or an election (nats.errors too)
                 self.stats['fetch_timeouts'] += 1
                 continue
+            except Exception as e:          # noqa: BLE001 - no durable, closed connection: fail fast
+                self.stats['fetch_errors'] += 1
+                errors += 1
+                if errors in (1, 10) or errors % 100 == 0:
+                    print('ingest: fetch (%d in a row): %r' % (errors, e), file=sys.stderr)
+                await asyncio.sleep(min(1.0, 0.1 * errors))
+                continue
             for m in msgs:
-                self.take(m, 'durable')
+                try:
+                    self.take(m, 'durable')
+                except Exception as e:      # noqa: BLE001 - one bad batch must not stop the feed
+                    self.stats['bad_batches'] += 1
+                    print('ingest: batch dropped: %r' % (e,), file=sys.stderr)
             self.ack(msgs)
 
     def ack(self, msgs):
@@ -92,7 +105,7 @@ class NatsFeed:
         self.js = self.nc.jetstream(timeout=5)
         sites = a.sites.split(',')
         tasks = []
-        end = time.monotonic() + 60
+        end = time.monotonic() + a.nats_setup_s
         for site in sites:
             subj = natsbatch.subject(site)
             await self.nc.subscribe(subj, cb=self._live, pending_msgs_limit=1000000,

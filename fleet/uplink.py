@@ -41,6 +41,7 @@ class Uplink:
         self.run_id = '%s-%08x' % (args.site, random.SystemRandom().getrandbits(32))
         self.batch_no = 0
         self.buf = []
+        self.buf_acks = []           # (client, packet id) of buf's QoS 1 messages
         self.buf_bytes = 0
         self._flush_soon = False
         self.client = None
@@ -56,8 +57,12 @@ class Uplink:
                       'nats_disconnects': 0, 'nats_reconnects': 0, 'acked_messages': 0}
 
     # --- site broker ------------------------------------------------------------------------
-    def on_message(self, topic, payload, retain, dup):
+    def on_message(self, topic, payload, retain, dup, client=None):
         self.buf.append((topic, payload, retain))
+        if client is not None and client.rx_pid is not None:
+            # acked on the client it came on, once its own batch is stored: after a reconnect
+            # the site broker's queued messages arrive with the CONNACK, before self.client
+            self.buf_acks.append((client, client.rx_pid))
         self.buf_bytes += len(payload) + len(topic)
         self.t_last_rx = time.monotonic()
         if self.buf_bytes >= self.args.max_batch_bytes and not self._flush_soon:
@@ -65,15 +70,20 @@ class Uplink:
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self.flush)
 
+    def receiver(self, client):
+        def on_message(topic, payload, retain, dup):
+            self.on_message(topic, payload, retain, dup, client)
+        return on_message
+
     async def mqtt_loop(self):
         a = self.args
         host, _, port = a.site_broker.rpartition(':')
         attempt = 0
         while not self.stopping:
             c = Client(a.client_id or 'uplink-' + a.site, version=5, keepalive_s=30, clean=False,
-                       session_expiry_s=a.session_expiry_s, receive_max=65535,
-                       on_message=self.on_message)
-            c.manual_ack = True
+                       session_expiry_s=a.session_expiry_s, receive_max=65535)
+            c.on_message = self.receiver(c)
+            c.manual_ack, c.ack_pending = True, None     # the packet ids are kept in buf_acks
             try:
                 await c.connect(host, int(port), timeout_s=10.0)
                 self.client = c
@@ -125,11 +135,10 @@ class Uplink:
 
     def flush(self):
         self._flush_soon = False
-        if not self.buf or self.client is None:
+        if not self.buf:
             return
         entries, self.buf, self.buf_bytes = self.buf, [], 0
-        client = self.client
-        pids, client.ack_pending = client.ack_pending, []
+        acks, self.buf_acks = self.buf_acks, []
         self.batch_no += 1
         bid = '%s-%d' % (self.run_id, self.batch_no)
         data = natsbatch.encode(entries)
@@ -137,9 +146,9 @@ class Uplink:
         self.stats['batches'] += 1
         self.stats['bytes'] += len(data)
         self.inflight += 1
-        asyncio.get_running_loop().create_task(self._send(data, bid, client, pids))
+        asyncio.get_running_loop().create_task(self._send(data, bid, acks))
 
-    async def _send(self, data, bid, client, pids):
+    async def _send(self, data, bid, acks):
         t0 = time.monotonic()
         try:
             async with self.sem:
@@ -154,11 +163,20 @@ class Uplink:
                             return
                         await asyncio.sleep(self.args.retry_wait_s)
             self.ack_ms.append(int((time.monotonic() - t0) * 1000))
-            if client is self.client:          # else the site broker delivers them again
-                client.send_acks(pids)
-                self.stats['acked_messages'] += len(pids)
+            self.send_acks(acks)
         finally:
             self.inflight -= 1
+
+    def send_acks(self, acks):
+        """PUBACKs for a stored batch, each on the client it came on, if still connected (else
+        the site broker delivers the message again on the next session)."""
+        by_client = {}
+        for client, pid in acks:
+            by_client.setdefault(client, []).append(pid)
+        for client, pids in by_client.items():
+            if client.connected:
+                client.send_acks(pids)
+                self.stats['acked_messages'] += len(pids)
 
     # --- run --------------------------------------------------------------------------------
     def idle(self):

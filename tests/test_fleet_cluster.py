@@ -38,6 +38,9 @@ def test_site_uplinks_stream_leader_killed_nothing_lost_live_path_goes_on():
     rep = bench('--cluster', 'nats-sites', '--rigs', '300', '--rigs-per-site', '50', '--duration-s', '30',
                 '--rate-scale', '10', '--consumers', '2', '--kill-node-at-s', '8', '--kill-node', '-1',
                 '--idle-exit-s', '8')
+    # 3 s, not the goal's 2 s: a short run at 10x rates, with the 3 nodes, 6 site brokers,
+    # uplinks, consumers and the loadgen all on a shared 2-core host, keeps a margin for a
+    # loaded machine; the goal's 2 s is asserted by the 20 000-rig run (make bench-fleet)
     check_sites_run(rep, live_p99_ms=3000)
 
 
@@ -54,8 +57,14 @@ def check_sites_run(rep, live_p99_ms):
     assert rep['broker']['processes'] == 3
     # the JetStream election after the kill takes 4-9 s in nats-server 2.9 (raft.go): a
     # consumer fed only through the stream would see every message of those seconds late
+    # the 61-s window alone would hide a stall that delays under 1 % of it (~0.6 s of traffic):
+    # the first 10 s after the kill, where the election is, must meet the same bound
     for kind in ('telemetry', 'chips'):
         assert rep['latency_failover_window'][kind]['p99_ms'] <= live_p99_ms, rep['latency_failover_window']
+        assert rep['latency_failover_first_10s'][kind]['p99_ms'] <= live_p99_ms, rep['latency_failover_first_10s']
+    # a batch that does not decode is acked and dropped by the consumer: there must be none
+    nats = rep['consumer_nats']
+    assert nats and all(n is not None and n['bad_batches'] == 0 for n in nats), nats
 
 
 def big_run_argv(duration_s):
