@@ -230,7 +230,8 @@ class ControlLoop:
     def _replan(self, i, now_s):
         """Dynamic scaling: a derated board's chips re-planned at the cap's frequency budget
         (agent/autotune/scaling.py: least good hashes per watt give up frequency first) instead
-        of the flat cap. Flat when off, at 100 %, or when no plan meets the budget."""
+        of the flat cap. Flat when off, at 100 %, or when no plan meets the budget (also when fewer
+than half the chips have a fresh die temperature)."""
         b = self.boards[i]
         last = b.plan_pct if b.plan is not None else None
         since = now_s if b.plan_at_s is None else b.plan_at_s
@@ -244,12 +245,16 @@ class ControlLoop:
             return
         n = len(b.requested_mhz)
         temps, errs = [None] * n, [None] * n
+        cfg = self.supervisor.cfg
         for c in self.rig.chains[i].chips:
             if c.index < n and c.alive:
-                temps[c.index] = c.temp_c
+                # only a fresh die reading counts (as safety judges it); with fewer than half
+                # fresh the plan is None and the flat cap stands
+                if c.temp_at_s is not None and now_s - c.temp_at_s <= cfg['die_stale_s']:
+                    temps[c.index] = c.temp_c
                 if c.err_pct is not None:
                     errs[c.index] = min(0.5, max(0.0, c.err_pct / 100.0))
-        b.plan = scaling.plan(b.requested_mhz, errs, temps, pct)
+        b.plan = scaling.plan(b.requested_mhz, errs, temps, pct, hot_c=cfg['temp_hot_c'])
         b.plan_key, b.plan_pct = key, pct
         if b.plan is not None:
             self.replans += 1

@@ -52,9 +52,37 @@ def test_chips_near_their_limit_shed_errors_first_then_the_hottest():
     assert k[0] == 1.0 and k[1] == 1.0
     assert scaling.marginal_yield(0.002) < scaling.marginal_yield(0.0)
     assert scaling.marginal_cost(0.0, 80.0) > scaling.marginal_cost(0.0, 60.0)
-    # unknown temperatures count as the coolest, unknown errors as none
-    k2 = scaling.plan(req, [None] * 6, [60.0, None, None, None, None, 80.0], 95.0)
-    assert k2[5] < 1.0 and k2[1:5] == [1.0] * 4
+    # unknown temperatures count as the hottest known, unknown errors as none
+    k2 = scaling.plan(req, [None] * 6, [60.0, 61.0, None, 62.0, 63.0, 80.0], 95.0)
+    assert k2[5] < 1.0 and k2[2] < 1.0 and k2[0:2] == [1.0] * 2
+
+
+def test_no_plan_by_chip_index_when_die_temperatures_are_unknown():
+    """Was [0.30, 0.70, 1.0 x 8]: chips 0 and 1 cut by index, the hot die untouched."""
+    assert scaling.plan([500.0] * 10, [None] * 10, [None] * 10, 90.0) is None
+    # fewer than half known: flat; half known: a plan
+    assert scaling.plan([500.0] * 10, [0.0] * 10, [70.0] * 4 + [None] * 6, 90.0) is None
+    assert scaling.plan([500.0] * 10, [0.0] * 10, [70.0] * 5 + [None] * 5, 90.0) is not None
+    # equal costs are spread round robin, not chip 0 first
+    k = scaling.plan([500.0] * 10, [0.0] * 10, [70.0] * 10, 90.0)
+    assert max(k) - min(k) <= scaling.STEP + 1e-9 and k[0] == k[9], k
+
+
+def test_a_chip_at_the_derate_temperature_keeps_at_most_the_flat_cap():
+    """Chips with errors cost up to 100x (yield clamped), so without the bound a hot chip kept
+    1.00 at fine caps (power/airflow caps, the hand-back) while the flat cap gave it cap %."""
+    req = [500.0] * 108
+    err = [0.004 if i < 60 else 0.0 for i in range(108)]
+    temps = [70.0] * 108
+    temps[100] = 88.0
+    for cap in (99.5, 99.0, 98.0, 95.0, 90.0, 75.0):
+        k = scaling.plan(req, err, temps, cap, hot_c=85.0)
+        assert k[100] <= cap / 100.0 + 1e-9, (cap, k[100])
+        assert scaling.frequency_share(req, k) <= cap / 100.0 + 1e-9
+    assert scaling.plan(req, err, temps, 99.5)[100] == 1.0     # without hot_c: the old answer
+    # an unknown die next to a hot one counts as hot
+    temps[101] = None
+    assert scaling.plan(req, err, temps, 99.0, hot_c=85.0)[101] <= 0.99 + 1e-9
 
 
 @pytest.mark.parametrize('ambient_c', [40.0, 45.0])
@@ -81,6 +109,11 @@ class _Chip:
     def __init__(self, i, temp_c, err_pct):
         self.index, self.addr, self.alive = i, 2 * i, True
         self.temp_c, self.err_pct, self.freq_mhz = temp_c, err_pct, 490.0
+        self.temp_at_s = 0.0
+
+
+class _Sup:
+    cfg = {'die_stale_s': 10.0, 'temp_hot_c': 85.0}
 
 
 def test_control_loop_applies_the_plan_only_while_derated():
@@ -90,13 +123,15 @@ def test_control_loop_applies_the_plan_only_while_derated():
     chips = [_Chip(i, 60.0 + 5 * i, 0.05) for i in range(4)]
     limits = type('L', (), {'freq_min_mhz': 50.0, 'freq_max_mhz': 1000.0})()
     loop.rig = type('R', (), {'chains': [type('C', (), {'chips': chips})()], 'limits': limits})()
-    loop.dynamic_scaling, loop.replans = True, 0
+    loop.dynamic_scaling, loop.replans, loop.supervisor = True, 0, _Sup()
     b = loop.boards[0]
     b.cap_pct = 90.0
     t = [0.0]
 
     def tick():
         t[0] += 1.0
+        for c in chips:
+            c.temp_at_s = t[0]
         loop._replan(0, t[0])
     tick()
     eff = [loop.effective_mhz(0, c) for c in range(4)]
@@ -109,9 +144,14 @@ def test_control_loop_applies_the_plan_only_while_derated():
     tick()
     assert b.plan_pct == pytest.approx(90.0 + scaling.HANDBACK_PCT_S)
     assert sum(loop.effective_mhz(0, c) for c in range(4)) <= b.plan_pct / 100.0 * 2000.0 + 1e-6
-    t[0] += 10.0                # a late tick hands back by physics time, not by ticks
-    loop._replan(0, t[0])
+    t[0] += 9.0                 # a late tick hands back by physics time, not by ticks
+    tick()
     assert b.plan_pct == pytest.approx(90.0 + 11 * scaling.HANDBACK_PCT_S)
+    for c in chips:             # readings gone stale: the flat cap, not a blind plan
+        c.temp_at_s = t[0] - 11.0
+    b.plan_key = None
+    loop._replan(0, t[0])
+    assert b.plan is None
     for _ in range(60):
         tick()
     assert b.plan is None and loop.effective_mhz(0, 3) == 500.0
@@ -134,6 +174,9 @@ temps = [55.0 + i * 0.7 + (i % 3) for i in range(40)]
 for cap in (95.0, 80.0, 40.0):
     k = scaling.plan(req, err, temps, cap)
     print(cap, [int(round(x * 100)) for x in k], int(round(scaling.frequency_share(req, k) * 1e4)))
+k = scaling.plan(req, err, temps, 97.0, hot_c=80.0)
+print([int(round(x * 100)) for x in k])
+print(scaling.plan(req, err, [None] * 40, 90.0))
 print(scaling.plan(req, err, temps, 20.0))
 '''
 
@@ -165,6 +208,7 @@ def test_plan_is_the_same_under_micropython(tmp_path):
 class _View:
     def __init__(self, i):
         self.index, self.alive, self.temp_c, self.err_pct = i, True, None, None
+        self.temp_at_s = None
 
 
 def closed_loop(dynamic, seed=5, ambient_c=45.0, hot_s=600.0, cool_s=600.0):
@@ -184,7 +228,7 @@ def closed_loop(dynamic, seed=5, ambient_c=45.0, hot_s=600.0, cool_s=600.0):
     limits = type('L', (), {'freq_min_mhz': 50.0, 'freq_max_mhz': 1000.0})()
     loop.rig = type('R', (), {'chains': [type('C', (), {'chips': v})() for v in views],
                               'limits': limits})()
-    loop.dynamic_scaling, loop.replans = dynamic, 0
+    loop.dynamic_scaling, loop.replans, loop.supervisor = dynamic, 0, sup
     up = 400.0
     rig.ambient_ramp = (up, 25.0, ambient_c, 60.0)
     t, hot, peak, off, cooled = 300.0, [], 0.0, 0, False
@@ -200,6 +244,7 @@ def closed_loop(dynamic, seed=5, ambient_c=45.0, hot_s=600.0, cool_s=600.0):
             loop.boards[i].cap_pct = b['freq_cap_pct']
             for j, c in enumerate(rig.chains[i].chips):
                 views[i][j].temp_c = rig.temps[i][j] + rng.gauss(0.0, 0.5)
+                views[i][j].temp_at_s = t
                 views[i][j].err_pct = 100.0 * c.err()
             loop._replan(i, t)
             for j, c in enumerate(rig.chains[i].chips):

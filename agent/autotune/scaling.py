@@ -17,6 +17,13 @@ a chip's request, most expensive first, until the budget holds. Chips near their
 errors first; after that the hottest chips give up frequency, which is also what cools the die
 that made the supervisor derate. No chip goes below FLOOR of its request; when that cannot meet
 the budget the answer is None (the caller keeps the flat cap).
+
+Blind spots: with fewer than half of the board's chips at a known die temperature the answer is
+None (a plan could not tell the hot dies from the cool ones, so it would cut the wrong chips);
+otherwise an unknown temperature counts as the hottest known one. Equal costs are cut round
+robin (every chip's first step, then every chip's second), never chip 0 first. A chip at or above
+hot_c (the derate temperature) is cut at least as far as the flat cap would cut it, so the die
+that made the supervisor derate never keeps more than cap_pct of its request.
 """
 
 import math
@@ -66,25 +73,54 @@ def _candidates(requested_mhz, err, temps_c, steps, step):
     """Every (cost, chip, step) a cut could take, most expensive first; a chip's costs fall
     with its cut, so its own steps come in order."""
     known = [t for t in temps_c if t is not None]
-    cold = min(known) if known else None
+    hot = max(known) if known else None
     cand = []
     for i in range(len(requested_mhz)):
         if requested_mhz[i] <= 0.0:
             continue
         e = err[i] if i < len(err) and err[i] is not None else 0.0
-        t = temps_c[i] if i < len(temps_c) and temps_c[i] is not None else cold
+        t = temps_c[i] if i < len(temps_c) and temps_c[i] is not None else hot
         for k in range(steps):
             cand.append((_cost_after(e, t, k * step), i, k))
-    cand.sort(key=lambda c: (-c[0], c[1], c[2]))
+    cand.sort(key=lambda c: (-c[0], c[2], c[1]))    # equal costs: round robin over the chips
     return cand
 
 
-def plan(requested_mhz, err, temps_c, cap_pct, floor=FLOOR, step=STEP):
+def _known_enough(requested_mhz, temps_c):
+    """At least half of the chips with a request have a known die temperature."""
+    asked = known = 0
+    for i in range(len(requested_mhz)):
+        if requested_mhz[i] > 0.0:
+            asked += 1
+            if i < len(temps_c) and temps_c[i] is not None:
+                known += 1
+    return 2 * known >= asked
+
+
+def _hot_cuts(requested_mhz, temps_c, cap_pct, hot_c, step):
+    """Steps each chip must give up at least: the flat cap's cut for a die at or above hot_c
+    (an unknown die counts as the hottest known one), none for the others."""
+    n = len(requested_mhz)
+    cut = [0] * n
+    known = [t for t in temps_c if t is not None]
+    if hot_c is None or not known:
+        return cut
+    top = max(known)
+    k_flat = int(math.ceil((1.0 - cap_pct / 100.0) / step - 1e-9))
+    for i in range(n):
+        t = temps_c[i] if i < len(temps_c) and temps_c[i] is not None else top
+        if requested_mhz[i] > 0.0 and t >= hot_c:
+            cut[i] = k_flat
+    return cut
+
+
+def plan(requested_mhz, err, temps_c, cap_pct, floor=FLOOR, step=STEP, hot_c=None):
     """Per-chip multipliers (0..1) of the requests that keep sum(f) <= cap_pct/100 x sum(req).
 
-    requested_mhz, err (fractions, None = unknown: 0), temps_c (None = unknown: coolest) are
-    per-chip lists of one board; a chip with no request (0) is left alone. Returns None when the
-    cap is 100 % or more, or the floor cannot meet the budget (then the flat cap stands).
+    requested_mhz, err (fractions, None = unknown: 0), temps_c (None = unknown: hottest) are
+    per-chip lists of one board; a chip with no request (0) is left alone; a chip at or above
+    hot_c keeps at most cap_pct/100. Returns None when the cap is 100 % or more, fewer than half
+    of the chips have a temperature, or the floor cannot meet the budget (the flat cap stands).
     """
     n = len(requested_mhz)
     if cap_pct >= 100.0 or n == 0:
@@ -95,11 +131,13 @@ def plan(requested_mhz, err, temps_c, cap_pct, floor=FLOOR, step=STEP):
     need = total * (1.0 - cap_pct / 100.0)
     if need <= 0.0 or total <= 0.0:
         return None
-    if total * (1.0 - floor) < need:
+    if total * (1.0 - floor) < need or not _known_enough(requested_mhz, temps_c):
         return None
     cand = _candidates(requested_mhz, err, temps_c, int((1.0 - floor) / step + 1e-9), step)
-    cut = [0] * n
+    cut = _hot_cuts(requested_mhz, temps_c, cap_pct, hot_c, step)
     got = 0.0
+    for i in range(n):
+        got += requested_mhz[i] * step * cut[i]
     for _c, i, k in cand:
         if got >= need - 1e-9:
             break
