@@ -28,6 +28,7 @@ class AlarmBook:
         self.order = []              # active ids, oldest first
         self.pending = []            # changes not yet handed out
         self.held = 0
+        self.flushing = False        # inside flush(): a sink's own alarms queue behind
 
     def __contains__(self, aid):
         return aid in self.active
@@ -91,10 +92,19 @@ class AlarmBook:
             self.flush()
 
     def flush(self):
-        """Hand queued changes to the sink, in order (if it raises, the rest wait for the next)."""
-        while self.pending:
-            ev = self.pending.pop(0)
-            self.sink(ev)
+        """Hand queued changes to the sink, in order. An event leaves the queue only once the
+        sink has taken it: if the sink raises, that event and the rest stay queued for the next
+        flush (and the exception goes to the caller). A change the sink itself causes is queued
+        behind and handed out by this same loop, never twice."""
+        if self.flushing:
+            return
+        self.flushing = True
+        try:
+            while self.pending:
+                self.sink(self.pending[0])
+                self.pending.pop(0)
+        finally:
+            self.flushing = False
 
     def drain(self):
         """Queued changes for a caller that hands them on itself (no sink); [] with a sink."""

@@ -57,6 +57,45 @@ def test_held_book_reports_on_release_in_order():
     assert [e['id'] for e in seen] == ['a', 'b', 'a']
 
 
+def test_a_raising_sink_loses_no_alarm_and_repeats_none():
+    """flush() used to pop before calling the sink: an OSError from the link lost that alarm."""
+    seen, fail = [], [True]
+
+    def sink(ev):
+        if fail[0] and ev['id'] == 'b':
+            raise OSError('link down')
+        seen.append((ev['id'], ev['action']))
+    book = AlarmBook(sink)
+    book.hold()
+    book.raise_('a', 'warning', 'on')
+    book.raise_('b', 'critical', 'on')
+    book.raise_('c', 'warning', 'on')
+    try:
+        book.release()
+        raise AssertionError('the sink error reaches the caller')
+    except OSError:
+        pass
+    assert seen == [('a', 'raise')] and [e['id'] for e in book.pending] == ['b', 'c']
+    fail[0] = False
+    book.flush()
+    assert seen == [('a', 'raise'), ('b', 'raise'), ('c', 'raise')]
+    book.flush()
+    assert len(seen) == 3
+
+
+def test_an_alarm_raised_by_the_sink_goes_out_once_after_the_current_one():
+    seen = []
+    book = AlarmBook()
+
+    def sink(ev):
+        seen.append(ev['id'])
+        if ev['id'] == 'a':
+            book.raise_('link.slow', 'warning', 'sink was slow')
+    book.sink = sink
+    book.raise_('a', 'warning', 'on')
+    assert seen == ['a', 'link.slow'] and book.pending == []
+
+
 def test_one_book_for_supervisor_and_control_loop_reports_after_apply():
     """Board controller on loop:// (our frames echo back): every reading is garbage, every write
     refused. The supervisor's alarms and the control loop's rig.write_failed land in the same
