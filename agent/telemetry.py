@@ -20,7 +20,9 @@ def tuner_view(tuner):
     if tuner is None:
         return {'state': 'idle'}
     st = tuner.get_status()
-    unit = 'W' if st.get('mode') in ('power', 'heat') else 'TH/s'
+    mode = st.get('mode')
+    # thermal's target is a die ceiling, not a rate
+    unit = 'W' if mode in ('power', 'heat') else 'C' if mode == 'thermal' else 'TH/s'
     target = st.get('heat_budget_w') if st.get('mode') == 'heat' else st.get('target')
     return {'state': st.get('stage'), 'progress_pct': st.get('progress_pct'),
             'target': '%s %.1f %s' % (st.get('mode'), target or 0.0, unit),

@@ -74,7 +74,8 @@ CTRL = (
 TUNER = (
     ('st', 'state', 'str', '', None, 1, "tuner state, e.g. 'idle', 'tuning', 'done', 'paused'"),
     ('pr', 'progress_pct', 'num', '%', 0, 0, 'progress of the current tuning run'),
-    ('tgt', 'target', 'str', '', None, 0, "objective, e.g. 'efficiency', 'hashrate', 'power'"),
+    ('tgt', 'target', 'str', '', None, 0, "mode, goal and unit, e.g. 'power 3500.0 W', "
+     "'hashrate 180.0 TH/s', 'thermal 72.0 C' (die ceiling)"),
     ('eta', 'eta_s', 'num', 's', 0, 0, 'estimated time to the end of the tuning run'),
     ('bj', 'best_j_per_th', 'num', 'J/TH', 2, 0, 'best efficiency found so far'),
     ('bp', 'best_power_w', 'num', 'W', 0, 0, 'wall power at the best point'),

@@ -82,3 +82,15 @@ def test_telemetry_carries_the_heat_fields_and_old_payloads_stay_the_same():
         def get_status(self):
             return {'stage': 'done', 'mode': 'power', 'target': 3500.0, 'progress_pct': 100.0}
     assert set(payloads.pack(F.TUNER, telemetry.tuner_view(P2()))) == {'st', 'pr', 'tgt'}
+
+
+def test_telemetry_target_unit_follows_the_mode():
+    def view(mode, target):
+        class T:
+            def get_status(self):
+                return {'stage': 'hold', 'mode': mode, 'target': target}
+        return telemetry.tuner_view(T())['target']
+    assert view('thermal', 72.0) == 'thermal 72.0 C'          # a die ceiling (was 'TH/s')
+    assert view('hashrate', 180.0) == 'hashrate 180.0 TH/s'
+    assert view('efficiency', 150.0) == 'efficiency 150.0 TH/s'
+    assert view('power', 3500.0) == 'power 3500.0 W'
