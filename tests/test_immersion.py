@@ -46,6 +46,30 @@ def test_immersion_no_fan_alarms_fans_off_and_normal():
     assert all(b['freq_cap_pct'] == 100.0 and b['enable'] for b in hist[-1][2]['boards'])
 
 
+def test_immersion_set_on_a_rig_with_turning_fans_warns_and_stays_warned():
+    # An air rig set to immersion by mistake: its fans turn at start, then stop at the 0 %
+    # written; the warning stays (the stopped fans do not make the setting right).
+    sup, plant = immersion_sup(), RigPlant(duty=60.0)
+    hist, events = run(sup, plant, 0.0, 60)
+    assert hist[0][2]['events'][0]['id'] == 'rig.fans_in_immersion'      # on the first tick
+    assert events[0]['severity'] == 'warning' and 'fan 0' in events[0]['message']
+    assert ids(events).count('rig.fans_in_immersion') == 1
+    assert 'rig.fans_in_immersion' not in ids(events, 'clear')
+    # without the fans the air rig then overheats: only the dies protect it
+    assert max(plant.rpm) < 50.0 and 'rig.fans_in_immersion' in sup.alarms
+    assert all(a['fan_duty_pct'] == [0] * 4 for _, _, a in hist)        # behaviour unchanged
+
+
+def test_immersion_tach_noise_below_the_threshold_is_no_warning():
+    sup, plant = immersion_sup(), TankPlant(30.0)
+    plant.rpm_override[2] = 480.0
+    _, events = run(sup, plant, 0.0, 30)
+    assert events == [], events
+    plant.rpm_override[2] = 520.0
+    _, events = run(sup, plant, 30.0, 5)
+    assert ids(events) == ['rig.fans_in_immersion'] and 'fan 2' in events[0]['message']
+
+
 def test_air_config_in_the_same_tank_alarms_the_fans():
     # The same rig without cooling = immersion: fans that never turn are lost, boards off.
     sup, plant = Supervisor(S21), TankPlant(30.0)

@@ -13,6 +13,8 @@ from agent.safety.board import BoardSafety, worst
 from agent.safety.detectors import Debounce, FanMonitor
 from agent.safety.watch import BoardWatch
 
+IMMERSION_FAN_RPM = 500.0    # a tach above this with cooling = immersion: fans are fitted
+
 
 def _list(v):
     return v if isinstance(v, list) or isinstance(v, tuple) else None
@@ -192,6 +194,7 @@ class Supervisor:
     def _fans(self, now, fans):
         if self.immersion:      # no fans: the coolant carries the heat, nothing to watch
             self.airflow_frac, self.airflow_cap_pct, self.fans_all_lost = 1.0, 100.0, False
+            self._fans_in_immersion(now, fans)
             return
         lost = 0
         for k in range(self.n_fans):
@@ -220,6 +223,21 @@ class Supervisor:
                                    % (100.0 * self.airflow_frac, lost, self.n_fans, self.airflow_cap_pct), now)
             else:
                 self.alarms.clear('rig.airflow', 'all %d fans running' % self.n_fans, now)
+
+    def _fans_in_immersion(self, now, fans):
+        """A tach above IMMERSION_FAN_RPM with cooling = immersion: probably an air rig set to
+        immersion by mistake (its fans get 0 % and no fan alarm). Latched: once the 0 % is
+        written the fans stop, which does not make the setting right."""
+        if 'rig.fans_in_immersion' in self.alarms:
+            return
+        for k in range(self.n_fans):
+            rpm = finite((fans[k] or {}).get('rpm'))
+            if rpm is not None and rpm > IMMERSION_FAN_RPM:
+                self.alarms.raise_('rig.fans_in_immersion', 'warning',
+                                   'fan %d turns at %.0f rpm but cooling = immersion: fans are '
+                                   'held at 0 %% and not watched; check [safety] cooling'
+                                   % (k, rpm), now)
+                return
 
     def _power(self, now, p):
         c = self.cfg
