@@ -196,7 +196,13 @@ class MpyAgent:
         return reg
 
     def on_command(self, op, data):
-        res = self.commands.submit_payload(op, data, source='mqtt', now_unix_s=time.time())
+        try:
+            res = self.commands.submit_payload(op, data, source='mqtt', now_unix_s=time.time())
+        except MemoryError:
+            # a fragmented heap can refuse one block with plenty free: answer, never go silent
+            gc.collect()
+            res = {'ok': False, 'id': commands.command_id(data), 'result': None,
+                   'error': 'out of memory while handling %s; try again' % op}
         if res['ok']:
             self.commands_ok += 1
         else:
@@ -207,7 +213,8 @@ class MpyAgent:
         return res
 
     def _c_rebirth(self, a):
-        self._publish_meta()
+        # birth and the meta bytes encoded at start, as the CPython link does: re-encoding the
+        # 2.9 KB meta needs a block a fragmented heap may not have (MemoryError, no result)
         self.link.rebirth()
 
     def _c_identify(self, a):
