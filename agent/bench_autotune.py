@@ -179,7 +179,7 @@ def run(args):
             t_tune0 = time.monotonic()
             tuner = Tuner(io, prof, target, tick_s=5.0)
             search_t_s = _truth_last_t(sim.truth)     # simulator time the search starts
-            t0, done_at, trips = _drive(args, rig, io, tuner, clock, step, src)
+            t0, done_at, trips, ticks = _drive(args, rig, io, tuner, clock, step, src)
             freq_write_s = io.freq_write_s
             measured = bench_nonces.report(src, io, tuner, rig, time.monotonic() - t_tune0)
         finally:
@@ -213,7 +213,8 @@ def run(args):
            'converge_sim_min': (done_at - t0) / 60.0 if done_at is not None else None,
            'wall_s': wall_s, 'freq_write_wall_s': freq_write_s, 'retunes': tuner.retunes,
            'voltage_moves': [list(e) for e in tuner.events],
-           'retune_reasons': list(tuner.retune_reasons), 'trips': trips}
+           'retune_reasons': list(tuner.retune_reasons), 'trips': trips,
+           'tuner_ticks': ticks}
     out.update(measured, sim_nonces_dropped=states[-1].get('nonces_dropped'))
     if prof['mode'] == 'thermal':
         # Overshoot during the search: from the tuner's start. Before it the rig hashes at
@@ -231,23 +232,32 @@ def run(args):
 
 
 def _drive(args, rig, io, tuner, clock, step, src):
-    """Poll and step the tuner until done + hold (or the step's window ends, or the time limit).
-    Returns (t0, done_at, safety trips: times RigIO.safety_ok paused the tuner)."""
+    """Poll the rig as fast as it answers and step the tuner when its wake time comes, as the
+    agent's scheduler does (agent/autotune/session.py): on the simulator's clock, the next step
+    at the time step() returns, so the tick spacing in simulated time does not depend on how
+    long a poll takes on this host (it can only be later, never earlier, than asked). Runs until
+    done + hold (or the step's window ends, or the time limit).
+    Returns (t0, done_at, safety trips: times RigIO.safety_ok paused the tuner, tick spacing:
+    steps and the simulated seconds between them)."""
     t0 = clock.monotonic()
     done_at = None
     last_print = -1e9
     limit_s = args.max_sim_min * 60.0
     trips = 0
+    wake = t0
+    stepped = []
     while True:
         rig.poll()
         src.tick(clock.monotonic())
         now = clock.monotonic()
-        was = tuner.stage
-        tuner.step(now)
-        if tuner.stage == 'paused' and was != 'paused':
-            trips += 1          # RigIO.safety_ok said no: power limit or stop temperature
-        if tuner.stage == 'done' and done_at is None:
-            done_at = now
+        if now >= wake:
+            was = tuner.stage
+            stepped.append(now)
+            wake = next_wake(tuner.step(now), now, tuner.tick_s)
+            if tuner.stage == 'paused' and was != 'paused':
+                trips += 1      # RigIO.safety_ok said no: power limit or stop temperature
+            if tuner.stage == 'done' and done_at is None:
+                done_at = now
         if not args.quiet and time.monotonic() - last_print > 5.0:
             last_print = time.monotonic()
             _progress_line(tuner, io, now - t0)
@@ -259,7 +269,22 @@ def _drive(args, rig, io, tuner, clock, step, src):
             break
         elif now - t0 > limit_s + args.hold_s:
             break
-    return t0, done_at, trips
+    return t0, done_at, trips, tick_spacing(stepped)
+
+
+def tick_spacing(times):
+    """Simulated seconds between tuner steps: count, min, median, max."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    if not gaps:
+        return {'steps': len(times), 'min_s': None, 'median_s': None, 'max_s': None}
+    return {'steps': len(times), 'min_s': gaps[0], 'median_s': gaps[len(gaps) // 2],
+            'max_s': gaps[-1]}
+
+
+def next_wake(nxt, now, tick_s):
+    """The tuner's next step time as the agent's session takes it: a missing or past wake
+    time steps again a tick later."""
+    return nxt if nxt is not None and nxt > now else now + tick_s
 
 
 def _progress_line(tuner, io, t_s):

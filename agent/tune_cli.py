@@ -105,10 +105,12 @@ def run_tune(args):
         def line():
             return progress_line(tuner.get_status(), time.monotonic() - wall0, clock.time_scale)
 
+        wake = t0
         while tuner.stage != 'done':
             rig.poll()
             now = clock.monotonic()
-            tuner.step(now)
+            if now >= wake:         # the tuner's own cadence (tick_s), as the agent's scheduler
+                wake = tuner.step(now)
             if time.monotonic() - last > (0.5 if tty else 10.0):
                 last = time.monotonic()
                 text = line()

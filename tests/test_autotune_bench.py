@@ -24,6 +24,9 @@ def test_bench_autotune_gamma_reaches_the_oracle():
     assert abs(r['power_vs_target_pct']) <= 1.5
     assert r['tuned_j_per_th'] < r['stock_j_per_th']
     assert r['hottest_c'] <= 75.0
+    # stepped on the tuner's own cadence in simulated time (5 s), not on every poll
+    ticks = r['tuner_ticks']
+    assert ticks['min_s'] >= 5.0 and ticks['steps'] >= 30
 
 
 @pytest.mark.slow
