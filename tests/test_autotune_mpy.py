@@ -13,7 +13,8 @@ MODULES = ['hal/__init__.py', 'hal/pll.py', 'hal/families.py', 'hal/models.py',
            'hal/sim/__init__.py', 'hal/sim/physics.py', 'agent/__init__.py',
            'agent/autotune/__init__.py', 'agent/autotune/maths.py', 'agent/autotune/tuner.py',
            'agent/autotune/search.py', 'agent/autotune/voltage.py',
-           'agent/autotune/thermal.py', 'agent/autotune/nonces.py']
+           'agent/autotune/thermal.py', 'agent/autotune/thermal_one.py',
+           'agent/autotune/nonces.py']
 
 SCRIPT = r'''
 import sys
@@ -27,6 +28,7 @@ F = families.get('BM1370')
 CAL = P.calibrate(M)
 CHIP = P.make_chip(0.5, -0.3, 0.2)
 SRC = sys.argv[1] if len(sys.argv) > 1 else 'counters'
+MODE = sys.argv[2] if len(sys.argv) > 2 else 'power'   # thermal: the one-chip loop
 
 
 class IO:
@@ -72,29 +74,32 @@ class IO:
     def safety_ok(self): return True
 
 
-prof = {'mode': 'power', 'err_target_pct': 0.2, 'err_max_pct': 0.8, 'temp_margin_c': 3.0,
+prof = {'mode': MODE, 'err_target_pct': 0.2, 'err_max_pct': 0.8, 'temp_margin_c': 3.0,
         'board_mv_min': 0, 'board_mv_max': 0, 'freq_min_mhz': 0.0, 'freq_max_mhz': 0.0,
         'power_tol_pct': 1.0, 'time_budget_s': 1800.0, 'settle_s': 45.0, 'verify_s': 120.0,
         'min_err_count': 8.0, 'retune_temp_c': 6.0, 'name': 'mpy'}
 io = IO()
 io.advance(1.0)
-t = Tuner(io, prof, 17.0)
+t = Tuner(io, prof, 17.0 if MODE == 'power' else 66.0)
 while io.t < 1800 and t.stage != 'done':
     t.step(io.t)
     io.advance(5.0)
 print(t.stage, io.mv, round(io.f, 3), io.bits, int(io.t), maths.ticket_bits(1e13, 115200, 30.0),
-      t.source)
+      type(t.voltage).__name__, t.source)
 '''
 
 
-@pytest.mark.parametrize('source', ['counters', 'nonces'])
-def test_tuner_runs_the_same_under_micropython(tmp_path, source):
+@pytest.mark.parametrize('source,mode', [('counters', 'power'), ('nonces', 'power'),
+                                         ('counters', 'thermal')])
+def test_tuner_runs_the_same_under_micropython(tmp_path, source, mode):
     path = tmp_path / 'tuner_check.py'
     path.write_text(SCRIPT)
-    cp = subprocess.run(['python', str(path), source], cwd=ROOT, capture_output=True, text=True,
-                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    cp = subprocess.run(['python', str(path), source, mode], cwd=ROOT, capture_output=True,
+                        text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.startswith('done ') and cp.stdout.strip().endswith(source)
-    mp = mpyunix.run(path, MODULES, tmp_path / 'lib', vendor=False, args=(source,))
+    if mode == 'thermal':      # a one-chip rig runs the one-chip loop (thermal_one.py)
+        assert ' OneChipLoop ' in cp.stdout, cp.stdout
+    mp = mpyunix.run(path, MODULES, tmp_path / 'lib', vendor=False, args=(source, mode))
     assert mp.returncode == 0, mp.stderr + mp.stdout
     assert mp.stdout.strip() == cp.stdout.strip()

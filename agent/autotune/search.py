@@ -16,6 +16,7 @@ HOT_STEP = -0.01           # a chip above the hot limit steps down this much
 HOLD_NOISE_STEP = 0.004    # holding: smaller steps are noise, not a reason to move
 SELF_HEAT_C = 20.0         # die rise over its air at full frequency (family prior: r_ja*p)
 HOT_GAIN = 1.0
+FINE_HOT_STEP = 0.003      # smallest hot step where the heat per hertz is learned (one chip)
 HOT_STEP_MAX = 0.06
 HOT_WAIT_S = 25.0          # thermal mode: one sized hot step per this long (die tau 30 s)
 TEMP_SMOOTH_S = 14.0       # time constant of the smoothed die temperature (weight 0.3 per 5 s
@@ -137,6 +138,10 @@ class ChipSearch:
             return None
         st.hot_step_at = now_s
         excess = st.temp_f + self.t.warming_c - self.t.hot_c
+        heat = getattr(self.t.voltage, 'heat_c', None)    # one chip: its learned model
+        heat_c = heat(st) if heat else None
+        if heat_c:
+            return -min(HOT_STEP_MAX, max(FINE_HOT_STEP, excess / heat_c))
         return -min(HOT_STEP_MAX, max(-HOT_STEP, HOT_GAIN * excess / SELF_HEAT_C))
 
     def _observe(self, st, c, now_s):

@@ -191,6 +191,12 @@ class ThermalLoop(VoltageLoop):
             new_mv = min(self._cool_move(mv, held, alive, hottest), self._power_room(mv, pw))
             why = 'cool: %d chips held, hottest %.1f C' % (
                 len(held), hottest if hottest is not None else 0.0)
+        self._hold_or_move(now_s, pw, g, new_mv, why)
+
+    def _hold_or_move(self, now_s, pw, g, new_mv, why):
+        """The judgement's outcome: hold at this voltage (converged) or move to new_mv."""
+        t = self.t
+        mv = t.mv[0]
         if new_mv == mv:
             self._hold(now_s, pw, g)
             return

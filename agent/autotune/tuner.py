@@ -20,6 +20,7 @@ from hal import pll
 from agent.autotune import maths, nonces
 from agent.autotune.search import ChipSearch, ChipState
 from agent.autotune.thermal import ThermalLoop, power_cap_w
+from agent.autotune.thermal_one import OneChipLoop, wants_one_chip
 from agent.autotune.voltage import VoltageLoop
 
 STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
@@ -86,7 +87,9 @@ class Tuner:
         self.nonce_stats = {'decisions': 0, 'nonces': 0.0, 'capped': 0}
         self.now_s = None
         # thermal: target is the die ceiling (C); the goal is the most good hashes under it
-        self.voltage = ThermalLoop(self) if self.mode == 'thermal' else VoltageLoop(self)
+        self.voltage = VoltageLoop(self)
+        if self.mode == 'thermal':     # one chip: a root find on a learned thermal model
+            self.voltage = OneChipLoop(self) if wants_one_chip(io.model()) else ThermalLoop(self)
 
     # ------------------------------------------------------------------ setup
     def _bounds(self):
@@ -105,7 +108,8 @@ class Tuner:
         self.hot_c = m['temp_hot_c'] - p['temp_margin_c']
         if self.mode == 'thermal':
             small = m['boards'] * m['chips_per_board'] < SMALL_RIG_CHIPS
-            self.hot_c = min(self.hot_c, self.target - (THERMAL_MARGIN_C if small else 0.0))
+            margin = getattr(self.voltage, 'margin_c', THERMAL_MARGIN_C if small else 0.0)
+            self.hot_c = min(self.hot_c, self.target - margin)
         # Wall-power budget the chips must stay under: the goal in power mode; in thermal mode
         # the rig's power limit less a margin (or the profile's power_max_w), a second constraint
         # beside the die ceiling (without it S21 climbs past the limit and safety pauses it).
@@ -355,6 +359,9 @@ class Tuner:
         if t is None:
             return 0.0
         t += self.warming_c
+        heat_c = self.voltage.heat_c(st) if hasattr(self.voltage, 'heat_c') else None
+        if heat_c:                   # one chip: its learned model (thermal_one.py)
+            return self.voltage.room_gain * (self.hot_c - t) / heat_c
         return ROOM_GAIN * (self.hot_c - t) / max(5.0, t - AIR_GUESS_C)
 
     def _keep_best(self, pw, g):
