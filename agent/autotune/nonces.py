@@ -190,6 +190,7 @@ def chip_step(st, h, e, now_s, t, hold):
         if e < t.prof['min_err_count'] or poisson_lower(e, p['z']) <= t.err_t * h:
             return None
     st.err_est = maths.err_estimate(e, h)
+    st.err_n = e
     st.bad = maths.clearly_above(e, h, t.err_max)
     step = decide(e, h, t.err_t, p['z'], p['res'])
     st.n_look = 2 * max(h, st.n_look)

@@ -39,6 +39,7 @@ S_SLOPE_SPAN = 2.0         # secant slope of s within [1/S_SLOPE_SPAN, S_SLOPE_S
 MOVE_MAX = 0.03            # largest voltage move (ln) per judgement
 HOLD_MV = 2                # the root this close: hold (the peak loses ~0.3 % per mV)
 P_SMOOTH_S = 5.0           # wall readings are +-1 %: this much smoothing for the prediction
+REF_ERR_MIN = 2            # errors behind an error-limited point (fewer: a bound)
 REF_ERR_BAND = 3.0         # the chip counts as error-limited with err_est within x/ this band
 URGENT_OVER_C = 1.5        # holding and the die heads this far over the ceiling: search again
 MARGIN_C = 0.0             # the chip's hot limit this far under the ceiling (the prediction
@@ -151,8 +152,9 @@ class OneChipLoop(ThermalLoop):
         """Remember where the chip settled on its error rate (its limit at this voltage)."""
         t = self.t
         st = self._chip()
-        if not st.alive or st.err_est is None or st.decisions == 0 or st.pending:
-            return
+        if not st.alive or st.err_est is None or st.decisions == 0 or st.pending or \
+                st.err_n < REF_ERR_MIN:
+            return               # too few errors: err_est is a bound, not a limit
         if st.hot_at is not None and st.hot_at >= t.t_v:
             return
         if st.last_step >= 0.006 or not (t.err_t / REF_ERR_BAND <= st.err_est
