@@ -19,6 +19,7 @@ from hal.clock import Clock
 from hal.rig import Rig
 from hal.sim import oracle as O
 from agent.cli import summary
+from agent.autotune import maths
 from agent.autotune import profile as PR
 from agent.autotune.halio import RigIO
 from agent.autotune.tuner import Tuner
@@ -32,10 +33,12 @@ def add_arguments(p):
     p.add_argument('--sigma-f', type=float, default=0.05,
                    help='spread of the chips\' frequency limits (relative, default 0.05)')
     p.add_argument('--mode', default='power',
-                   choices=('power', 'hashrate', 'efficiency', 'thermal', 'quiet', 'immersion'),
+                   choices=('power', 'hashrate', 'efficiency', 'thermal', 'quiet', 'immersion',
+                            'heat'),
                    help='tuning goal (default power); thermal: most hashes under --max-die-c; '
                         'quiet: most hashes with the fans capped at --max-fan-pct; immersion: '
-                        'power mode (--target-w) with the boards in coolant at --coolant-c')
+                        'power mode (--target-w) with the boards in coolant at --coolant-c; '
+                        'heat: most hashes with the heat into the room at --heat-budget-w')
     p.add_argument('--max-die-c', type=float, default=None,
                    help='die ceiling for thermal/quiet (default: the model\'s hot limit less '
                         'the profile\'s temp_margin_c)')
@@ -43,6 +46,12 @@ def add_arguments(p):
                    help='quiet: fan duty cap, fans held at it (default 60)')
     p.add_argument('--ambient-c', type=float, default=25.0,
                    help='simulated ambient air (default 25)')
+    p.add_argument('--heat-budget-w', type=float, default=None,
+                   help='heat: the heat into the room (W; default: the heat profile\'s, half '
+                        'the nameplate); scored as power mode at wall = budget / heat share')
+    p.add_argument('--heat-share', type=float, default=None,
+                   help='heat: share of the wall power that heats the room (0.5..1; default '
+                        'the profile\'s, 1.0: the whole miner in the room; 0.94: PSU outside)')
     p.add_argument('--coolant-c', type=float, default=30.0,
                    help='immersion: coolant temperature (default 30); no fans')
     p.add_argument('--ambient-step-c', type=float, default=0.0,
@@ -103,7 +112,21 @@ def _fan_pct(args):
     return min(args.max_fan_pct, 100.0) if args.mode == 'quiet' else args.fan_duty_pct
 
 
+def _profile(args):
+    """The tuner's profile: --profile (heat mode: the shipped 'heat' by default), its mode
+    forced to the bench mode's, --heat-share over the profile's (ConfigError when refused)."""
+    name = args.profile or ('heat' if args.mode == 'heat' else None)
+    prof = PR.load(name) if name else PR.validate({'mode': _tuner_mode(args.mode)})
+    prof = dict(prof, mode=_tuner_mode(args.mode))
+    if args.mode == 'heat' and args.heat_share is not None:
+        keys = dict((k, v) for k, v in prof.items() if k != 'name')
+        prof = dict(PR.validate(dict(keys, heat_share=args.heat_share)), name=prof.get('name'))
+    return dict(prof, nonce_uart_pct=args.uart_pct, nonce_host_rate_s=args.host_nonces_s)
+
+
 def _target(args, model, prof):
+    if args.mode == 'heat':
+        return args.heat_budget_w if args.heat_budget_w else PR.resolve_target(prof, model)
     if prof['mode'] == 'thermal':
         return args.max_die_c if args.max_die_c else PR.resolve_target(prof, model)
     if args.mode in ('power', 'immersion'):
@@ -150,10 +173,7 @@ def _truth(path):
 
 def run(args):
     model = models.get(args.model)
-    prof = PR.load(args.profile) if args.profile else \
-        PR.validate({'mode': _tuner_mode(args.mode)})
-    prof = dict(prof, mode=_tuner_mode(args.mode), nonce_uart_pct=args.uart_pct,
-                nonce_host_rate_s=args.host_nonces_s)
+    prof = _profile(args)
     target = _target(args, model, prof)
     fan_pct = _fan_pct(args)
     extra = ['--sigma-f', str(args.sigma_f), '--fan-duty-pct', str(fan_pct),
@@ -226,6 +246,8 @@ def run(args):
         out['search_start_sim_s'] = search_t_s
         if step:
             out.update(_score_step(prob, target, tuner.budget_w, states, args))
+    elif prof['mode'] == 'heat':
+        out.update(_score_heat(prob, target, prof['heat_share'], wall_w, good))
     else:
         out.update(_score_goal(prob, prof['mode'], target, wall_w, good))
     return out
@@ -311,6 +333,18 @@ def _score_goal(prob, mode, target, wall_w, good):
             'gap_same_held_pct': 100.0 * (tuned_j / orc_same['j_per_th'] - 1.0)
             if orc_same else None,
             'oracle_board_mv': orc['board_mv'][0] if orc else None}
+
+
+def _score_heat(prob, budget_w, share, wall_w, good):
+    """heat: a heat budget is a power target at wall = budget / heat_share (docs/autotune.md,
+    Heat budget): J/TH against the oracle's power-mode solve at that wall power; the heat held
+    (truth wall power x share) against the budget."""
+    wall_target_w = maths.wall_for_heat_w(budget_w, share)
+    out = _score_goal(prob, 'power', wall_target_w, wall_w, good)
+    out.update(heat_budget_w=budget_w, heat_share=share, wall_target_w=wall_target_w,
+               held_heat_w=wall_w * share,
+               heat_vs_budget_pct=100.0 * (wall_w * share / budget_w - 1.0))
+    return out
 
 
 def _score_constrained(prob, ceiling_c, cap_w, good, states):
@@ -418,6 +452,11 @@ def table(r):
             ('hottest die C', _f(r['hottest_c'], 1)),
             ('converged (sim min)', _f(r['converge_sim_min'], 1) if r['converged'] else 'NO'),
             ('wall seconds', _f(r['wall_s'], 0))]
+    if 'heat_budget_w' in r:
+        rows[2:3] = [('mode / heat budget', 'heat / %.1f W, share %.2f (wall %.1f W)' % (
+            r['heat_budget_w'], r['heat_share'], r['wall_target_w'])),
+            ('heat held W (budget %)', '%s (%s)' % (_f(r['held_heat_w'], 1),
+                                                      _f(r['heat_vs_budget_pct'], 2)))]
     return '\n'.join('%-24s %s' % kv for kv in rows)
 
 
@@ -448,6 +487,25 @@ def _table_constrained(r):
     return '\n'.join('%-24s %s' % kv for kv in rows)
 
 
+def _heat_refused(args):
+    """--mode heat: the profile and share must validate, and the wall power the budget needs
+    must be inside the rig's power range (as the agent's set_heat_budget: 20 % of the nameplate
+    to the power limit)."""
+    try:
+        prof = _profile(args)
+    except PR.ConfigError as e:
+        print('hashpilot bench autotune: %s' % e, file=sys.stderr)
+        return True
+    model = models.get(args.model)
+    wall_w = maths.wall_for_heat_w(_target(args, model, prof), prof['heat_share'])
+    if not 0.2 * model['nameplate_w'] <= wall_w <= model['power_limit_w']:
+        print('hashpilot bench autotune: heat budget needs %.1f W at the wall, outside '
+              '%.1f..%.1f W for %s' % (wall_w, 0.2 * model['nameplate_w'],
+                                       model['power_limit_w'], model['name']), file=sys.stderr)
+        return True
+    return False
+
+
 def main(argv=None):
     p = add_arguments(argparse.ArgumentParser(prog='hashpilot bench autotune',
                                               description=summary(__doc__)))
@@ -471,6 +529,8 @@ def run_cli(args):
         return 2
     if args.time_scale <= 0:
         print('hashpilot bench autotune: --time-scale must be > 0', file=sys.stderr)
+        return 2
+    if args.mode == 'heat' and _heat_refused(args):
         return 2
     if args.table:
         from agent import bench_autotune_table

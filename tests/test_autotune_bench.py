@@ -11,14 +11,19 @@ import pytest
 from tests.simproc import REPO, start_sim
 
 
+def _bench_json(argv, timeout_s):
+    """`bench autotune ARGV --json --quiet` in its own process -> the result dict."""
+    out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune'] + argv
+                         + ['--json', '--quiet'],
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
 @pytest.mark.slow
 def test_bench_autotune_gamma_reaches_the_oracle():
-    out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--model', 'GAMMA',
-                          '--seed', '2', '--target-w', '17.5', '--time-scale', '30', '--json',
-                          '--quiet', '--hold-s', '90'],
-                         cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-2000:]
-    r = json.loads(out.stdout)
+    r = _bench_json(['--model', 'GAMMA', '--seed', '2', '--target-w', '17.5', '--time-scale',
+                     '30', '--hold-s', '90'], 240)
     assert r['converged'] and r['converge_sim_min'] <= 30
     assert r['gap_pct'] <= 1.0
     assert abs(r['power_vs_target_pct']) <= 1.5
@@ -32,12 +37,8 @@ def test_bench_autotune_gamma_reaches_the_oracle():
 @pytest.mark.slow
 def test_bench_autotune_gamma_thermal_mode():
     """--mode thermal over the simulator: most hashes under a 72 C die ceiling."""
-    out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--model', 'GAMMA',
-                          '--seed', '1', '--mode', 'thermal', '--max-die-c', '72',
-                          '--time-scale', '30', '--json', '--quiet', '--hold-s', '90'],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    r = json.loads(out.stdout)
+    r = _bench_json(['--model', 'GAMMA', '--seed', '1', '--mode', 'thermal', '--max-die-c', '72',
+                     '--time-scale', '30', '--hold-s', '90'], 300)
     assert r['mode'] == 'thermal' and r['max_die_c'] == 72.0
     assert r['converged'] and r['converge_sim_min'] <= 25
     assert -2.0 <= r['gap_pct'] <= 0.5
@@ -106,3 +107,29 @@ def test_bench_autotune_table_row_meets_the_thermal_goals():
     # minute's gap and that the run reports a recovery figure at all
     assert 'recover_sim_min' in r and abs(r['step_gap_pct']) <= 1.5, r['step_gap_pct']
     assert r['step_worst_overshoot_c'] <= 8.0, r['step_worst_overshoot_c']
+
+
+@pytest.mark.slow
+def test_bench_autotune_heat_budget_against_the_oracle_at_the_wall():
+    """--mode heat through the simulator (about 15-25 s wall): a 12 W heat budget with the PSU
+    outside the room (share 0.94) is a power target of 12 / 0.94 W at the wall, scored against
+    the oracle's power-mode solve there; the heat held is the truth's wall power x share."""
+    r = _bench_json(['--mode', 'heat', '--model', 'GAMMA', '--seed', '1', '--heat-budget-w',
+                     '12', '--heat-share', '0.94', '--hold-s', '90'], 240)
+    assert r['mode'] == 'heat' and r['heat_budget_w'] == 12.0 and r['heat_share'] == 0.94
+    assert abs(r['wall_target_w'] - 12.0 / 0.94) < 1e-9
+    assert abs(r['oracle_w'] / r['wall_target_w'] - 1.0) < 0.01   # the oracle at that wall W
+    assert abs(r['held_heat_w'] - r['held_w'] * 0.94) < 1e-9
+    assert abs(r['heat_vs_budget_pct']) <= 1.5, r['heat_vs_budget_pct']
+    assert r['gap_pct'] <= 1.0 and r['good_gap_pct'] >= -1.5, (r['gap_pct'], r['good_gap_pct'])
+    assert r['converged'] and r['converge_sim_min'] <= 15.0
+    assert r['tuner_ticks']['min_s'] >= 5.0
+
+
+def test_bench_autotune_heat_refuses_a_bad_share_or_budget():
+    for bad, why in ((['--heat-share', '0.3'], 'heat_share'),
+                     (['--heat-budget-w', '40'], 'outside 3.6..30.0 W')):
+        out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--mode',
+                              'heat', '--model', 'GAMMA'] + bad,
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and why in out.stderr, out.stderr
