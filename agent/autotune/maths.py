@@ -147,3 +147,17 @@ def ema_weight(dt_s, tau_s):
     if dt_s is None or dt_s <= 0.0:
         return 1.0 if dt_s is None else 0.0
     return 1.0 - math.exp(-dt_s / tau_s)
+
+
+def line_fit(xs, ys):
+    """Least-squares line through (xs, ys): (slope, intercept), or None when the xs do not vary."""
+    n = len(xs)
+    if n < 2:
+        return None
+    mx = sum(xs) / n
+    my = sum(ys) / n
+    sxx = sum((x - mx) * (x - mx) for x in xs)
+    if sxx <= 0.0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return slope, my - slope * mx

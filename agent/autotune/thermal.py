@@ -21,7 +21,7 @@ power inside the band holds, and a cool voltage never rises past the power the c
 import math
 
 from agent.autotune import maths
-from agent.autotune.search import TEMP_SMOOTH_S
+from agent.autotune.search import HOT_WAIT_S, TEMP_SMOOTH_S
 from agent.autotune.voltage import VoltageLoop, SAMPLES_KEPT_S
 
 HOT_FRAC = 0.3             # share of chips held by the ceiling that makes a voltage "hot":
@@ -47,6 +47,8 @@ WARM_MAX_C = 40.0          # largest rise still to come that is believed (a cold
                            # 40 C heads 56 C up)
 DEFICIT_MIN = 0.02         # a held chip runs at least this far below its limit (first step)
 DEFICIT_MAX = 0.04
+HEAT_POINTS = 12           # settled (wall W, mean die C) points kept for the air estimate
+HEAT_SPAN = 0.03           # ... whose powers must span this share of the largest for a fit
 POWER_MARGIN = 0.03        # power cap = limit less this: PSU readings are +-1 %, and one reading
                            # over the limit pauses the tuner (RigIO.safety_ok)
 
@@ -68,14 +70,19 @@ class ThermalLoop(VoltageLoop):
         self.hi_mv = None        # lowest voltage seen hot
         self.seen_retunes = 0
         self.walk = 0            # consecutive hot judgements at or below the cool side
+        self.heat_pts = []       # (mV, wall W, mean die C) at settled judgements, same air
+        self.replan = False      # re-planning after an ambient step (until done again)
 
     def run(self, now_s):
         t = self.t
         t.dropped = True         # no approach from below: start where we are
         self._track_warming(now_s)
+        if t.stage == 'done':
+            self.replan = False
         if t.retunes != self.seen_retunes:
             self.seen_retunes = t.retunes     # ambient moved: the old bracket is stale
             self.lo_mv = self.hi_mv = None
+            self.heat_pts = []
         if t.stage in ('search', 'verify', 'done') and self._urgent_hot(now_s):
             return
         VoltageLoop.run(self, now_s)
@@ -127,12 +134,19 @@ class ThermalLoop(VoltageLoop):
         mv = t.mv[0]
         v, v_nom = self._chip_v(mv)
         excess = hottest - t.target
-        dlnv = min(URGENT_MOVE_MAX, excess / (max(5.0, hottest - AIR_GUESS_C)
-                                           * maths.dlnp_dlnv(v, v_nom)))
+        rise_c = hottest - AIR_GUESS_C
+        # holding (an ambient step): re-plan from what the search learned, on rigs of
+        # WARM_MIN_CHIPS dies or more (one die's mean is no air estimate, and its hot/cool
+        # judgement is the whole share)
+        replan = t.stage == 'done' and self._alive() >= WARM_MIN_CHIPS
+        if replan:
+            rise_c = self._rise_held_c(rise_c)
+        dlnv = min(URGENT_MOVE_MAX, excess / (max(5.0, rise_c) * maths.dlnp_dlnv(v, v_nom)))
         new_mv = min(self._snap_mv(mv * math.exp(-dlnv)), mv - t.mv_step)
         if new_mv < t.mv_lo:
             return False
         if t.stage == 'done':
+            self.replan = replan
             # holding and the dies head over the ceiling (an ambient step): act now rather
             # than after the mean has drifted retune_temp_c (the dies would pass the stop
             # temperature first: 82 C ceiling + 10 C step = 92 C on an S21)
@@ -141,23 +155,69 @@ class ThermalLoop(VoltageLoop):
             t.t_start = now_s
             t._stage('search', now_s)
             self.seen_retunes = t.retunes
+            self.heat_pts = []
         # unsettled: no bracket from here (the old voltage was hot in a transient, an ambient
         # step; its steady state may well be under the ceiling)
         self.lo_mv = self.hi_mv = None
         if t.stage == 'verify':
             t.stage = 'search'
-        t._move_voltage(mv, new_mv, now_s, 'die %.1f C over the ceiling' % excess)
-        for row in t.chips:
-            for st in row:
-                st.hot_step_at = now_s   # the drop takes the excess: no hot step on top of it
+        self._drop(mv, new_mv, now_s, 'die %.1f C over the ceiling' % excess)
         self.urgent_at = t.t_v
         return True
+
+    def _drop(self, mv, new_mv, now_s, why):
+        """Lower the voltage; the drop takes the excess: no hot step on top of it for
+        HOT_WAIT_S, while re-planning until the dies had two time constants to answer it."""
+        t = self.t
+        t._move_voltage(mv, new_mv, now_s, why)
+        wait_s = 2.0 * TAU_DIE_S if self.replan else HOT_WAIT_S
+        for row in t.chips:
+            for st in row:
+                st.hot_step_at = now_s + wait_s - HOT_WAIT_S
+
+    def _alive(self):
+        return sum(1 for row in self.t.chips for st in row if st.alive)
+
+    def _note_heat(self, pw):
+        """A settled judgement: (mV, wall W, mean die C), the latest one per voltage."""
+        temps = [st.temp_f for row in self.t.chips for st in row
+                 if st.alive and st.temp_f is not None]
+        if not temps or pw is None:
+            return
+        pt = (self.t.mv[0], pw, sum(temps) / len(temps))
+        pts = self.heat_pts
+        if pts and pts[-1][0] == pt[0]:
+            pts[-1] = pt
+        else:
+            pts.append(pt)
+            del pts[:-HEAT_POINTS]
+
+    def _rise_held_c(self, rise_c):
+        """Holding when the air warms (an ambient step): the hottest die's rise over its air at
+        the held power, from what the search saw. The mean die against wall power over the
+        settled points (same air) is a line whose intercept is the air (fan power included);
+        the air has since moved as far as the mean die has at the same settings. The rise is
+        (hottest - mean now) + (mean at the last point - air then). Without a fit (the powers
+        spanned less than HEAT_SPAN): rise_c as given (over AIR_GUESS_C)."""
+        pts = self.heat_pts
+        if len(pts) < 2:
+            return rise_c
+        ps = [p[1] for p in pts]
+        fit = maths.line_fit(ps, [p[2] for p in pts])
+        if fit is None or fit[0] <= 0.0 or max(ps) - min(ps) < HEAT_SPAN * max(ps):
+            return rise_c
+        mean_last = pts[-1][2]
+        air = max(AIR_GUESS_C, min(mean_last - 5.0, fit[1]))
+        temps = [st.temp_f for row in self.t.chips for st in row
+                 if st.alive and st.temp_f is not None]
+        return max(temps) - sum(temps) / len(temps) + mean_last - air
 
     def _held(self, now_s):
         """Alive chips held back by the ceiling since the last voltage move (after it settled)."""
         t = self.t
         since = t.t_v
-        if getattr(self, 'urgent_at', None) == t.t_v:
+        if getattr(self, 'urgent_at', None) == t.t_v or \
+                (self.replan and t.events and t.events[-1][3] < t.events[-1][2]):
             since += TAU_DIE_S   # after an urgent drop the dies are still over for a while
         return [st for row in t.chips for st in row
                 if st.alive and st.hot_at is not None and st.hot_at >= since]
@@ -174,6 +234,7 @@ class ThermalLoop(VoltageLoop):
         mv = t.mv[0]
         t.curve.append((pw, pw / g if g > 0 else None, mv))
         t._keep_best(pw, g)
+        self._note_heat(pw)
         held = self._held(now_s)
         alive = sum(1 for row in t.chips for st in row if st.alive) or 1
         power = self._power_state(pw, tol)
@@ -202,7 +263,10 @@ class ThermalLoop(VoltageLoop):
             return
         if t.stage == 'verify':
             t.stage = 'search'
-        t._move_voltage(mv, new_mv, now_s, why)
+        if self.replan and new_mv < mv:
+            self._drop(mv, new_mv, now_s, why)
+        else:
+            t._move_voltage(mv, new_mv, now_s, why)
 
     def _power_state(self, pw, tol):
         """'over' the cap's band, 'full' (inside it), or 'room' (below; also: no cap)."""
@@ -243,7 +307,7 @@ class ThermalLoop(VoltageLoop):
             self.walk += 1
             self.lo_mv = max(t.mv_lo, mv - t.mv_step * (1 << min(self.walk - 1, 4)))
             return self.lo_mv
-        if self.hi_mv == mv and len(held) <= (HOT_FRAC + FLAT_BAND) * alive:
+        if (self.hi_mv == mv or self.replan) and len(held) <= (HOT_FRAC + FLAT_BAND) * alive:
             return mv            # just over the flat optimum: hold (converged)
         if self.lo_mv is not None:
             return self._between(mv)
@@ -252,7 +316,8 @@ class ThermalLoop(VoltageLoop):
     def _cool_move(self, mv, held, alive, hottest):
         self.walk = 0
         self.lo_mv = mv if self.lo_mv is None else max(self.lo_mv, mv)
-        if self.hi_mv is not None and len(held) >= (HOT_FRAC - FLAT_BAND) * alive > 0:
+        if (self.hi_mv is not None or self.replan) and \
+                len(held) >= (HOT_FRAC - FLAT_BAND) * alive > 0:
             return mv            # the optimum is flat here: hold (converged)
         if self.hi_mv is not None:
             return self._between(mv)
