@@ -84,7 +84,7 @@ t = Tuner(io, prof, 17.0 if MODE == 'power' else 66.0)
 while io.t < 1800 and t.stage != 'done':
     t.step(io.t)
     io.advance(5.0)
-print(t.stage, io.mv, round(io.f, 3), io.bits, int(io.t), maths.ticket_bits(1e13, 115200, 30.0),
+print(t.stage, io.mv, '%.3f' % io.f, io.bits, int(io.t), maths.ticket_bits(1e13, 115200, 30.0),
       type(t.voltage).__name__, t.source)
 '''
 

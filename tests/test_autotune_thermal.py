@@ -116,9 +116,8 @@ def test_s21_thermal_mode_keeps_the_power_limit_where_the_air_is_cool():
 def test_table_plant_row_meets_the_goals_it_meets_today():
     """`bench autotune --table --table-backend plant` row (GAMMA quiet: fans capped at 50 %,
     72 C ceiling, +10 C step after 16 minutes): within 1 % of the oracle, no die 2 C over during
-    the search, converged in 15 minutes, no trip. Not met on this row: back within 1 % of the
-    new optimum in 5 minutes (after the step the one-chip loop walks down in small moves and ends
-    3.7 % under; docs/autotune.md)."""
+    the search, converged in 15 minutes, no trip, and (one-chip loop, thermal_one.py) back within
+    1 % of the new optimum within 5 minutes (before it: not back, 2.2 % under at the end)."""
     import argparse
     from agent import bench_autotune, bench_autotune_table as T
     args = bench_autotune.add_arguments(argparse.ArgumentParser()).parse_args(
@@ -131,7 +130,8 @@ def test_table_plant_row_meets_the_goals_it_meets_today():
     assert r['worst_overshoot_c'] <= 2.0 and r['trips'] == 0, r
     assert r['converged'] and r['converge_sim_min'] <= 15.0, r
     assert r['step_oracle_good_ths'] < r['oracle_good_ths']       # hotter air: fewer hashes
-    assert r['step_gap_pct'] < 0.0 and r['step_worst_overshoot_c'] < 10.0, r
+    assert abs(r['step_gap_pct']) <= 1.0, r['step_gap_pct']
+    assert r['recover_sim_min'] is not None and r['recover_sim_min'] <= 5.0, r
     assert T.cells(r)[4].startswith('fan <= 50 %')
 
 

@@ -191,6 +191,7 @@ def chip_step(st, h, e, now_s, t, hold):
             return None
     st.err_est = maths.err_estimate(e, h)
     st.err_n = e
+    st.err_f = st.f
     st.bad = maths.clearly_above(e, h, t.err_max)
     step = decide(e, h, t.err_t, p['z'], p['res'])
     st.n_look = 2 * max(h, st.n_look)

@@ -34,6 +34,7 @@ class ChipState:
         self.zero_runs = 0
         self.err_est = None
         self.err_n = 0               # errors behind err_est (0: it is only a bound)
+        self.err_f = None            # frequency err_est was counted at
         self.temp_c = None
         self.temp_f = None           # smoothed die temperature (thermal mode judges on it)
         self.temp_t = None           # when temp_f was last updated
@@ -186,12 +187,14 @@ class ChipSearch:
             st.zero_runs += 1
             st.err_est = maths.err_estimate(0, h)
             st.err_n = 0
+            st.err_f = st.f
             return min(MAX_STEP, max(maths.freq_step(0, h, err_t, rules['gain']), MIN_BRACKET_STEP)
                        * (1 << min(st.zero_runs - 1, 2)))
         if not maths.decision_ready(e, h, err_t, rules['nmin']):
             return None
         st.err_est = maths.err_estimate(e, h)
         st.err_n = e
+        st.err_f = st.f
         st.bad = maths.clearly_above(e, h, self.t.err_max)
         step = maths.freq_step(e, h, err_t, rules['gain'])
         if e == 0 and not rules['hold']:

@@ -38,7 +38,8 @@ THERM_SLOPE = 4.5          # prior -d ln f_therm / d ln V (V^2 at fixed power, l
 S_SLOPE_SPAN = 2.0         # secant slope of s within [1/S_SLOPE_SPAN, S_SLOPE_SPAN] x prior
 MOVE_MAX = 0.03            # largest voltage move (ln) per judgement
 HOLD_MV = 2                # the root this close: hold (the peak loses ~0.3 % per mV)
-P_SMOOTH_S = 5.0           # wall readings are +-1 %: this much smoothing for the prediction
+HOLD_MV_VERIFY_EXTRA = 1   # ... and one more while verifying (no flapping on noise)
+P_SMOOTH_S = 10.0           # wall readings are +-1 %: this much smoothing for the prediction
 REF_ERR_MIN = 2            # errors behind an error-limited point (fewer: a bound)
 REF_ERR_BAND = 3.0         # the chip counts as error-limited with err_est within x/ this band
 URGENT_OVER_C = 1.5        # holding and the die heads this far over the ceiling: search again
@@ -72,6 +73,8 @@ class OneChipLoop(ThermalLoop):
         self.ref = None          # (mv, f at the error target) where the chip was error-limited
         self.pts = []            # (ln mv, s) judged since the last re-tune
         self.k_prior = None
+        self.err_seen = None     # (err_est, err_f) of the chip's last error decision seen
+        self.ref_held = None     # as ref, counted while the ceiling held the chip
 
     # ---------------------------------------------------------------- model
     def _chip(self):
@@ -149,19 +152,25 @@ class OneChipLoop(ThermalLoop):
         VoltageLoop.run(self, now_s)
 
     def _note_ref(self):
-        """Remember where the chip settled on its error rate (its limit at this voltage)."""
+        """Remember where the chip's error rate puts its limit: from a decision counted this
+        tick (at this voltage) with errors behind it and a rate near the target. ref: the chip
+        was not held by the ceiling; ref_held: it was (at the optimum it is both, and after an
+        ambient step it may never be free again), used only while there is no ref."""
         t = self.t
         st = self._chip()
-        if not st.alive or st.err_est is None or st.decisions == 0 or st.pending or \
-                st.err_n < REF_ERR_MIN:
+        key = (st.err_est, st.err_f)
+        if key == self.err_seen:
+            return
+        self.err_seen = key
+        if not st.alive or st.err_est is None or st.err_f is None or st.err_n < REF_ERR_MIN:
             return               # too few errors: err_est is a bound, not a limit
+        if not t.err_t / REF_ERR_BAND <= st.err_est <= t.err_t * REF_ERR_BAND:
+            return
+        ref = (t.mv[0], st.err_f * math.exp(maths.ERR_EFOLD * math.log(t.err_t / st.err_est)))
         if st.hot_at is not None and st.hot_at >= t.t_v:
-            return
-        if st.last_step >= 0.006 or not (t.err_t / REF_ERR_BAND <= st.err_est
-                                         <= t.err_t * REF_ERR_BAND):
-            return
-        f_lim = st.f * math.exp(maths.ERR_EFOLD * math.log(t.err_t / st.err_est))
-        self.ref = (t.mv[0], f_lim)
+            self.ref_held = ref
+        elif st.last_step < 0.006:
+            self.ref = ref
 
     def _drifted(self, now_s):
         """Holding and the die heads over the ceiling (an ambient step): search again now; the
@@ -202,9 +211,9 @@ class OneChipLoop(ThermalLoop):
         st = self._chip()
         room = (t.hot_c - self.t_ss()) / self.heat_c(st)
         f_therm = st.f * max(0.3, 1.0 + room)
-        if self.ref is not None:
-            f_err = self.ref[1] * maths.vf_ratio(mv / 1000.0, self.ref[0] / 1000.0,
-                                                 self._chip_v(mv)[1])
+        ref = self.ref or self.ref_held
+        if ref is not None:
+            f_err = ref[1] * maths.vf_ratio(mv / 1000.0, ref[0] / 1000.0, self._chip_v(mv)[1])
         elif st.hot_at is not None and st.hot_at >= t.t_v:
             f_err = st.f * math.exp(DEFICIT_HELD)
         else:
@@ -248,8 +257,8 @@ class OneChipLoop(ThermalLoop):
         judgements far enough apart in power (same re-tune: the air did not move between them),
         averaged with what was learned before."""
         tss = self.t_ss()
-        if tss is None:
-            return
+        if tss is None or self.t.retunes:
+            return               # after a re-tune the air may still be moving: keep K
         self.settled.append((pw, tss))
         del self.settled[:-2]
         if len(self.settled) < 2:
@@ -277,6 +286,7 @@ class OneChipLoop(ThermalLoop):
             if power == 'full':
                 new_mv = min(new_mv, mv)
             why = 'root: s %+.3f, die %.1f C, K %.2f C/W' % (s, self.t_ss(), self.k())
-            if abs(new_mv - mv) <= HOLD_MV * t.mv_step:
+            hold_mv = HOLD_MV + (HOLD_MV_VERIFY_EXTRA if t.stage == 'verify' else 0)
+            if abs(new_mv - mv) <= hold_mv * t.mv_step:
                 new_mv = mv
         self._hold_or_move(now_s, pw, g, new_mv, why)
