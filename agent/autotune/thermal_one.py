@@ -46,6 +46,8 @@ URGENT_OVER_C = 1.5        # holding and the die heads this far over the ceiling
 MARGIN_C = 0.0             # the chip's hot limit this far under the ceiling (the prediction
                            # keeps it; ThermalLoop's small rigs keep 0.3 C)
 ROOM_GAIN = 0.9            # share of the model's room to the ceiling a chip may climb into
+SETTLE_S = 15.0            # judge this long after a move (the profile's settle_s, 45 s, lets
+                           # the die settle; the model predicts where it goes)
 PTS_KEPT = 4               # judged points the root's line is fitted through
 DEFICIT_HELD = 0.02        # deficit assumed for a held chip with no error-limited point yet
 
@@ -60,6 +62,7 @@ class OneChipLoop(ThermalLoop):
     only: the per-chip search is search.py's, its hot steps sized by heat_c)."""
 
     margin_c = MARGIN_C
+    settle_s = SETTLE_S
     room_gain = ROOM_GAIN
 
     def __init__(self, tuner):

@@ -253,7 +253,9 @@ class Tuner:
         window = MEASURE_WINDOW_S
         if self.stage == 'verify' and self.samples:
             window = max(window, self.samples[-1][0] - self.t_stage)   # longer: less noise
-        t0 = max(self.t_v + self.prof['settle_s'], self.samples[-1][0] - window) \
+        # the one-chip loop predicts where the die is going: it waits for less (thermal_one.py)
+        settle_s = min(self.prof['settle_s'], getattr(self.voltage, 'settle_s', 1e9))
+        t0 = max(self.t_v + settle_s, self.samples[-1][0] - window) \
             if self.samples else 0.0
         pts = [s for s in self.samples if s[0] >= t0]
         if len(pts) < POWER_MIN_SAMPLES:
