@@ -22,6 +22,7 @@ from agent.cli import summary
 from agent.autotune import maths
 from agent.autotune import profile as PR
 from agent.autotune.halio import RigIO
+from agent.autotune.session import next_wake
 from agent.autotune.tuner import Tuner
 from agent import bench_nonces
 
@@ -303,12 +304,6 @@ def tick_spacing(times):
             'max_s': gaps[-1]}
 
 
-def next_wake(nxt, now, tick_s):
-    """The tuner's next step time as the agent's session takes it: a missing or past wake
-    time steps again a tick later."""
-    return nxt if nxt is not None and nxt > now else now + tick_s
-
-
 def _progress_line(tuner, io, t_s):
     s = tuner.get_status()
     print('[%6.0f s sim] %-7s %5.1f%%  %s mV  P %s W  G %s TH/s  settled %s%%'
@@ -498,10 +493,10 @@ def _heat_refused(args):
         return True
     model = models.get(args.model)
     wall_w = maths.wall_for_heat_w(_target(args, model, prof), prof['heat_share'])
-    if not 0.2 * model['nameplate_w'] <= wall_w <= model['power_limit_w']:
+    lo_w, hi_w = PR.power_range_w(model)
+    if not lo_w <= wall_w <= hi_w:
         print('hashpilot bench autotune: heat budget needs %.1f W at the wall, outside '
-              '%.1f..%.1f W for %s' % (wall_w, 0.2 * model['nameplate_w'],
-                                       model['power_limit_w'], model['name']), file=sys.stderr)
+              '%.1f..%.1f W for %s' % (wall_w, lo_w, hi_w, model['name']), file=sys.stderr)
         return True
     return False
 
@@ -529,6 +524,10 @@ def run_cli(args):
         return 2
     if args.time_scale <= 0:
         print('hashpilot bench autotune: --time-scale must be > 0', file=sys.stderr)
+        return 2
+    if args.mode != 'heat' and (args.heat_budget_w is not None or args.heat_share is not None):
+        print('hashpilot bench autotune: --heat-budget-w/--heat-share need --mode heat',
+              file=sys.stderr)
         return 2
     if args.mode == 'heat' and _heat_refused(args):
         return 2

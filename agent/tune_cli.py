@@ -15,6 +15,7 @@ from agent import config as C
 from agent.autotune import maths
 from agent.autotune import profile as PR
 from agent.autotune import store
+from agent.autotune.session import next_wake
 
 
 def _bar(frac, width=30):
@@ -94,8 +95,7 @@ def run_tune(args):
         saved = None if args.no_reuse else store.load_saved(results_dir, io.board_ids())
         tuner = Tuner(io, prof, target, saved=saved)
         print('tuning %s: profile %s, %s target %.1f %s%s' % (
-            rig.model['name'], prof['name'], prof['mode'], target,
-            'W' if prof['mode'] == 'power' else 'TH/s',
+            rig.model['name'], prof['name'], prof['mode'], target, PR.target_unit(prof['mode']),
             ' (reusing saved result)' if saved else ''), file=sys.stderr)
         last = 0.0
         limit = prof['time_budget_s'] * 1.5 + prof['verify_s']
@@ -110,7 +110,7 @@ def run_tune(args):
             rig.poll()
             now = clock.monotonic()
             if now >= wake:         # the tuner's own cadence (tick_s), as the agent's scheduler
-                wake = tuner.step(now)
+                wake = next_wake(tuner.step(now), now, tuner.tick_s)
             if time.monotonic() - last > (0.5 if tty else 10.0):
                 last = time.monotonic()
                 text = line()

@@ -128,8 +128,22 @@ def test_bench_autotune_heat_budget_against_the_oracle_at_the_wall():
 
 def test_bench_autotune_heat_refuses_a_bad_share_or_budget():
     for bad, why in ((['--heat-share', '0.3'], 'heat_share'),
-                     (['--heat-budget-w', '40'], 'outside 3.6..30.0 W')):
+                     (['--heat-budget-w', '40'], 'outside 4.0..30.0 W')):
         out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--mode',
                               'heat', '--model', 'GAMMA'] + bad,
                              cwd=REPO, capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and why in out.stderr, out.stderr
+
+
+def test_bench_autotune_heat_flags_need_heat_mode():
+    out = subprocess.run([sys.executable, '-m', 'agent', 'bench', 'autotune', '--mode', 'power',
+                          '--model', 'GAMMA', '--heat-share', '0.94'],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and 'need --mode heat' in out.stderr, out.stderr
+
+
+def test_next_wake_takes_the_tuners_time_or_an_idle_tick():
+    from agent.autotune.session import next_wake
+    assert next_wake(107.5, 100.0, 5.0) == 107.5        # the tuner's own wake time
+    assert next_wake(None, 100.0, 5.0) == 105.0         # none: a tick later
+    assert next_wake(99.0, 100.0, 5.0) == 105.0         # a past one (a slow poll): not a spin

@@ -145,3 +145,20 @@ def resolve_target(prof, model):
     nominal_ths = (model['boards'] * model['chips_per_board'] * model['cores_per_chip']
                    * model['f_nom_mhz'] * 1e6 / 1e12)
     return prof['target_rel'] * nominal_ths
+
+
+POWER_FLOOR_SHARE = 0.2    # lowest wall target: 20 % of the nameplate (below it the boards'
+                           # fixed draw is most of the power and J/TH means little)
+
+
+def power_range_w(model, limit_w=None):
+    """Wall-power targets a rig accepts: POWER_FLOOR_SHARE of the nameplate up to its power limit
+    (limit_w, else the model's)."""
+    return round(POWER_FLOOR_SHARE * model['nameplate_w']), limit_w or model['power_limit_w']
+
+
+def target_unit(mode):
+    """Unit of a mode's target: watts (power, heat), die C (thermal), else TH/s (as
+    agent/telemetry.tuner_view labels it; telemetry keeps its own copy: the MicroPython port
+    loads telemetry and not this module)."""
+    return 'W' if mode in ('power', 'heat') else 'C' if mode == 'thermal' else 'TH/s'

@@ -26,6 +26,12 @@ SECTION = options.section('tuner', [
 IDLE_STEP_S = 5.0
 
 
+def next_wake(nxt, now_s, idle_s=IDLE_STEP_S):
+    """When to step the tuner again: the wake time step() returned, or, when it returned none
+    or a past one, idle_s from now (the agent's timer, the bench and `hashpilot tune` alike)."""
+    return nxt if nxt is not None and nxt > now_s else now_s + idle_s
+
+
 class TuneSession:
     """Starts, steps, stops and saves tuner runs on the control thread."""
 
@@ -58,7 +64,7 @@ class TuneSession:
         self._timer = None
 
     def power_range_w(self):
-        return round(0.2 * self.model['nameplate_w']), self.supervisor.cfg['power_limit_w']
+        return tune_profile.power_range_w(self.model, self.supervisor.cfg['power_limit_w'])
 
     def register_commands(self, registry):
         lo, hi = self.power_range_w()
@@ -160,9 +166,7 @@ class TuneSession:
         if tuner.stage == 'done' and not self.saved:
             self.saved = True
             self._save(tuner.result())
-        if nxt is None or nxt <= now:
-            nxt = now + IDLE_STEP_S
-        return max(nxt, now + self.min_period_s)
+        return max(next_wake(nxt, now), now + self.min_period_s)
 
     def _xcheck_alarm(self, x):
         """Nonce source: raise when the counters (still read) disagree with the nonce counts
@@ -177,8 +181,10 @@ class TuneSession:
 
     def _save(self, res):
         paths = self.store.save(self.results_dir, res)
+        jth = res.get('j_per_th')     # None: no good hashes (every chip dead)
         self.on_event(event('rig.tune_done', 'raise', 'info', 'autotune done: %.0f W, %.2f TH/s, '
-                            '%.2f J/TH' % (res['power_w'], res['good_ths'], res['j_per_th'])))
+                            '%s J/TH' % (res['power_w'] or 0.0, res['good_ths'] or 0.0,
+                                         '%.2f' % jth if jth is not None else 'n/a')))
         if self.hooks is not None:
             self.hooks.fire({'event': 'tune_finished', 'result_files': paths,
                              'power_w': res['power_w'], 'j_per_th': res['j_per_th']})
