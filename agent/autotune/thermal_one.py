@@ -119,8 +119,11 @@ class OneChipLoop(ThermalLoop):
         ts, pw = t.samples[-1][0], t.samples[-1][1]
         if self.p_t is None:
             st = self._chip()
+            if st.temp_f is None:
+                return           # no die reading yet: seeding now would take it for a cold die
+                                 # (P_lag 0: ~30 C of phantom rise, an urgent drop)
             # a cold die (first reading near the air guess) has not seen the power yet
-            cold = st.temp_f is None or st.temp_f < AIR_GUESS_C + 0.5 * RISE_MIN_C
+            cold = st.temp_f < AIR_GUESS_C + 0.5 * RISE_MIN_C
             p0 = 0.0 if cold else pw
             self.p_s, self.p_lag1, self.p_lag2, self.p_t = pw, p0, p0, ts
             return
@@ -140,6 +143,8 @@ class OneChipLoop(ThermalLoop):
     # ---------------------------------------------------------------- loop
     def run(self, now_s):
         t = self.t
+        if not self._chip().alive:
+            return               # the only chip is dead: nothing to judge, hold the rail
         self._track_warming(now_s)
         t.dropped = True
         if t.retunes != self.seen_retunes:
@@ -202,17 +207,24 @@ class OneChipLoop(ThermalLoop):
         if t.stage == 'verify':
             t.stage = 'search'
         mv = t.mv[0]
-        new_mv = self._root_mv(mv, self._s(mv))
+        s = self._s(mv)
+        if s is None:
+            return False         # no power reading yet: the chip's hot steps shed the heat
+        new_mv = self._root_mv(mv, s)
         if new_mv >= mv:
             return False
         t._move_voltage(mv, new_mv, now_s, 'die heads %.1f C over the ceiling' % (tss - t.target))
         return True
 
     def _s(self, mv):
-        """ln(f_therm / f_err) at this voltage, from the model."""
+        """ln(f_therm / f_err) at this voltage, from the model; None without a die or power
+        reading (the model has nothing to stand on)."""
         t = self.t
         st = self._chip()
-        room = (t.hot_c - self.t_ss()) / self.heat_c(st)
+        tss, heat_c = self.t_ss(), self.heat_c(st)
+        if tss is None or not heat_c:
+            return None
+        room = (t.hot_c - tss) / heat_c
         f_therm = st.f * max(0.3, 1.0 + room)
         ref = self.ref or self.ref_held
         if ref is not None:
@@ -283,6 +295,8 @@ class OneChipLoop(ThermalLoop):
         else:
             self._learn_k(pw)
             s = self._s(mv)
+            if s is None:        # no die reading: no judgement (not a hold: never done blind)
+                return
             self.pts.append((math.log(mv), s))
             del self.pts[:-PTS_KEPT]
             new_mv = self._root_mv(mv)
