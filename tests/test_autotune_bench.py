@@ -36,12 +36,14 @@ def test_bench_autotune_gamma_reaches_the_oracle():
 
 @pytest.mark.slow
 def test_bench_autotune_gamma_thermal_mode():
-    """--mode thermal over the simulator: most hashes under a 72 C die ceiling."""
+    """--mode thermal over the simulator: most hashes under a 72 C die ceiling, within issue 12's
+    goals since the one-chip loop (thermal_one.py; the 18 GAMMA table rows gave -0.58 ... +0.71 %
+    and 4.3-7.1 simulated minutes; before it -2 % and 25 minutes were the bounds)."""
     r = _bench_json(['--model', 'GAMMA', '--seed', '1', '--mode', 'thermal', '--max-die-c', '72',
                      '--time-scale', '30', '--hold-s', '90'], 300)
     assert r['mode'] == 'thermal' and r['max_die_c'] == 72.0
-    assert r['converged'] and r['converge_sim_min'] <= 25
-    assert -2.0 <= r['gap_pct'] <= 0.5
+    assert r['converged'] and r['converge_sim_min'] <= 15, r['converge_sim_min']
+    assert -1.0 <= r['gap_pct'] <= 1.0, r['gap_pct']
     assert r['worst_overshoot_c'] <= 2.0
 
 
