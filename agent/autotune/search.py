@@ -7,6 +7,8 @@ floor, every chip sheds frequency in proportion (the only way left to lower the 
 
 from agent.autotune import maths, nonces
 
+SETTLED_STEP = 0.006       # a chip whose last step was smaller than this counts as settled
+
 CLIMB_STOP_OVER = 0.01     # over budget by more than this: no chip steps up
 MIN_UP_STEP = 0.003        # chips near a full budget still creep up this much per decision
 ZERO_ERR_COUNT = 3.0       # expected errors at the target when a silent chip may step up

@@ -11,11 +11,14 @@ hertz per watt), so the loop looks for the root of s(V) = ln(f_therm / f_err):
   air guess per watt) and P_lag the wall power passed through the die's time constant and the
   reading's smoothing. No air temperature is needed once K is known; the prediction is
   t.warming_c, so the chip's hot limit and climb room look where the die is going;
-- f_therm at the present voltage from the room to the ceiling: 1 + (ceiling - T_ss) / (K P_chip);
-- f_err from the last point where the chip settled on its error rate, moved by the V-F prior
-  (a chip held by the ceiling shows almost no errors, so its deficit cannot be counted);
-- one Newton (secant once two points are known, bracketed once both signs are) step to the root,
-  snapped to the rail's step; within HOLD_MV of it the loop holds.
+- f_therm at the present voltage from the room to the ceiling: 1 + (ceiling - T_ss) / (K P_chip
+  / PSU_EFF), the chip's DC power taken back to the wall, where K is counted;
+- f_err from the last error decision with errors behind it and a rate near the target (ref),
+  moved to the present voltage by the V-F prior; one counted while the ceiling held the chip
+  (ref_held) stands in while there is no free one (after an ambient step there may never be);
+- one Newton step to the root of a least-squares line through the last PTS_KEPT judged points
+  (its slope kept within a band around the prior; the prior alone with one point), snapped to
+  the rail's step; within HOLD_STEPS rail steps of it the loop holds.
 
 The chip's own hot steps are sized by the same model (K P_chip degrees per unit of frequency,
 not SELF_HEAT_C: one chip heats its whole board, ~3.7 times the share of an S21 chip).
@@ -24,10 +27,12 @@ not SELF_HEAT_C: one chip heats its whole board, ~3.7 times the share of an S21 
 import math
 
 from agent.autotune import maths
-from agent.autotune.search import TEMP_SMOOTH_S
+from agent.autotune.search import TEMP_SMOOTH_S, SETTLED_STEP
 from agent.autotune.thermal import ThermalLoop, TAU_DIE_S, AIR_GUESS_C, URGENT_HOT_C
 from agent.autotune.voltage import VoltageLoop
 
+F_THERM_MIN = 0.3          # f_therm at least this share of f: far over the ceiling the line
+                           # would go negative (log of it), and the move is capped anyway
 ONE_CHIP_MAX = 1           # rigs with this many chips or fewer run OneChipLoop
 PSU_EFF = 0.94             # wall to DC (the model's figures; docs/autotune.md)
 RISE_MIN_C = 20.0          # prior die rise at least this (cold start: the air guess is off)
@@ -37,8 +42,9 @@ THERM_SLOPE = 4.5          # prior -d ln f_therm / d ln V (V^2 at fixed power, l
                            # rising e-fold per 10 % of V, 0.15 %/C of fmax lost to heat)
 S_SLOPE_SPAN = 2.0         # secant slope of s within [1/S_SLOPE_SPAN, S_SLOPE_SPAN] x prior
 MOVE_MAX = 0.03            # largest voltage move (ln) per judgement
-HOLD_MV = 2                # the root this close: hold (the peak loses ~0.3 % per mV)
-HOLD_MV_VERIFY_EXTRA = 1   # ... and one more while verifying (no flapping on noise)
+HOLD_STEPS = 2             # the root this many rail steps close: hold (the GAMMA's step is 1 mV;
+                           # its peak loses ~0.3 % per mV)
+HOLD_VERIFY_EXTRA = 1      # ... and one more while verifying (no flapping on noise)
 P_SMOOTH_S = 10.0           # wall readings are +-1 %: this much smoothing for the prediction
 REF_ERR_MIN = 2            # errors behind an error-limited point (fewer: a bound)
 REF_ERR_BAND = 3.0         # the chip counts as error-limited with err_est within x/ this band
@@ -86,7 +92,8 @@ class OneChipLoop(ThermalLoop):
     def _fixed_w(self):
         m = self.t.io.model()
         return m.get('board_w', 0.0) * m['boards'] + m.get('ctrl_w', 0.0) + \
-            0.5 * m.get('fan_w', 0.0) * m.get('fans', 0)
+            0.5 * m.get('fan_w', 0.0) * m.get('fans', 0)   # fans: a rough half (their duty
+                                                           # is not the tuner's to know)
 
     def chip_w(self, pw):
         """Chip power (DC) from a wall reading: less the board, controller and half the fans."""
@@ -177,7 +184,7 @@ class OneChipLoop(ThermalLoop):
         ref = (t.mv[0], st.err_f * math.exp(maths.ERR_EFOLD * math.log(t.err_t / st.err_est)))
         if st.hot_at is not None and st.hot_at >= t.t_v:
             self.ref_held = ref
-        elif st.last_step < 0.006:
+        elif st.last_step < SETTLED_STEP:   # the chip's search has settled there
             self.ref = ref
 
     def _drifted(self, now_s):
@@ -225,7 +232,7 @@ class OneChipLoop(ThermalLoop):
         if tss is None or not heat_c:
             return None
         room = (t.hot_c - tss) / heat_c
-        f_therm = st.f * max(0.3, 1.0 + room)
+        f_therm = st.f * max(F_THERM_MIN, 1.0 + room)
         ref = self.ref or self.ref_held
         if ref is not None:
             f_err = ref[1] * maths.vf_ratio(mv / 1000.0, ref[0] / 1000.0, self._chip_v(mv)[1])
@@ -303,7 +310,7 @@ class OneChipLoop(ThermalLoop):
             if power == 'full':
                 new_mv = min(new_mv, mv)
             why = 'root: s %+.3f, die %.1f C, K %.2f C/W' % (s, self.t_ss(), self.k())
-            hold_mv = HOLD_MV + (HOLD_MV_VERIFY_EXTRA if t.stage == 'verify' else 0)
-            if abs(new_mv - mv) <= hold_mv * t.mv_step:
+            hold = HOLD_STEPS + (HOLD_VERIFY_EXTRA if t.stage == 'verify' else 0)
+            if abs(new_mv - mv) <= hold * t.mv_step:
                 new_mv = mv
         self._hold_or_move(now_s, pw, g, new_mv, why)

@@ -18,13 +18,12 @@ import math
 
 from hal import pll
 from agent.autotune import maths, nonces
-from agent.autotune.search import ChipSearch, ChipState
+from agent.autotune.search import ChipSearch, ChipState, SETTLED_STEP
 from agent.autotune.thermal import ThermalLoop, power_cap_w
 from agent.autotune.thermal_one import OneChipLoop, wants_one_chip
 from agent.autotune.voltage import VoltageLoop
 
 STAGES = ('idle', 'start', 'search', 'verify', 'done', 'paused', 'failed')
-SETTLED_STEP = 0.006       # a chip whose last step was smaller than this counts as settled
 RECENT_AFTER_MOVE_S = 10.0  # recent power counts from this long after a voltage move
 STOCK_MARGIN = 1.25        # assumed fmax / stock frequency for the first voltage move
 MEASURE_WINDOW_S = 30.0    # the goal is judged on the last this many seconds
