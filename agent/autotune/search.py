@@ -142,8 +142,7 @@ class ChipSearch:
             return None
         st.hot_step_at = now_s
         excess = st.temp_f + self.t.warming_c - self.t.hot_c
-        heat = getattr(self.t.voltage, 'heat_c', None)    # one chip: its learned model
-        heat_c = heat(st) if heat else None
+        heat_c = self.t.voltage.heat_c(st)    # one chip: its learned model
         if heat_c:
             return -min(HOT_STEP_MAX, max(FINE_HOT_STEP, excess / heat_c))
         return -min(HOT_STEP_MAX, max(-HOT_STEP, HOT_GAIN * excess / SELF_HEAT_C))

@@ -248,15 +248,13 @@ class OneChipLoop(ThermalLoop):
         [1/S_SLOPE_SPAN, S_SLOPE_SPAN] x the prior; the prior alone with one point."""
         v, v_nom = self._chip_v(mv)
         prior = dlns_prior = -(maths.dlng_dlnv(v, v_nom) + THERM_SLOPE)
-        pts = self.pts
-        n = float(len(pts))
-        xm = sum(p[0] for p in pts) / n
-        sm = sum(p[1] for p in pts) / n
-        sxx = sum((p[0] - xm) ** 2 for p in pts)
-        if len(pts) >= 2 and sxx > 0.0:
-            slope = sum((p[0] - xm) * (p[1] - sm) for p in pts) / sxx
+        xs = [p[0] for p in self.pts]
+        ss = [p[1] for p in self.pts]
+        xm, sm = sum(xs) / len(xs), sum(ss) / len(ss)
+        fit = maths.line_fit(xs, ss)
+        if fit is not None:
             lo, hi = dlns_prior * S_SLOPE_SPAN, dlns_prior / S_SLOPE_SPAN
-            prior = max(lo, min(hi, slope))
+            prior = max(lo, min(hi, fit[0]))
         return xm, sm, prior
 
     def _root_mv(self, mv, s=None):

@@ -107,7 +107,9 @@ class Tuner:
         self.hot_c = m['temp_hot_c'] - p['temp_margin_c']
         if self.mode == 'thermal':
             small = m['boards'] * m['chips_per_board'] < SMALL_RIG_CHIPS
-            margin = getattr(self.voltage, 'margin_c', THERMAL_MARGIN_C if small else 0.0)
+            margin = self.voltage.margin_c
+            if margin is None:
+                margin = THERMAL_MARGIN_C if small else 0.0
             self.hot_c = min(self.hot_c, self.target - margin)
         # Wall-power budget the chips must stay under: the goal in power mode; in thermal mode
         # the rig's power limit less a margin (or the profile's power_max_w), a second constraint
@@ -253,7 +255,8 @@ class Tuner:
         if self.stage == 'verify' and self.samples:
             window = max(window, self.samples[-1][0] - self.t_stage)   # longer: less noise
         # the one-chip loop predicts where the die is going: it waits for less (thermal_one.py)
-        settle_s = min(self.prof['settle_s'], getattr(self.voltage, 'settle_s', 1e9))
+        settle_s = self.prof['settle_s'] if self.voltage.settle_s is None else \
+            min(self.prof['settle_s'], self.voltage.settle_s)
         t0 = max(self.t_v + settle_s, self.samples[-1][0] - window) \
             if self.samples else 0.0
         pts = [s for s in self.samples if s[0] >= t0]
@@ -360,7 +363,7 @@ class Tuner:
         if t is None:
             return 0.0
         t += self.warming_c
-        heat_c = self.voltage.heat_c(st) if hasattr(self.voltage, 'heat_c') else None
+        heat_c = self.voltage.heat_c(st)
         if heat_c:                   # one chip: its learned model (thermal_one.py)
             return self.voltage.room_gain * (self.hot_c - t) / heat_c
         return ROOM_GAIN * (self.hot_c - t) / max(5.0, t - AIR_GUESS_C)

@@ -18,8 +18,16 @@ SAMPLES_KEPT_S = 600.0
 class VoltageLoop:
     """One run() per tuner step. Reads and moves the tuner's voltage through `t`."""
 
+    margin_c = None              # thermal hot-limit margin under the ceiling (None: the tuner's)
+    settle_s = None              # wait after a move before judging (None: the profile's)
+
     def __init__(self, tuner):
         self.t = tuner
+
+    def heat_c(self, st):
+        """Die degrees per unit of relative frequency for a chip, when the loop has a learned
+        thermal model (thermal_one.py); None: the search's family prior."""
+        return None
 
     def run(self, now_s):
         t = self.t
